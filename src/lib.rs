@@ -1,0 +1,4 @@
+//! mixreplace: a small, fast server for `multipart/x-mixed-replace` HTTP streams, on one
+//! single-threaded `mio` event loop.
+
+pub mod wheel;
