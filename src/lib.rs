@@ -1,4 +1,20 @@
 //! mixreplace: a small, fast server for `multipart/x-mixed-replace` HTTP streams, on one
 //! single-threaded `mio` event loop.
+//!
+//! The modules, from the wire inwards: [`server`] (the loop), [`conn`] (one connection's
+//! state machine), [`outbox`] (what a connection still has to write), [`http`] (requests
+//! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
+//! [`route`], [`stats`], [`wheel`] (timers), [`clock`], [`sys`] and [`cli`].
 
+pub mod cli;
+pub mod clock;
+pub mod conn;
+pub mod http;
+pub mod multipart;
+pub mod outbox;
+pub mod route;
+pub mod server;
+pub mod source;
+pub mod stats;
+pub mod sys;
 pub mod wheel;

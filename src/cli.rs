@@ -1,0 +1,152 @@
+//! The command line: flags in, a validated configuration out.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use crate::clock::Micros;
+use crate::conn::Limits;
+use crate::route::{Route, Routes};
+use crate::server::Config;
+use crate::source::StreamSpec;
+
+pub const USAGE: &str = "\
+Usage: mixreplace [OPTIONS]
+
+Serves multipart/x-mixed-replace HTTP streams from one event loop.
+
+Options:
+  --listen ADDR          Address to listen on [default: 127.0.0.1:8080]; port 0 picks a
+                         free port. The line `listening on http://IP:PORT/` on stdout
+                         says where, once the server is ready.
+  --stream PATH=SPEC     Serve SPEC at PATH (repeatable). Without any, / serves the demo.
+                         SPEC is one of:
+                           demo                the origin's 15-part demo (about 6.4 s)
+                           synthetic:parts=N,size=BYTES,interval=MS
+                                               N parts of BYTES deterministic bytes, MS
+                                               apart (0: as fast as the client reads)
+  --allow-quit           GET /quit answers 202 and stops the server gracefully.
+  --head-timeout SECS    Time allowed for the request head [default: 10] (then 408).
+  --send-timeout SECS    Close a connection whose writes make no progress this long
+                         [default: 30].
+  -h, --help             Print this help.
+  -V, --version          Print the version.
+
+Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /quit (with
+--allow-quit). Logs go to stderr; set RUST_LOG (default: info).
+Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
+command line.";
+
+pub enum Command {
+    Run(Options),
+    Help,
+    Version,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: Config,
+    pub allow_quit: bool,
+    pub streams: Vec<(String, StreamSpec)>,
+}
+
+impl Options {
+    /// Builds every stream (encoding its parts once) and the routing table.
+    pub fn routes(&self) -> io::Result<Routes> {
+        let mut routes = Routes::default();
+        for (path, spec) in &self.streams {
+            routes.add(path, Route::Stream(Rc::new(spec.build()?)));
+        }
+        routes.add("/stats", Route::Stats);
+        if self.allow_quit {
+            routes.add("/quit", Route::Quit);
+        }
+        Ok(routes)
+    }
+}
+
+/// Paths the server answers itself, which a stream cannot take.
+const RESERVED: [&str; 2] = ["/stats", "/quit"];
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut options = Options {
+        config: Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: Limits::default(),
+        },
+        allow_quit: false,
+        streams: Vec::new(),
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("listen") => {
+                let value = string_value(&mut parser, "--listen")?;
+                options.config.listen = value.parse().map_err(|_| {
+                    format!("invalid value '{value}' for --listen: expected IP:PORT")
+                })?;
+            }
+            Long("stream") => {
+                let value = string_value(&mut parser, "--stream")?;
+                let stream = parse_stream(&value, &options.streams)?;
+                options.streams.push(stream);
+            }
+            Long("allow-quit") => options.allow_quit = true,
+            Long("head-timeout") => {
+                options.config.limits.head_timeout = seconds(&mut parser, "--head-timeout")?
+            }
+            Long("send-timeout") => {
+                options.config.limits.send_timeout = seconds(&mut parser, "--send-timeout")?
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    if options.streams.is_empty() {
+        options.streams.push(("/".to_owned(), StreamSpec::Demo));
+    }
+    Ok(Command::Run(options))
+}
+
+fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("invalid value for {flag}: not UTF-8"))
+}
+
+fn parse_stream(
+    value: &str,
+    taken: &[(String, StreamSpec)],
+) -> Result<(String, StreamSpec), String> {
+    let (path, spec) = value
+        .split_once('=')
+        .ok_or_else(|| format!("invalid value '{value}' for --stream: expected PATH=SPEC"))?;
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "invalid path '{path}' for --stream: must start with / and hold no ?, # or space"
+        ));
+    }
+    if RESERVED.contains(&path) || taken.iter().any(|(p, _)| p == path) {
+        return Err(format!("--stream {path}: that path is already taken"));
+    }
+    let spec =
+        StreamSpec::parse(spec).map_err(|e| format!("invalid value for --stream {path}: {e}"))?;
+    Ok((path.to_owned(), spec))
+}
+
+/// A positive number of seconds, fractions allowed, up to a day.
+fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Micros, String> {
+    let value = string_value(parser, flag)?;
+    match value.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok((secs * 1e6).round() as Micros),
+        _ => Err(format!(
+            "invalid value '{value}' for {flag}: expected seconds, more than 0 and at most 86400"
+        )),
+    }
+}

@@ -1,0 +1,481 @@
+//! One client connection: a state machine driven by readiness and timer inputs.
+//!
+//! ```text
+//!  Head ──request──▶ Stream ──last part / stop──▶ Finishing ──all sent──▶ Lingering ──▶ closed
+//!    │                                              ▲                        │
+//!    └──────── short answer (404, 408, …) ──────────┘      client EOF or linger timeout
+//! ```
+//!
+//! Invariants:
+//! - A connection has at most one pending timer; what it means follows from the state:
+//!   the head deadline, the next part's due time, the send timeout (while a write is
+//!   blocked), or the end of lingering.
+//! - The outbox holds at most the part being written (plus framing): a client that reads
+//!   slowly makes its own timeline wait rather than queueing parts, so memory per
+//!   connection is bounded by the largest part.
+//! - The server never closes a connection with bytes still to send: it shuts down its
+//!   side and reads what the client still sends until the client closes (lingering
+//!   close, as nginx does), so the client reads the answer instead of a reset.
+//! - A connection never touches `Poll`; it reports `Close` and the loop removes it after
+//!   the event batch.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::rc::Rc;
+
+use log::debug;
+use mio::net::TcpStream;
+
+use crate::clock::{Clock, Micros, tick_of_deadline};
+use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
+use crate::multipart::Stamp;
+use crate::outbox::{Chunk, Flush, Outbox};
+use crate::route::{Route, Routes};
+use crate::source::Stream;
+use crate::stats::{Reason, Stats};
+use crate::wheel::{TimerId, Wheel};
+
+/// Reads per wake-up before a connection yields to the others; a client that keeps
+/// sending produces new readiness events, so nothing is missed.
+const READS_PER_WAKE: usize = 4;
+
+/// Timer payload: which connection, and which incarnation of its slab slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    Conn {
+        key: usize,
+        serial: u32,
+    },
+    /// The graceful stop's deadline: past it the server exits whatever is still open.
+    StopDeadline,
+    /// Accepting was paused (out of file descriptors); try again.
+    ResumeAccept,
+}
+
+/// Timeouts and budgets, from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub head_timeout: Micros,
+    pub send_timeout: Micros,
+    pub linger: Micros,
+    /// Bytes one connection may write per loop turn before the others get their turn.
+    pub write_budget: usize,
+}
+
+/// Everything a connection may use while it handles one input.
+pub struct Cx<'a> {
+    pub now: Micros,
+    pub key: usize,
+    pub clock: &'a Clock,
+    pub timers: &'a mut Wheel<Timer>,
+    pub routes: &'a Routes,
+    pub limits: &'a Limits,
+    pub stats: &'a mut Stats,
+    /// Shared read buffer: connections read into it and keep only what they need.
+    pub scratch: &'a mut [u8],
+    /// Connections that ran out of write budget with the socket still writable.
+    pub write_again: &'a mut Vec<usize>,
+    /// Set by `GET /quit`.
+    pub stop_requested: &'a mut bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    Readable,
+    Writable,
+    Timer,
+    /// The server is stopping: end the stream with its closing delimiter.
+    Stop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Close(Reason),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Reading the request head; the buffer is dropped once the head is parsed.
+    Head { buf: Vec<u8> },
+    /// Sending a stream: part `next` is due at `due` (past the last part, `due` is when
+    /// the stream ends).
+    Stream {
+        stream: Rc<Stream>,
+        next: u64,
+        due: Micros,
+    },
+    /// Writing the last bytes (an answer, or a stream's end); then lingering.
+    Finishing,
+    /// Our side is shut; discarding input until the client closes or time runs out.
+    Lingering,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    socket: TcpStream,
+    serial: u32,
+    state: State,
+    out: Outbox,
+    timer: Option<TimerId>,
+    /// The last write hit `WouldBlock`; wait for a writable event.
+    write_blocked: bool,
+    /// When the last byte was written (or the blocked write began): the send timeout
+    /// counts from here.
+    progress_at: Micros,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx) -> Conn {
+        let mut conn = Conn {
+            socket,
+            serial,
+            state: State::Head { buf: Vec::new() },
+            out: Outbox::default(),
+            timer: None,
+            write_blocked: false,
+            progress_at: cx.now,
+        };
+        conn.arm(cx, cx.now + cx.limits.head_timeout);
+        conn
+    }
+
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// Whether a stream is being sent (for graceful stop accounting).
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Stream { .. })
+    }
+
+    /// The one transition function.
+    pub fn handle(&mut self, input: Input, cx: &mut Cx) -> Outcome {
+        match input {
+            Input::Readable => self.on_readable(cx),
+            Input::Writable => {
+                let resumed = std::mem::take(&mut self.write_blocked);
+                self.pump(cx, resumed)
+            }
+            Input::Timer => {
+                self.timer = None;
+                self.on_timer(cx)
+            }
+            Input::Stop => self.on_stop(cx),
+        }
+    }
+
+    /// Frees what the connection holds outside itself: its timer.
+    pub fn release(&mut self, timers: &mut Wheel<Timer>) {
+        if let Some(id) = self.timer.take() {
+            timers.cancel(id);
+        }
+    }
+
+    fn on_readable(&mut self, cx: &mut Cx) -> Outcome {
+        match self.state {
+            State::Head { .. } => self.read_head(cx),
+            _ => self.discard_input(cx),
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Cx) -> Outcome {
+        match self.state {
+            State::Head { .. } => {
+                self.answer(Status::RequestTimeout, Version::Http11, false, "", cx)
+            }
+            State::Lingering => Outcome::Close(Reason::Finished),
+            State::Stream { .. } | State::Finishing if !self.out.is_empty() => {
+                self.check_send_timeout(cx)
+            }
+            State::Stream { .. } | State::Finishing => self.pump(cx, false),
+        }
+    }
+
+    fn on_stop(&mut self, cx: &mut Cx) -> Outcome {
+        match &self.state {
+            State::Head { .. } => Outcome::Close(Reason::Stopped),
+            State::Stream { stream, next, .. } => {
+                // Parts still to come: close the stream after the part in flight (never
+                // cut a part). All sent: the closing delimiter is already out.
+                if stream.step(*next).is_some() {
+                    self.out.push(Chunk::Shared(stream.closing().clone()));
+                }
+                self.state = State::Finishing;
+                self.pump(cx, false)
+            }
+            State::Finishing | State::Lingering => Outcome::Continue,
+        }
+    }
+
+    fn read_head(&mut self, cx: &mut Cx) -> Outcome {
+        for _ in 0..READS_PER_WAKE {
+            let n = match self.socket.read(cx.scratch) {
+                Ok(0) => return Outcome::Close(Reason::ClientGone),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Outcome::Close(classify(&e)),
+            };
+            let State::Head { buf } = &mut self.state else {
+                unreachable!("read_head outside the Head state")
+            };
+            // Keep one byte past the cap, so the parser can tell "too large".
+            let keep = n.min(MAX_HEAD + 1 - buf.len());
+            buf.extend_from_slice(&cx.scratch[..keep]);
+            let buf = std::mem::take(buf);
+            match http::parse(&buf) {
+                Ok(None) => self.state = State::Head { buf },
+                Ok(Some(request)) => {
+                    return match self.respond(&request, cx) {
+                        // The rest of what the client sent (a body, pipelined requests)
+                        // is read and dropped, so EOF and resets are seen.
+                        Outcome::Continue => self.discard_input(cx),
+                        close => close,
+                    };
+                }
+                Err(status) => return self.answer(status, Version::Http11, false, "", cx),
+            }
+        }
+        Outcome::Continue
+    }
+
+    fn respond(&mut self, request: &Request, cx: &mut Cx) -> Outcome {
+        let version = request.version;
+        let head_only = request.method == Method::Head;
+        let route = cx.routes.get(request.path);
+        match (route, request.method) {
+            (None, _) => self.answer(Status::NotFound, version, head_only, "", cx),
+            (Some(Route::Quit), Method::Get) => {
+                *cx.stop_requested = true;
+                self.answer(Status::Accepted, version, false, "", cx)
+            }
+            (Some(Route::Quit), _) => self.answer(
+                Status::MethodNotAllowed,
+                version,
+                head_only,
+                "Allow: GET\r\n",
+                cx,
+            ),
+            (Some(_), Method::Other) => self.answer(
+                Status::MethodNotAllowed,
+                version,
+                false,
+                "Allow: GET, HEAD\r\n",
+                cx,
+            ),
+            (Some(Route::Stats), _) => {
+                cx.stats.answered(Status::Ok);
+                let body = cx.stats.to_json(cx.now);
+                let bytes = http::response(
+                    Status::Ok,
+                    version,
+                    "application/json",
+                    body.as_bytes(),
+                    head_only,
+                    "",
+                );
+                self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
+            }
+            (Some(Route::Stream(stream)), _) => {
+                let stream = stream.clone();
+                self.start_stream(stream, version, head_only, cx)
+            }
+        }
+    }
+
+    fn start_stream(
+        &mut self,
+        stream: Rc<Stream>,
+        version: Version,
+        head_only: bool,
+        cx: &mut Cx,
+    ) -> Outcome {
+        cx.stats.answered(Status::Ok);
+        self.disarm(cx);
+        self.out.push(Chunk::Shared(stream.head(version).clone()));
+        if head_only {
+            self.state = State::Finishing;
+        } else {
+            cx.stats.streams += 1;
+            self.out.push(Chunk::Shared(stream.opening().clone()));
+            self.state = State::Stream {
+                stream,
+                next: 0,
+                due: cx.now,
+            };
+            // The first part goes out with the head, in the same write.
+            self.queue_due_part(cx);
+        }
+        self.pump(cx, false)
+    }
+
+    /// A short `text/plain` answer, then a graceful close.
+    fn answer(
+        &mut self,
+        status: Status,
+        version: Version,
+        head_only: bool,
+        extra: &str,
+        cx: &mut Cx,
+    ) -> Outcome {
+        debug!("#{} answers {}", cx.key, status.code());
+        cx.stats.answered(status);
+        let bytes = http::answer(status, version, head_only, extra);
+        self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
+    }
+
+    fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx) -> Outcome {
+        self.out.push(chunk);
+        self.state = State::Finishing;
+        self.disarm(cx);
+        self.pump(cx, false)
+    }
+
+    /// Writes what is queued, then moves the state on: queues the parts that are due,
+    /// or arms the timer for the next one, or finishes. `resumed`: the outbox was
+    /// blocked until now, so the client, not the schedule, decides when the next part
+    /// may go (its timeline waits).
+    fn pump(&mut self, cx: &mut Cx, resumed: bool) -> Outcome {
+        let mut resumed = resumed;
+        let mut budget = cx.limits.write_budget;
+        loop {
+            if self.write_blocked {
+                return Outcome::Continue;
+            }
+            let (flush, written) = match self.out.flush(&mut self.socket, budget) {
+                Ok(done) => done,
+                Err(e) => return Outcome::Close(classify(&e)),
+            };
+            budget = budget.saturating_sub(written);
+            cx.stats.bytes += written as u64;
+            if written > 0 {
+                self.progress_at = cx.now;
+            }
+            match flush {
+                Flush::Blocked => {
+                    self.write_blocked = true;
+                    if self.timer.is_none() {
+                        self.progress_at = cx.now;
+                        self.arm(cx, cx.now + cx.limits.send_timeout);
+                    }
+                    return Outcome::Continue;
+                }
+                Flush::Budget => {
+                    cx.write_again.push(cx.key);
+                    return Outcome::Continue;
+                }
+                Flush::Done => {}
+            }
+            match &mut self.state {
+                State::Stream { due, .. } => {
+                    if std::mem::take(&mut resumed) {
+                        *due = (*due).max(cx.now);
+                    }
+                    if *due > cx.now {
+                        let due = *due;
+                        self.arm(cx, due);
+                        return Outcome::Continue;
+                    }
+                    if !self.queue_due_part(cx) {
+                        // All parts sent and the final delay over: the stream is done.
+                        self.state = State::Finishing;
+                    }
+                }
+                State::Finishing => return self.linger(cx),
+                State::Head { .. } | State::Lingering => return Outcome::Continue,
+            }
+        }
+    }
+
+    /// Queues the part that is due, stamped with the moment it was due, and moves the
+    /// schedule on. `false` when the timeline has no more parts.
+    fn queue_due_part(&mut self, cx: &mut Cx) -> bool {
+        let State::Stream { stream, next, due } = &mut self.state else {
+            return false;
+        };
+        let Some(step) = stream.step(*next) else {
+            return false;
+        };
+        let stamp = Stamp::new(cx.clock.epoch_us(*due));
+        self.out.push(Chunk::Part(step.part.clone(), stamp));
+        cx.stats.parts += 1;
+        *next += 1;
+        *due += step.delay;
+        true
+    }
+
+    /// Everything is sent: shut our side and read until the client closes.
+    fn linger(&mut self, cx: &mut Cx) -> Outcome {
+        if let Err(e) = self.socket.shutdown(Shutdown::Write) {
+            return Outcome::Close(classify(&e));
+        }
+        self.state = State::Lingering;
+        self.arm(cx, cx.now + cx.limits.linger);
+        self.discard_input(cx)
+    }
+
+    fn check_send_timeout(&mut self, cx: &mut Cx) -> Outcome {
+        let deadline = self.progress_at + cx.limits.send_timeout;
+        if cx.now >= deadline {
+            debug!("#{} made no write progress for the send timeout", cx.key);
+            return Outcome::Close(Reason::SendTimeout);
+        }
+        // Writes progressed since the timer was set: wait out the rest.
+        self.arm(cx, deadline);
+        Outcome::Continue
+    }
+
+    /// Reads and drops input, to see the client's EOF or reset.
+    fn discard_input(&mut self, cx: &mut Cx) -> Outcome {
+        for _ in 0..READS_PER_WAKE {
+            match self.socket.read(cx.scratch) {
+                Ok(0) => return self.on_client_eof(),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Outcome::Close(classify(&e)),
+            }
+        }
+        Outcome::Continue
+    }
+
+    fn on_client_eof(&mut self) -> Outcome {
+        match self.state {
+            // The answer is still going out to a client that only half-closed.
+            State::Finishing => Outcome::Continue,
+            State::Lingering => Outcome::Close(Reason::Finished),
+            State::Head { .. } | State::Stream { .. } => Outcome::Close(Reason::ClientGone),
+        }
+    }
+
+    fn arm(&mut self, cx: &mut Cx, at: Micros) {
+        self.disarm(cx);
+        let timer = Timer::Conn {
+            key: cx.key,
+            serial: self.serial,
+        };
+        self.timer = Some(cx.timers.insert(tick_of_deadline(at), timer));
+    }
+
+    fn disarm(&mut self, cx: &mut Cx) {
+        if let Some(id) = self.timer.take() {
+            cx.timers.cancel(id);
+        }
+    }
+}
+
+/// Peer hang-ups are the normal end of a stream; anything else is an error.
+fn classify(e: &io::Error) -> Reason {
+    use io::ErrorKind::*;
+    match e.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => {
+            Reason::ClientGone
+        }
+        _ => Reason::Error,
+    }
+}

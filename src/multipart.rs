@@ -1,0 +1,258 @@
+//! RFC 2046 framing for `multipart/x-mixed-replace`, encoded once and shared.
+//!
+//! The wire format of a stream (CRLF everywhere):
+//!
+//! ```text
+//! --B                                   opening dash-boundary (sent after the response head)
+//! Content-Type: image/png               ┐
+//! Content-Length: 1795                  │ a part: its head, the stamp of the moment it was
+//! X-Timestamp: 1763722800.500000        │ due, a blank line, the body, and at once the
+//!                                       │ delimiter that opens the next part, so a browser
+//! <body>                                │ shows this part without waiting for the next one
+//! --B                                   ┘ (the last part ends with --B-- instead)
+//! ```
+//!
+//! A part is encoded once per stream ([`Part`]) and shared by every connection; only the
+//! stamp, a few bytes, is per connection ([`Stamp`], inline, no allocation). A boundary is
+//! random, and checked absent from every body it frames.
+
+use std::fmt;
+use std::io;
+
+/// Length of a generated boundary; RFC 2046 allows up to 70 characters.
+const BOUNDARY_LEN: usize = 32;
+const BOUNDARY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+
+/// A multipart boundary: `[A-Za-z0-9_-]`, never starting with `-` (so never with `--`,
+/// which would make a delimiter look like a closing one to lax parsers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Boundary(String);
+
+impl Boundary {
+    /// A fresh random boundary, from the OS random source.
+    pub fn random() -> io::Result<Boundary> {
+        let mut bytes = [0u8; BOUNDARY_LEN];
+        fill_random(&mut bytes)?;
+        // 62 letters and digits first, then `_` and `-`: the first character is taken
+        // from the first 62 only.
+        let text = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let choices = if i == 0 { 62 } else { BOUNDARY_CHARS.len() };
+                BOUNDARY_CHARS[b as usize % choices] as char
+            })
+            .collect();
+        Ok(Boundary(text))
+    }
+
+    /// A random boundary that occurs in none of `bodies`.
+    pub fn absent_from<'a>(bodies: impl Iterator<Item = &'a [u8]> + Clone) -> io::Result<Self> {
+        loop {
+            let boundary = Boundary::random()?;
+            if !bodies.clone().any(|body| boundary.occurs_in(body)) {
+                return Ok(boundary);
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn occurs_in(&self, body: &[u8]) -> bool {
+        let needle = self.0.as_bytes();
+        body.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// `--B\r\n`: opens the first part.
+    pub fn opening(&self) -> Vec<u8> {
+        format!("--{}\r\n", self.0).into_bytes()
+    }
+
+    /// `\r\n--B--\r\n`: ends the stream. Sent after a part's delimiter it closes an empty
+    /// final part, which RFC 2046 allows (a graceful stop mid-stream does that).
+    pub fn closing(&self) -> Vec<u8> {
+        format!("\r\n--{}--\r\n", self.0).into_bytes()
+    }
+}
+
+impl fmt::Display for Boundary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `rest`, a live, writable slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        } else {
+            filled += n as usize;
+        }
+    }
+    Ok(())
+}
+
+/// One encoded part: everything but the stamp, which goes at `stamp_at`.
+#[derive(Debug)]
+pub struct Part {
+    bytes: Box<[u8]>,
+    stamp_at: usize,
+    body_at: usize,
+    body_len: usize,
+}
+
+/// Whether a part is followed by another (`--B`) or ends the stream (`--B--`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    More,
+    End,
+}
+
+impl Part {
+    pub fn encode(boundary: &Boundary, content_type: &str, body: &[u8], then: Then) -> Part {
+        let mut bytes = Vec::with_capacity(body.len() + 128);
+        bytes.extend_from_slice(b"Content-Type: ");
+        bytes.extend_from_slice(content_type.as_bytes());
+        bytes.extend_from_slice(
+            format!("\r\nContent-Length: {}\r\nX-Timestamp: ", body.len()).as_bytes(),
+        );
+        let stamp_at = bytes.len();
+        bytes.extend_from_slice(b"\r\n\r\n");
+        let body_at = bytes.len();
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(b"\r\n--");
+        bytes.extend_from_slice(boundary.as_str().as_bytes());
+        bytes.extend_from_slice(match then {
+            Then::More => b"\r\n",
+            Then::End => b"--\r\n",
+        });
+        Part {
+            bytes: bytes.into_boxed_slice(),
+            stamp_at,
+            body_at,
+            body_len: body.len(),
+        }
+    }
+
+    /// The bytes before the stamp and after it.
+    pub fn halves(&self) -> (&[u8], &[u8]) {
+        self.bytes.split_at(self.stamp_at)
+    }
+
+    /// Bytes on the wire, stamp included.
+    pub fn wire_len(&self, stamp: &Stamp) -> usize {
+        self.bytes.len() + stamp.as_bytes().len()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.body_at..self.body_at + self.body_len]
+    }
+}
+
+/// `seconds.micros` since the Unix epoch, formatted without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    text: [u8; 24],
+    len: u8,
+}
+
+impl Stamp {
+    pub fn new(epoch_us: u64) -> Stamp {
+        let mut text = [0u8; 24];
+        let mut digits = [0u8; 20];
+        let mut n = epoch_us / 1_000_000;
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..count].iter().rev().enumerate() {
+            text[i] = *d;
+        }
+        text[count] = b'.';
+        let mut micros = epoch_us % 1_000_000;
+        for i in (0..6).rev() {
+            text[count + 1 + i] = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        Stamp {
+            text,
+            len: (count + 7) as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_are_long_random_and_well_formed() {
+        let a = Boundary::random().unwrap();
+        let b = Boundary::random().unwrap();
+        assert_ne!(a, b);
+        assert!(a.as_str().len() >= 24);
+        assert!(!a.as_str().starts_with('-'));
+        assert!(a.as_str().bytes().all(|c| BOUNDARY_CHARS.contains(&c)));
+    }
+
+    #[test]
+    fn a_boundary_avoids_the_bodies_it_frames() {
+        let boundary = Boundary::random().unwrap();
+        let body = format!("xx{boundary}yy");
+        assert!(boundary.occurs_in(body.as_bytes()));
+        let chosen = Boundary::absent_from([body.as_bytes()].into_iter()).unwrap();
+        assert_ne!(chosen, boundary);
+        assert!(!chosen.occurs_in(body.as_bytes()));
+    }
+
+    #[test]
+    fn a_part_is_framed_with_its_delimiter_and_the_stamp_in_between() {
+        let boundary = Boundary("B".repeat(24));
+        let part = Part::encode(&boundary, "text/plain", b"hi", Then::More);
+        let stamp = Stamp::new(1_763_722_800_000_042);
+        let (head, tail) = part.halves();
+        let wire = [head, stamp.as_bytes(), tail].concat();
+        let b = "B".repeat(24);
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            format!(
+                "Content-Type: text/plain\r\nContent-Length: 2\r\n\
+                 X-Timestamp: 1763722800.000042\r\n\r\nhi\r\n--{b}\r\n"
+            )
+        );
+        assert_eq!(part.body(), b"hi");
+        assert_eq!(part.wire_len(&stamp), head.len() + 17 + tail.len());
+        let last = Part::encode(&boundary, "text/plain", b"", Then::End);
+        assert!(
+            last.halves()
+                .1
+                .ends_with(format!("\r\n\r\n\r\n--{b}--\r\n").as_bytes())
+        );
+        assert_eq!(last.body(), b"");
+    }
+
+    #[test]
+    fn stamps_have_six_digit_micros() {
+        assert_eq!(Stamp::new(0).as_bytes(), b"0.000000");
+        assert_eq!(Stamp::new(1_500_000).as_bytes(), b"1.500000");
+        assert_eq!(Stamp::new(u64::MAX).as_bytes(), b"18446744073709.551615");
+    }
+}

@@ -1,0 +1,232 @@
+//! What a connection still has to send: a few shared chunks and an offset, written with
+//! vectored writes.
+//!
+//! The outbox never copies a part: it holds the `Rc` of the encoded part and the
+//! connection's own stamp, and hands the kernel up to [`MAX_SLICES`] slices per `writev`.
+//! Its queue lives for the connection's lifetime, so queueing a part allocates nothing.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+use crate::multipart::{Part, Stamp};
+
+/// Slices handed to one `writev`: a response head, the opening delimiter, a part (three
+/// slices) and the closing delimiter fit in one call.
+const MAX_SLICES: usize = 8;
+
+/// A piece of output.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes encoded once and shared by many connections (a stream's head, delimiters).
+    Shared(Rc<[u8]>),
+    /// Bytes made for this connection alone (a short answer; not on the streaming path).
+    Owned(Box<[u8]>),
+    /// A part, with this connection's stamp between its head and its body.
+    Part(Rc<Part>, Stamp),
+}
+
+impl Chunk {
+    /// The chunk's bytes as up to three slices, in order.
+    fn slices(&self) -> [&[u8]; 3] {
+        match self {
+            Chunk::Shared(bytes) => [bytes, &[], &[]],
+            Chunk::Owned(bytes) => [bytes, &[], &[]],
+            Chunk::Part(part, stamp) => {
+                let (head, tail) = part.halves();
+                [head, stamp.as_bytes(), tail]
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slices().iter().map(|s| s.len()).sum()
+    }
+}
+
+/// How a flush ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued was written.
+    Done,
+    /// The socket's send buffer is full; wait for it to become writable.
+    Blocked,
+    /// The byte budget for this turn ran out with the socket still writable.
+    Budget,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+}
+
+impl Outbox {
+    pub fn push(&mut self, chunk: Chunk) {
+        self.chunks.push_back(chunk);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.chunks.iter().map(Chunk::len).sum::<usize>() - self.offset
+    }
+
+    /// Writes until the queue is empty, the socket would block, or about `budget` bytes
+    /// went out. Returns how it ended and the bytes written.
+    pub fn flush(&mut self, out: &mut impl Write, budget: usize) -> io::Result<(Flush, usize)> {
+        let mut written = 0;
+        while !self.chunks.is_empty() {
+            if written >= budget {
+                return Ok((Flush::Budget, written));
+            }
+            match self.write_once(out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    self.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((Flush::Blocked, written));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Flush::Done, written))
+    }
+
+    fn write_once(&self, out: &mut impl Write) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        let mut skip = self.offset;
+        'chunks: for chunk in &self.chunks {
+            for slice in chunk.slices() {
+                if skip >= slice.len() {
+                    skip -= slice.len();
+                    continue;
+                }
+                slices[count] = IoSlice::new(&slice[skip..]);
+                skip = 0;
+                count += 1;
+                if count == MAX_SLICES {
+                    break 'chunks;
+                }
+            }
+        }
+        out.write_vectored(&slices[..count])
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        n += self.offset;
+        while let Some(front) = self.chunks.front() {
+            let len = front.len();
+            if n < len {
+                break;
+            }
+            n -= len;
+            self.chunks.pop_front();
+        }
+        self.offset = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multipart::{Boundary, Then};
+
+    /// A writer that takes at most `step` bytes a call and then blocks after `limit`.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+        limit: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.limit - self.got.len();
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.step).min(room);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn queued() -> (Outbox, Vec<u8>) {
+        let boundary = Boundary::random().unwrap();
+        let part = Rc::new(Part::encode(&boundary, "text/plain", b"body", Then::More));
+        let stamp = Stamp::new(12_345_678);
+        let mut expected = b"HEAD".to_vec();
+        let (head, tail) = part.halves();
+        expected.extend_from_slice(&[head, stamp.as_bytes(), tail].concat());
+        expected.extend_from_slice(b"end");
+        let mut outbox = Outbox::default();
+        outbox.push(Chunk::Shared(Rc::from(&b"HEAD"[..])));
+        outbox.push(Chunk::Part(part, stamp));
+        outbox.push(Chunk::Owned(Box::from(&b"end"[..])));
+        (outbox, expected)
+    }
+
+    #[test]
+    fn writes_every_byte_in_order_whatever_the_write_sizes() {
+        for step in [1, 2, 3, 7, 64, 1000] {
+            let (mut outbox, expected) = queued();
+            assert_eq!(outbox.pending(), expected.len());
+            let mut sink = Trickle {
+                got: vec![],
+                step,
+                limit: usize::MAX,
+            };
+            assert_eq!(
+                outbox.flush(&mut sink, usize::MAX).unwrap(),
+                (Flush::Done, expected.len())
+            );
+            assert_eq!(sink.got, expected, "step {step}");
+            assert!(outbox.is_empty());
+        }
+    }
+
+    #[test]
+    fn resumes_where_it_blocked() {
+        let (mut outbox, expected) = queued();
+        let mut sink = Trickle {
+            got: vec![],
+            step: 5,
+            limit: 30,
+        };
+        assert_eq!(
+            outbox.flush(&mut sink, usize::MAX).unwrap(),
+            (Flush::Blocked, 30)
+        );
+        assert_eq!(outbox.pending(), expected.len() - 30);
+        sink.limit = usize::MAX;
+        outbox.flush(&mut sink, usize::MAX).unwrap();
+        assert_eq!(sink.got, expected);
+    }
+
+    #[test]
+    fn stops_at_the_budget_with_the_rest_queued() {
+        let (mut outbox, expected) = queued();
+        let mut sink = Trickle {
+            got: vec![],
+            step: 10,
+            limit: usize::MAX,
+        };
+        let (how, written) = outbox.flush(&mut sink, 20).unwrap();
+        assert_eq!(how, Flush::Budget);
+        assert!((20..expected.len()).contains(&written), "{written}");
+        assert_eq!(outbox.flush(&mut sink, usize::MAX).unwrap().0, Flush::Done);
+        assert_eq!(sink.got, expected);
+    }
+}

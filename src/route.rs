@@ -1,0 +1,39 @@
+//! What each path serves.
+
+use std::rc::Rc;
+
+use crate::source::Stream;
+
+#[derive(Clone, Debug)]
+pub enum Route {
+    Stream(Rc<Stream>),
+    /// `GET /quit`: stop the server gracefully (only with `--allow-quit`).
+    Quit,
+    /// `GET /stats`: counters as JSON.
+    Stats,
+}
+
+#[derive(Debug, Default)]
+pub struct Routes {
+    entries: Vec<(String, Route)>,
+}
+
+impl Routes {
+    pub fn add(&mut self, path: &str, route: Route) {
+        self.entries.push((path.to_owned(), route));
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Route> {
+        self.entries
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, route)| route)
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &Rc<Stream>)> {
+        self.entries.iter().filter_map(|(path, route)| match route {
+            Route::Stream(stream) => Some((path.as_str(), stream)),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! The event loop: one thread, one `mio::Poll`, a slab of connections, one timer wheel.
+//!
+//! Each turn of the loop:
+//! 1. sleep in `poll` until an event or the wheel's next deadline (0% CPU when idle);
+//! 2. sample "now" once;
+//! 3. hand each readiness event to its connection (the listener only sets a flag);
+//! 4. accept while the listener has connections, up to a cap per turn (the flag stays
+//!    set when capped: an edge-triggered listener sends no new event for the backlog);
+//! 5. give connections that used up their write budget another turn;
+//! 6. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
+//! 7. remove the connections that closed during the turn, never in the middle of it, so
+//!    a reused slab key cannot receive an event meant for its previous owner.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
+use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
+use crate::route::Routes;
+use crate::stats::{Reason, Stats};
+use crate::sys;
+use crate::wheel::Wheel;
+
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+/// Accepts per loop turn: enough to drain a burst quickly, few enough that streams due
+/// in the same turn are not held up behind a flood of new clients.
+const ACCEPTS_PER_TURN: usize = 256;
+/// A graceful stop ends within this, whatever the clients do.
+const STOP_GRACE: Micros = 900_000;
+/// After running out of file descriptors, accepting resumes after this pause.
+const ACCEPT_PAUSE: Micros = 100_000;
+/// The shared read buffer: request heads are at most 8 KiB.
+const SCRATCH: usize = 16 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub limits: Limits,
+}
+
+/// How the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `/quit` or a first signal: every stream was ended, or the grace period ran out.
+    Graceful,
+    /// A second signal during the graceful stop.
+    Forced(i32),
+}
+
+/// A connection and, once it closed during the current turn, why.
+struct Slot {
+    conn: Conn,
+    closed: Option<Reason>,
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+    conns: Slab<Slot>,
+    timers: Wheel<Timer>,
+    clock: Clock,
+    now: Micros,
+    routes: Routes,
+    limits: Limits,
+    stats: Stats,
+    scratch: Box<[u8]>,
+    /// Keys of connections closed this turn, removed at its end.
+    closed: Vec<usize>,
+    write_again: Vec<usize>,
+    due: Vec<Timer>,
+    next_serial: u32,
+    /// The listener may have connections waiting (edge-triggered: remember it).
+    accept_ready: bool,
+    /// Out of file descriptors: accepting waits for a timer.
+    accept_paused: bool,
+    stop_requested: bool,
+    stopping: bool,
+}
+
+impl Server {
+    /// Binds the listener and prepares the loop; nothing is served until [`run`].
+    pub fn bind(config: &Config, routes: Routes) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = sys::listen(config.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            conns: Slab::with_capacity(1024),
+            timers: Wheel::with_capacity(1024),
+            clock: Clock::new(),
+            now: 0,
+            routes,
+            limits: config.limits,
+            stats: Stats::default(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            closed: Vec::new(),
+            write_again: Vec::new(),
+            due: Vec::new(),
+            next_serial: 0,
+            accept_ready: true,
+            accept_paused: false,
+            stop_requested: false,
+            stopping: false,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `/quit` or a signal ends it.
+    pub fn run(mut self) -> io::Result<Exit> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = self.clock.now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_ready = true,
+                    SIGNALS => {
+                        if let Some(exit) = self.on_signals() {
+                            return Ok(exit);
+                        }
+                    }
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.drive(key, Input::Readable);
+                        }
+                        if event.is_writable() || event.is_error() {
+                            self.drive(key, Input::Writable);
+                        }
+                    }
+                }
+            }
+            if self.accept_ready && !self.accept_paused {
+                self.accept();
+            }
+            for key in std::mem::take(&mut self.write_again) {
+                self.drive(key, Input::Writable);
+            }
+            if self.fire_timers() {
+                info!(
+                    "grace period over; closing {} connections",
+                    self.conns.len()
+                );
+                return Ok(Exit::Graceful);
+            }
+            if self.stop_requested && !self.stopping {
+                self.begin_stop();
+            }
+            self.reap();
+            if self.stopping && self.conns.is_empty() {
+                info!("stopped: every stream ended");
+                return Ok(Exit::Graceful);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
+        if more_to_accept || !self.write_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = self.timers.next_deadline()?;
+        Some(clock::until_tick(self.clock.now(), next))
+    }
+
+    /// Hands one input to a connection, unless it already closed this turn.
+    fn drive(&mut self, key: usize, input: Input) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.closed.is_some() {
+            return;
+        }
+        let mut cx = Cx {
+            now: self.now,
+            key,
+            clock: &self.clock,
+            timers: &mut self.timers,
+            routes: &self.routes,
+            limits: &self.limits,
+            stats: &mut self.stats,
+            scratch: &mut self.scratch,
+            write_again: &mut self.write_again,
+            stop_requested: &mut self.stop_requested,
+        };
+        if let Outcome::Close(reason) = slot.conn.handle(input, &mut cx) {
+            slot.closed = Some(reason);
+            self.closed.push(key);
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.add(socket, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if sys::is_transient_accept_error(&e) => {}
+                Err(e) if sys::is_out_of_fds(&e) => {
+                    warn!(
+                        "accept: {e}; pausing accepts for {} ms",
+                        ACCEPT_PAUSE / 1000
+                    );
+                    self.accept_paused = true;
+                    let at = tick_of_deadline(self.now + ACCEPT_PAUSE);
+                    self.timers.insert(at, Timer::ResumeAccept);
+                    return;
+                }
+                Err(e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, mut socket: TcpStream, peer: SocketAddr) {
+        // Parts are written whole and should leave at once, not wait for an ACK.
+        let _ = socket.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), interest)
+        {
+            warn!("register: {e}");
+            return;
+        }
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let mut cx = Cx {
+            now: self.now,
+            key,
+            clock: &self.clock,
+            timers: &mut self.timers,
+            routes: &self.routes,
+            limits: &self.limits,
+            stats: &mut self.stats,
+            scratch: &mut self.scratch,
+            write_again: &mut self.write_again,
+            stop_requested: &mut self.stop_requested,
+        };
+        let conn = Conn::new(socket, self.next_serial, &mut cx);
+        entry.insert(Slot { conn, closed: None });
+        self.stats.opened();
+        debug!("#{key} accepted from {peer}");
+    }
+
+    /// Fires every due timer; `true` when the graceful stop's deadline passed.
+    fn fire_timers(&mut self) -> bool {
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.advance(tick_of_now(self.now), &mut due);
+        let mut deadline_passed = false;
+        for timer in due.drain(..) {
+            match timer {
+                Timer::Conn { key, serial } => {
+                    let current = self.conns.get(key).map(|slot| slot.conn.serial());
+                    if current == Some(serial) {
+                        self.drive(key, Input::Timer);
+                    }
+                }
+                Timer::ResumeAccept => {
+                    self.accept_paused = false;
+                    self.accept_ready = true;
+                }
+                Timer::StopDeadline => deadline_passed = true,
+            }
+        }
+        self.due = due;
+        deadline_passed
+    }
+
+    /// Returns the exit to take now, if any: a second signal forces it.
+    fn on_signals(&mut self) -> Option<Exit> {
+        for signal in self.signals.pending() {
+            if self.stopping || self.stop_requested {
+                warn!("signal {signal} again: exiting at once");
+                return Some(Exit::Forced(signal));
+            }
+            info!("signal {signal}: stopping gracefully");
+            self.stop_requested = true;
+        }
+        None
+    }
+
+    /// Stops accepting and ends every stream with its closing delimiter.
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.accept_ready = false;
+        info!("stopping: ending {} connections", self.conns.len());
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.drive(key, Input::Stop);
+        }
+        self.timers
+            .insert(tick_of_deadline(self.now + STOP_GRACE), Timer::StopDeadline);
+    }
+
+    /// Removes the connections that closed this turn. Dropping the socket closes it,
+    /// which also takes it out of the epoll set.
+    fn reap(&mut self) {
+        for key in self.closed.drain(..) {
+            let mut slot = self.conns.remove(key);
+            slot.conn.release(&mut self.timers);
+            let reason = slot.closed.unwrap_or(Reason::Error);
+            self.stats.closed(reason);
+            debug!("#{key} closed: {}", reason.name());
+        }
+    }
+}
+
+/// Default limits.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head_timeout: ms(10_000),
+            send_timeout: ms(30_000),
+            linger: ms(2_000),
+            write_budget: 256 * 1024,
+        }
+    }
+}

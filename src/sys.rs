@@ -1,0 +1,73 @@
+//! What the loop needs from the operating system beyond `mio`: the file descriptor
+//! limit, a listener with a full-size backlog, and the classification of accept errors.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Socket, Type};
+
+/// `listen()` silently caps the backlog at `net.core.somaxconn`, so asking for the most
+/// gets whatever the system allows (4096 on current kernels).
+const BACKLOG: i32 = 65_535;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// The kernel's cap on a listen backlog, if it can be read.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A non-blocking listener with `SO_REUSEADDR` (a restart does not wait for old
+/// connections in TIME_WAIT) and the largest backlog the system allows.
+pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Accept errors that concern one connection only (it was reset while queued, or a
+/// signal interrupted the call): carry on accepting.
+pub fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || e.raw_os_error() == Some(libc::EPROTO)
+}
+
+/// Out of file descriptors or socket memory: accepting must pause, not spin.
+pub fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
