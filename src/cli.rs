@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use crate::access::Access;
 use crate::clock::Micros;
 use crate::conn::Limits;
 use crate::route::{Route, Routes};
@@ -27,14 +28,25 @@ Options:
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)
   --allow-quit           GET /quit answers 202 and stops the server gracefully.
+
+Limits:
+  --max-clients N        Open connections at most [default: the file descriptor limit,
+                         raised to its hard limit, less 64]; past it clients get 503
+                         with Retry-After.
   --head-timeout SECS    Time allowed for the request head [default: 10] (then 408).
   --send-timeout SECS    Close a connection whose writes make no progress this long
-                         [default: 30].
+                         [default: 30]. A connection holds at most one part in flight
+                         (shared, not copied): a slow reader makes its own timeline wait.
+
+Access:
+  --auth USER:PASS       Require HTTP Basic authentication on every route (401 without).
+  --allow-origin ORIGIN  Send CORS headers allowing ORIGIN (or *); answer preflights.
+
   -h, --help             Print this help.
   -V, --version          Print the version.
 
-Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /quit (with
---allow-quit). Logs go to stderr; set RUST_LOG (default: info).
+Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
+(Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line.";
 
@@ -47,6 +59,8 @@ pub enum Command {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub config: Config,
+    /// `None`: derived from the file descriptor limit at start-up.
+    pub max_clients: Option<usize>,
     pub allow_quit: bool,
     pub streams: Vec<(String, StreamSpec)>,
 }
@@ -55,10 +69,12 @@ impl Options {
     /// Builds every stream (encoding its parts once) and the routing table.
     pub fn routes(&self) -> io::Result<Routes> {
         let mut routes = Routes::default();
+        let headers = self.config.access.headers();
         for (path, spec) in &self.streams {
-            routes.add(path, Route::Stream(Rc::new(spec.build()?)));
+            routes.add(path, Route::Stream(Rc::new(spec.build(headers)?)));
         }
         routes.add("/stats", Route::Stats);
+        routes.add("/metrics", Route::Metrics);
         if self.allow_quit {
             routes.add("/quit", Route::Quit);
         }
@@ -67,17 +83,21 @@ impl Options {
 }
 
 /// Paths the server answers itself, which a stream cannot take.
-const RESERVED: [&str; 2] = ["/stats", "/quit"];
+const RESERVED: [&str; 3] = ["/stats", "/metrics", "/quit"];
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
+    let (mut credentials, mut origin) = (None, None);
     let mut options = Options {
         config: Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: Limits::default(),
+            max_clients: usize::MAX,
+            access: Access::default(),
         },
+        max_clients: None,
         allow_quit: false,
         streams: Vec::new(),
     };
@@ -85,9 +105,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         match arg {
             Long("listen") => {
                 let value = string_value(&mut parser, "--listen")?;
-                options.config.listen = value.parse().map_err(|_| {
-                    format!("invalid value '{value}' for --listen: expected IP:PORT")
-                })?;
+                options.config.listen = value
+                    .parse()
+                    .map_err(|_| format!("invalid value '{value}' for --listen: expected IP:PORT"))?;
             }
             Long("stream") => {
                 let value = string_value(&mut parser, "--stream")?;
@@ -95,6 +115,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 options.streams.push(stream);
             }
             Long("allow-quit") => options.allow_quit = true,
+            Long("max-clients") => {
+                let value = string_value(&mut parser, "--max-clients")?;
+                match value.parse::<usize>() {
+                    Ok(n) if n > 0 => options.max_clients = Some(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --max-clients: expected a number above 0"
+                        ));
+                    }
+                }
+            }
+            Long("auth") => {
+                let value = string_value(&mut parser, "--auth")?;
+                if !value.contains(':') || value.contains(['\r', '\n']) {
+                    return Err("invalid value for --auth: expected USER:PASS".into());
+                }
+                credentials = Some(value);
+            }
+            Long("allow-origin") => {
+                let value = string_value(&mut parser, "--allow-origin")?;
+                if value.is_empty() || value.contains(|c: char| c.is_ascii_control() || c == ' ') {
+                    return Err(format!(
+                        "invalid value '{value}' for --allow-origin: expected an origin or *"
+                    ));
+                }
+                origin = Some(value);
+            }
             Long("head-timeout") => {
                 options.config.limits.head_timeout = seconds(&mut parser, "--head-timeout")?
             }
@@ -106,6 +153,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             _ => return Err(arg.unexpected().to_string()),
         }
     }
+    options.config.access = Access::new(credentials.as_deref(), origin.as_deref());
     if options.streams.is_empty() {
         options.streams.push(("/".to_owned(), StreamSpec::Demo));
     }
@@ -120,10 +168,7 @@ fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Strin
         .map_err(|_| format!("invalid value for {flag}: not UTF-8"))
 }
 
-fn parse_stream(
-    value: &str,
-    taken: &[(String, StreamSpec)],
-) -> Result<(String, StreamSpec), String> {
+fn parse_stream(value: &str, taken: &[(String, StreamSpec)]) -> Result<(String, StreamSpec), String> {
     let (path, spec) = value
         .split_once('=')
         .ok_or_else(|| format!("invalid value '{value}' for --stream: expected PATH=SPEC"))?;
@@ -135,8 +180,7 @@ fn parse_stream(
     if RESERVED.contains(&path) || taken.iter().any(|(p, _)| p == path) {
         return Err(format!("--stream {path}: that path is already taken"));
     }
-    let spec =
-        StreamSpec::parse(spec).map_err(|e| format!("invalid value for --stream {path}: {e}"))?;
+    let spec = StreamSpec::parse(spec).map_err(|e| format!("invalid value for --stream {path}: {e}"))?;
     Ok((path.to_owned(), spec))
 }
 

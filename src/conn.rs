@@ -26,12 +26,13 @@ use std::rc::Rc;
 use log::debug;
 use mio::net::TcpStream;
 
+use crate::access::{self, Access};
 use crate::clock::{Clock, Micros, tick_of_deadline};
 use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
 use crate::multipart::Stamp;
 use crate::outbox::{Chunk, Flush, Outbox};
 use crate::route::{Route, Routes};
-use crate::source::Stream;
+use crate::source::{Stream, Viewer};
 use crate::stats::{Reason, Stats};
 use crate::wheel::{TimerId, Wheel};
 
@@ -69,6 +70,7 @@ pub struct Cx<'a> {
     pub clock: &'a Clock,
     pub timers: &'a mut Wheel<Timer>,
     pub routes: &'a Routes,
+    pub access: &'a Access,
     pub limits: &'a Limits,
     pub stats: &'a mut Stats,
     /// Shared read buffer: connections read into it and keep only what they need.
@@ -100,11 +102,7 @@ enum State {
     Head { buf: Vec<u8> },
     /// Sending a stream: part `next` is due at `due` (past the last part, `due` is when
     /// the stream ends).
-    Stream {
-        stream: Rc<Stream>,
-        next: u64,
-        due: Micros,
-    },
+    Stream { stream: Viewer, next: u64, due: Micros },
     /// Writing the last bytes (an answer, or a stream's end); then lingering.
     Finishing,
     /// Our side is shut; discarding input until the client closes or time runs out.
@@ -140,8 +138,12 @@ impl Conn {
         conn
     }
 
-    pub fn socket(&mut self) -> &mut TcpStream {
-        &mut self.socket
+    /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
+    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx) -> (Conn, Outcome) {
+        let mut conn = Conn::new(socket, serial, cx);
+        let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+        let outcome = conn.answer(Status::ServiceUnavailable, Version::Http11, false, &extra, cx);
+        (conn, outcome)
     }
 
     pub fn serial(&self) -> u32 {
@@ -185,13 +187,9 @@ impl Conn {
 
     fn on_timer(&mut self, cx: &mut Cx) -> Outcome {
         match self.state {
-            State::Head { .. } => {
-                self.answer(Status::RequestTimeout, Version::Http11, false, "", cx)
-            }
+            State::Head { .. } => self.answer(Status::RequestTimeout, Version::Http11, false, "", cx),
             State::Lingering => Outcome::Close(Reason::Finished),
-            State::Stream { .. } | State::Finishing if !self.out.is_empty() => {
-                self.check_send_timeout(cx)
-            }
+            State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
             State::Stream { .. } | State::Finishing => self.pump(cx, false),
         }
     }
@@ -238,7 +236,9 @@ impl Conn {
                         close => close,
                     };
                 }
-                Err(status) => return self.answer(status, Version::Http11, false, "", cx),
+                Err(status) => {
+                    return self.answer(status, Version::Http11, false, cx.access.headers(), cx);
+                }
             }
         }
         Outcome::Continue
@@ -247,45 +247,75 @@ impl Conn {
     fn respond(&mut self, request: &Request, cx: &mut Cx) -> Outcome {
         let version = request.version;
         let head_only = request.method == Method::Head;
-        let route = cx.routes.get(request.path);
-        match (route, request.method) {
-            (None, _) => self.answer(Status::NotFound, version, head_only, "", cx),
-            (Some(Route::Quit), Method::Get) => {
+        let access = cx.access;
+        // Browsers send CORS preflights without credentials: answer them before auth.
+        if request.method == Method::Options && access.cors_enabled() {
+            return self.answer(Status::NoContent, version, false, &access.preflight_headers(), cx);
+        }
+        if !access.allows(request.authorization) {
+            let extra = format!("{}{}", access::CHALLENGE, access.headers());
+            return self.answer(Status::Unauthorized, version, head_only, &extra, cx);
+        }
+        let Some(route) = cx.routes.get(request.path) else {
+            return self.answer(Status::NotFound, version, head_only, access.headers(), cx);
+        };
+        let allowed = match route {
+            Route::Quit => "GET",
+            _ => access.allowed_methods(),
+        };
+        let method_ok = match route {
+            Route::Quit => request.method == Method::Get,
+            _ => matches!(request.method, Method::Get | Method::Head),
+        };
+        if !method_ok {
+            let extra = format!("Allow: {allowed}\r\n{}", access.headers());
+            return self.answer(Status::MethodNotAllowed, version, head_only, &extra, cx);
+        }
+        match route {
+            Route::Quit => {
                 *cx.stop_requested = true;
-                self.answer(Status::Accepted, version, false, "", cx)
+                self.answer(Status::Accepted, version, false, access.headers(), cx)
             }
-            (Some(Route::Quit), _) => self.answer(
-                Status::MethodNotAllowed,
-                version,
-                head_only,
-                "Allow: GET\r\n",
-                cx,
-            ),
-            (Some(_), Method::Other) => self.answer(
-                Status::MethodNotAllowed,
-                version,
-                false,
-                "Allow: GET, HEAD\r\n",
-                cx,
-            ),
-            (Some(Route::Stats), _) => {
-                cx.stats.answered(Status::Ok);
-                let body = cx.stats.to_json(cx.now);
-                let bytes = http::response(
-                    Status::Ok,
+            Route::Stats => {
+                let body = cx.stats.to_json(cx.now, cx.routes);
+                self.send(version, "application/json", body.as_bytes(), head_only, cx)
+            }
+            Route::Metrics => {
+                let body = cx.stats.to_metrics(cx.now, cx.routes);
+                self.send(
                     version,
-                    "application/json",
+                    "text/plain; version=0.0.4; charset=utf-8",
                     body.as_bytes(),
                     head_only,
-                    "",
-                );
-                self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
+                    cx,
+                )
             }
-            (Some(Route::Stream(stream)), _) => {
+            Route::Stream(stream) => {
                 let stream = stream.clone();
                 self.start_stream(stream, version, head_only, cx)
             }
         }
+    }
+
+    /// A `200` with a body made for this request (stats), then a graceful close.
+    fn send(
+        &mut self,
+        version: Version,
+        content_type: &str,
+        body: &[u8],
+        head_only: bool,
+        cx: &mut Cx,
+    ) -> Outcome {
+        cx.stats.answered(Status::Ok);
+        let bytes = http::response(
+            Status::Ok,
+            version,
+            content_type,
+            body,
+            head_only,
+            cx.access.headers(),
+        );
+        self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
     }
 
     fn start_stream(
@@ -304,7 +334,7 @@ impl Conn {
             cx.stats.streams += 1;
             self.out.push(Chunk::Shared(stream.opening().clone()));
             self.state = State::Stream {
-                stream,
+                stream: Viewer::new(stream),
                 next: 0,
                 due: cx.now,
             };
@@ -473,9 +503,7 @@ impl Conn {
 fn classify(e: &io::Error) -> Reason {
     use io::ErrorKind::*;
     match e.kind() {
-        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => {
-            Reason::ClientGone
-        }
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => Reason::ClientGone,
         _ => Reason::Error,
     }
 }

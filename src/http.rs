@@ -30,6 +30,8 @@ impl Version {
 pub enum Method {
     Get,
     Head,
+    /// A CORS preflight asks with it.
+    Options,
     Other,
 }
 
@@ -40,6 +42,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub version: Version,
+    /// The `Authorization` header's value, if any.
+    pub authorization: Option<&'a [u8]>,
 }
 
 impl Request<'_> {
@@ -57,7 +61,9 @@ impl Request<'_> {
 pub enum Status {
     Ok = 200,
     Accepted = 202,
+    NoContent = 204,
     BadRequest = 400,
+    Unauthorized = 401,
     NotFound = 404,
     MethodNotAllowed = 405,
     RequestTimeout = 408,
@@ -74,7 +80,9 @@ impl Status {
         match self {
             Status::Ok => "OK",
             Status::Accepted => "Accepted",
+            Status::NoContent => "No Content",
             Status::BadRequest => "Bad Request",
+            Status::Unauthorized => "Unauthorized",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
@@ -115,6 +123,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
+        Some("OPTIONS") => Method::Options,
         _ => Method::Other,
     };
     let target = req.path.unwrap_or_default();
@@ -122,21 +131,27 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let asterisk_form = path == "*" && method == Method::Other;
+    let asterisk_form = path == "*" && matches!(method, Method::Options | Method::Other);
     if !(path.starts_with('/') || asterisk_form) {
         return Err(Status::BadRequest);
     }
+    let authorization = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .map(|h| h.value);
     Ok(Some(Request {
         method,
         path,
         query,
         version,
+        authorization,
     }))
 }
 
 /// The head of a stream response. `boundary` is the first and only parameter, unquoted
 /// (it is a token), as strict clients expect.
-pub fn stream_head(version: Version, boundary: &impl std::fmt::Display) -> String {
+pub fn stream_head(version: Version, boundary: &impl std::fmt::Display, extra: &str) -> String {
     format!(
         "{} 200 OK\r\n\
          Content-Type: multipart/x-mixed-replace; boundary={boundary}\r\n\
@@ -144,7 +159,7 @@ pub fn stream_head(version: Version, boundary: &impl std::fmt::Display) -> Strin
          Pragma: no-cache\r\n\
          X-Accel-Buffering: no\r\n\
          Connection: close\r\n\
-         \r\n",
+         {extra}\r\n",
         version.as_str()
     )
 }
@@ -163,7 +178,8 @@ pub fn answer(status: Status, version: Version, head_only: bool, extra: &str) ->
     )
 }
 
-/// A complete response with a body (omitted for `HEAD`, its length still given).
+/// A complete response with a body (omitted for `HEAD`, its length still given; a 204
+/// has neither, as RFC 9110 requires).
 pub fn response(
     status: Status,
     version: Version,
@@ -175,19 +191,21 @@ pub fn response(
     let mut out = String::with_capacity(160 + extra.len());
     let _ = write!(
         out,
-        "{} {} {}\r\n\
-         Content-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\
-         Cache-Control: no-store\r\n\
-         Connection: close\r\n\
-         {extra}\r\n",
+        "{} {} {}\r\n",
         version.as_str(),
         status.code(),
-        status.reason(),
-        body.len(),
+        status.reason()
     );
+    if status != Status::NoContent {
+        let _ = write!(
+            out,
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    let _ = write!(out, "Cache-Control: no-store\r\nConnection: close\r\n{extra}\r\n");
     let mut out = out.into_bytes();
-    if !head_only {
+    if !head_only && status != Status::NoContent {
         out.extend_from_slice(body);
     }
     out
@@ -215,9 +233,7 @@ mod tests {
         assert_eq!(req.query_param("y"), None);
         let req = parsed("HEAD / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert_eq!((req.method, req.version), (Method::Head, Version::Http10));
-        let req = parsed("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let req = parsed("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
         assert_eq!(req.method, Method::Other);
     }
 
@@ -247,14 +263,9 @@ mod tests {
 
     #[test]
     fn refuses_heads_over_the_cap() {
-        let long = format!(
-            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n",
-            "y".repeat(MAX_HEAD)
-        );
+        let long = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "y".repeat(MAX_HEAD));
         assert_eq!(parsed(&long), Err(Status::HeadTooLarge));
-        let many: String = (0..MAX_HEADERS + 1)
-            .map(|i| format!("X{i}: y\r\n"))
-            .collect();
+        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X{i}: y\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
         assert_eq!(parsed(&many), Err(Status::HeadTooLarge));
     }
@@ -275,11 +286,15 @@ mod tests {
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("HTTP/1.0 405"));
         assert!(head.ends_with("Allow: GET, HEAD\r\n\r\n"));
+        let empty = answer(Status::NoContent, Version::Http11, false, "");
+        let empty = String::from_utf8(empty).unwrap();
+        assert!(empty.starts_with("HTTP/1.1 204 No Content\r\n") && empty.ends_with("\r\n\r\n"));
+        assert!(!empty.contains("Content-Length"));
     }
 
     #[test]
     fn the_stream_head_names_only_the_boundary() {
-        let head = stream_head(Version::Http11, &"abc");
+        let head = stream_head(Version::Http11, &"abc", "");
         assert!(head.contains("\r\nContent-Type: multipart/x-mixed-replace; boundary=abc\r\n"));
         assert!(!head.contains("Content-Length"));
         assert!(head.ends_with("Connection: close\r\n\r\n"));

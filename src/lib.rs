@@ -6,6 +6,7 @@
 //! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
 //! [`route`], [`stats`], [`wheel`] (timers), [`clock`], [`sys`] and [`cli`].
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod conn;

@@ -8,8 +8,12 @@ use mixreplace::cli::{self, Command, USAGE};
 use mixreplace::server::{Exit, Server};
 use mixreplace::sys;
 
+/// Descriptors kept back from clients: stdio, epoll, the listener, the signal pipe, and
+/// room to answer clients past the cap with a 503 instead of failing to accept them.
+const FD_RESERVE: u64 = 64;
+
 fn main() -> ExitCode {
-    let options = match cli::parse(std::env::args_os().skip(1)) {
+    let mut options = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => options,
         Ok(Command::Help) => {
             println!("{USAGE}");
@@ -33,10 +37,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sys::raise_fd_limit() {
-        Ok(limit) => info!("file descriptor limit {limit}"),
-        Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
-    }
+    let fd_limit = sys::raise_fd_limit().unwrap_or_else(|e| {
+        warn!("cannot raise the file descriptor limit: {e}");
+        sys::fd_limit()
+    });
+    let max_clients = options.max_clients.unwrap_or_else(|| {
+        usize::try_from(fd_limit.saturating_sub(FD_RESERVE))
+            .unwrap_or(usize::MAX)
+            .max(1)
+    });
+    options.config.max_clients = max_clients;
+    info!("file descriptor limit {fd_limit}: up to {max_clients} clients");
     let listen = options.config.listen;
     let server = match Server::bind(&options.config, routes) {
         Ok(server) => server,

@@ -122,9 +122,7 @@ impl Part {
         let mut bytes = Vec::with_capacity(body.len() + 128);
         bytes.extend_from_slice(b"Content-Type: ");
         bytes.extend_from_slice(content_type.as_bytes());
-        bytes.extend_from_slice(
-            format!("\r\nContent-Length: {}\r\nX-Timestamp: ", body.len()).as_bytes(),
-        );
+        bytes.extend_from_slice(format!("\r\nContent-Length: {}\r\nX-Timestamp: ", body.len()).as_bytes());
         let stamp_at = bytes.len();
         bytes.extend_from_slice(b"\r\n\r\n");
         let body_at = bytes.len();

@@ -205,10 +205,7 @@ mod tests {
             step: 5,
             limit: 30,
         };
-        assert_eq!(
-            outbox.flush(&mut sink, usize::MAX).unwrap(),
-            (Flush::Blocked, 30)
-        );
+        assert_eq!(outbox.flush(&mut sink, usize::MAX).unwrap(), (Flush::Blocked, 30));
         assert_eq!(outbox.pending(), expected.len() - 30);
         sink.limit = usize::MAX;
         outbox.flush(&mut sink, usize::MAX).unwrap();

@@ -11,6 +11,8 @@ pub enum Route {
     Quit,
     /// `GET /stats`: counters as JSON.
     Stats,
+    /// `GET /metrics`: counters in the Prometheus text format.
+    Metrics,
 }
 
 #[derive(Debug, Default)]

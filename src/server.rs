@@ -22,6 +22,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::access::Access;
 use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
 use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
 use crate::route::Routes;
@@ -38,6 +39,8 @@ const ACCEPTS_PER_TURN: usize = 256;
 const STOP_GRACE: Micros = 900_000;
 /// After running out of file descriptors, accepting resumes after this pause.
 const ACCEPT_PAUSE: Micros = 100_000;
+/// Repeated warnings (out of descriptors) are logged at most this often.
+const LOG_EVERY: Micros = 10_000_000;
 /// The shared read buffer: request heads are at most 8 KiB.
 const SCRATCH: usize = 16 * 1024;
 
@@ -45,6 +48,9 @@ const SCRATCH: usize = 16 * 1024;
 pub struct Config {
     pub listen: SocketAddr,
     pub limits: Limits,
+    /// Open connections at most; past it new clients get `503`.
+    pub max_clients: usize,
+    pub access: Access,
 }
 
 /// How the loop ended.
@@ -72,8 +78,13 @@ pub struct Server {
     clock: Clock,
     now: Micros,
     routes: Routes,
+    access: Access,
     limits: Limits,
+    max_clients: usize,
     stats: Stats,
+    /// When accepting last failed for want of descriptors was logged, and how many
+    /// failures since went unlogged: one line per [`LOG_EVERY`], not one per retry.
+    fd_warning: Option<(Micros, u64)>,
     scratch: Box<[u8]>,
     /// Keys of connections closed this turn, removed at its end.
     closed: Vec<usize>,
@@ -109,8 +120,11 @@ impl Server {
             clock: Clock::new(),
             now: 0,
             routes,
+            access: config.access.clone(),
             limits: config.limits,
+            max_clients: config.max_clients,
             stats: Stats::default(),
+            fd_warning: None,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             closed: Vec::new(),
             write_again: Vec::new(),
@@ -163,10 +177,7 @@ impl Server {
                 self.drive(key, Input::Writable);
             }
             if self.fire_timers() {
-                info!(
-                    "grace period over; closing {} connections",
-                    self.conns.len()
-                );
+                info!("grace period over; closing {} connections", self.conns.len());
                 return Ok(Exit::Graceful);
             }
             if self.stop_requested && !self.stopping {
@@ -203,6 +214,7 @@ impl Server {
             clock: &self.clock,
             timers: &mut self.timers,
             routes: &self.routes,
+            access: &self.access,
             limits: &self.limits,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
@@ -228,10 +240,7 @@ impl Server {
                 }
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 Err(e) if sys::is_out_of_fds(&e) => {
-                    warn!(
-                        "accept: {e}; pausing accepts for {} ms",
-                        ACCEPT_PAUSE / 1000
-                    );
+                    self.warn_out_of_fds(&e);
                     self.accept_paused = true;
                     let at = tick_of_deadline(self.now + ACCEPT_PAUSE);
                     self.timers.insert(at, Timer::ResumeAccept);
@@ -245,17 +254,28 @@ impl Server {
         }
     }
 
+    fn warn_out_of_fds(&mut self, e: &io::Error) {
+        match &mut self.fd_warning {
+            Some((at, unlogged)) if self.now < *at + LOG_EVERY => *unlogged += 1,
+            _ => {
+                let unlogged = self.fd_warning.map_or(0, |(_, n)| n);
+                warn!(
+                    "accept: {e}; pausing accepts for {} ms at a time ({unlogged} more since the last warning)",
+                    ACCEPT_PAUSE / 1000
+                );
+                self.fd_warning = Some((self.now, 0));
+            }
+        }
+    }
+
     fn add(&mut self, mut socket: TcpStream, peer: SocketAddr) {
         // Parts are written whole and should leave at once, not wait for an ACK.
         let _ = socket.set_nodelay(true);
+        let open = self.conns.len();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), interest)
-        {
+        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), interest) {
             warn!("register: {e}");
             return;
         }
@@ -266,16 +286,29 @@ impl Server {
             clock: &self.clock,
             timers: &mut self.timers,
             routes: &self.routes,
+            access: &self.access,
             limits: &self.limits,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
             write_again: &mut self.write_again,
             stop_requested: &mut self.stop_requested,
         };
-        let conn = Conn::new(socket, self.next_serial, &mut cx);
-        entry.insert(Slot { conn, closed: None });
+        let (conn, outcome) = if open >= self.max_clients {
+            debug!("#{key} from {peer} refused: {open} clients open");
+            Conn::refuse(socket, self.next_serial, &mut cx)
+        } else {
+            debug!("#{key} accepted from {peer}");
+            (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)
+        };
+        let closed = match outcome {
+            Outcome::Continue => None,
+            Outcome::Close(reason) => {
+                self.closed.push(key);
+                Some(reason)
+            }
+        };
+        entry.insert(Slot { conn, closed });
         self.stats.opened();
-        debug!("#{key} accepted from {peer}");
     }
 
     /// Fires every due timer; `true` when the graceful stop's deadline passed.

@@ -5,7 +5,9 @@
 //! delays before it, whatever time the earlier writes took, so lateness never accumulates.
 //! The connections share the encoded parts (`Rc`); a connection holds only its position.
 
+use std::cell::Cell;
 use std::io;
+use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::clock::{Micros, ms};
@@ -51,6 +53,8 @@ enum Timeline {
 /// What one path serves: response heads, framing and the timeline, all encoded once.
 #[derive(Debug)]
 pub struct Stream {
+    /// Clients watching now (see [`Viewer`]).
+    viewers: Cell<u64>,
     boundary: Boundary,
     heads: [Rc<[u8]>; 2],
     opening: Rc<[u8]>,
@@ -60,7 +64,8 @@ pub struct Stream {
 
 impl Stream {
     /// A stream of fixed parts, played once, or repeated forever when `repeat`.
-    pub fn scripted(parts: &[PartSpec], repeat: bool) -> io::Result<Stream> {
+    /// `extra`: header lines every response head carries (CORS).
+    pub fn scripted(parts: &[PartSpec], repeat: bool, extra: &str) -> io::Result<Stream> {
         let boundary = Boundary::absent_from(parts.iter().map(|p| &p.body[..]))?;
         let steps = parts
             .iter()
@@ -72,30 +77,20 @@ impl Stream {
                     Then::More
                 };
                 Step {
-                    part: Rc::new(Part::encode(
-                        &boundary,
-                        &spec.content_type,
-                        &spec.body,
-                        then,
-                    )),
+                    part: Rc::new(Part::encode(&boundary, &spec.content_type, &spec.body, then)),
                     delay: ms(spec.delay_ms),
                 }
             })
             .collect();
-        Ok(Stream::framed(boundary, Timeline::Steps { steps, repeat }))
+        Ok(Stream::framed(boundary, Timeline::Steps { steps, repeat }, extra))
     }
 
     /// `count` parts of `size` deterministic bytes, `interval_ms` apart.
-    pub fn synthetic(count: u64, size: usize, interval_ms: u64) -> io::Result<Stream> {
+    pub fn synthetic(count: u64, size: usize, interval_ms: u64, extra: &str) -> io::Result<Stream> {
         let body = synthetic_body(size);
         let boundary = Boundary::absent_from([&body[..]].into_iter())?;
         let step = |then| Step {
-            part: Rc::new(Part::encode(
-                &boundary,
-                "application/octet-stream",
-                &body,
-                then,
-            )),
+            part: Rc::new(Part::encode(&boundary, "application/octet-stream", &body, then)),
             delay: ms(interval_ms),
         };
         let timeline = Timeline::Synthetic {
@@ -103,18 +98,23 @@ impl Stream {
             last: step(Then::End),
             count,
         };
-        Ok(Stream::framed(boundary, timeline))
+        Ok(Stream::framed(boundary, timeline, extra))
     }
 
-    fn framed(boundary: Boundary, timeline: Timeline) -> Stream {
-        let head = |version| Rc::from(http::stream_head(version, &boundary).into_bytes());
+    fn framed(boundary: Boundary, timeline: Timeline, extra: &str) -> Stream {
+        let head = |version| Rc::from(http::stream_head(version, &boundary, extra).into_bytes());
         Stream {
+            viewers: Cell::new(0),
             heads: [head(Version::Http10), head(Version::Http11)],
             opening: Rc::from(boundary.opening()),
             closing: Rc::from(boundary.closing()),
             boundary,
             timeline,
         }
+    }
+
+    pub fn viewers(&self) -> u64 {
+        self.viewers.get()
     }
 
     pub fn boundary(&self) -> &Boundary {
@@ -153,6 +153,32 @@ impl Stream {
                 _ => None,
             },
         }
+    }
+}
+
+/// A client watching a stream: counted while this lives, so every way out of streaming
+/// (the end, a stop, a hang-up) uncounts it.
+#[derive(Debug)]
+pub struct Viewer(Rc<Stream>);
+
+impl Viewer {
+    pub fn new(stream: Rc<Stream>) -> Viewer {
+        stream.viewers.set(stream.viewers.get() + 1);
+        Viewer(stream)
+    }
+}
+
+impl Deref for Viewer {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        &self.0
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.0.viewers.set(self.0.viewers.get() - 1);
     }
 }
 
@@ -213,30 +239,24 @@ mod tests {
             PartSpec::new("text/plain", "a", 1),
             PartSpec::new("text/plain", "b", 2),
         ];
-        let once = Stream::scripted(&parts, false).unwrap();
+        let once = Stream::scripted(&parts, false, "").unwrap();
         assert_eq!(once.step(1).unwrap().delay, 2000);
         assert!(once.step(1).unwrap().part.halves().1.ends_with(b"--\r\n"));
         assert!(once.step(2).is_none());
-        let forever = Stream::scripted(&parts, true).unwrap();
+        let forever = Stream::scripted(&parts, true, "").unwrap();
         assert_eq!(forever.step(3).unwrap().part.body(), b"b");
-        assert!(
-            !forever
-                .step(1)
-                .unwrap()
-                .part
-                .halves()
-                .1
-                .ends_with(b"--\r\n")
-        );
+        assert!(!forever.step(1).unwrap().part.halves().1.ends_with(b"--\r\n"));
     }
 
     #[test]
     fn a_synthetic_stream_has_count_parts_and_ends() {
-        let stream = Stream::synthetic(3, 600, 0).unwrap();
-        assert_eq!(
-            stream.step(0).unwrap().part.body(),
-            &synthetic_body(600)[..]
-        );
+        let stream = Rc::new(Stream::synthetic(3, 600, 0, "X: y\r\n").unwrap());
+        assert!(String::from_utf8_lossy(stream.head(Version::Http10)).ends_with("X: y\r\n\r\n"));
+        let viewers = [Viewer::new(stream.clone()), Viewer::new(stream.clone())];
+        assert_eq!(stream.viewers(), 2);
+        drop(viewers);
+        assert_eq!(stream.viewers(), 0);
+        assert_eq!(stream.step(0).unwrap().part.body(), &synthetic_body(600)[..]);
         assert!(stream.step(2).unwrap().part.halves().1.ends_with(b"--\r\n"));
         assert!(stream.step(3).is_none());
         assert_eq!(synthetic_body(253)[251..], [0, 1]);
@@ -270,14 +290,15 @@ impl StreamSpec {
         }
     }
 
-    pub fn build(&self) -> io::Result<Stream> {
+    /// Encodes the stream; `extra`: header lines every response head carries.
+    pub fn build(&self, extra: &str) -> io::Result<Stream> {
         match *self {
-            StreamSpec::Demo => Stream::scripted(&demo_parts(), false),
+            StreamSpec::Demo => Stream::scripted(&demo_parts(), false, extra),
             StreamSpec::Synthetic {
                 parts,
                 size,
                 interval_ms,
-            } => Stream::synthetic(parts, size, interval_ms),
+            } => Stream::synthetic(parts, size, interval_ms, extra),
         }
     }
 }
@@ -312,9 +333,7 @@ fn parse_synthetic(args: &str) -> Result<StreamSpec, String> {
         return Err("synthetic: parts must be at least 1".into());
     }
     if size > MAX_SYNTHETIC_SIZE as u64 {
-        return Err(format!(
-            "synthetic: size must be at most {MAX_SYNTHETIC_SIZE}"
-        ));
+        return Err(format!("synthetic: size must be at most {MAX_SYNTHETIC_SIZE}"));
     }
     if interval_ms > 86_400_000 {
         return Err("synthetic: interval must be at most a day (86400000 ms)".into());
@@ -354,10 +373,7 @@ mod spec_tests {
                 "parts must be a whole number",
             ),
             ("synthetic:parts=0,size=1,interval=1", "at least 1"),
-            (
-                "synthetic:parts=1,size=1,interval=1,fps=2",
-                "unknown key 'fps'",
-            ),
+            ("synthetic:parts=1,size=1,interval=1,fps=2", "unknown key 'fps'"),
             ("synthetic:parts", "expected key=value"),
         ] {
             let err = StreamSpec::parse(spec).unwrap_err();

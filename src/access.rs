@@ -1,0 +1,127 @@
+//! Optional access control for a server on an open network: HTTP Basic authentication on
+//! every route (`--auth USER:PASS`) and CORS headers (`--allow-origin ORIGIN`).
+//!
+//! Both are decided once at start-up: the accepted `Authorization` token and the header
+//! lines every response carries are precomputed, so a request costs one comparison.
+
+use base64::Engine;
+
+/// The header a `401` carries.
+pub const CHALLENGE: &str = "WWW-Authenticate: Basic realm=\"mixreplace\", charset=\"UTF-8\"\r\n";
+
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The base64 token of `Basic TOKEN` that is accepted.
+    token: Option<Vec<u8>>,
+    /// Header lines for every response: empty without `--allow-origin`.
+    cors: String,
+}
+
+impl Access {
+    /// `credentials`: `USER:PASS`; `origin`: an origin or `*`.
+    pub fn new(credentials: Option<&str>, origin: Option<&str>) -> Access {
+        let token = credentials.map(|c| base64::engine::general_purpose::STANDARD.encode(c).into_bytes());
+        let cors = match origin {
+            None => String::new(),
+            Some("*") => "Access-Control-Allow-Origin: *\r\n".to_owned(),
+            // A single named origin: caches must key on the request's Origin, and with
+            // authentication the browser may send credentials.
+            Some(origin) => {
+                let credentials = if token.is_some() {
+                    "Access-Control-Allow-Credentials: true\r\n"
+                } else {
+                    ""
+                };
+                format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n{credentials}")
+            }
+        };
+        Access { token, cors }
+    }
+
+    /// Whether CORS is configured, so `OPTIONS` preflights are answered.
+    pub fn cors_enabled(&self) -> bool {
+        !self.cors.is_empty()
+    }
+
+    /// Header lines every response carries.
+    pub fn headers(&self) -> &str {
+        &self.cors
+    }
+
+    /// The methods a route allows, for `Allow` headers.
+    pub fn allowed_methods(&self) -> &'static str {
+        if self.cors_enabled() {
+            "GET, HEAD, OPTIONS"
+        } else {
+            "GET, HEAD"
+        }
+    }
+
+    /// Header lines of a `204` answer to a CORS preflight.
+    pub fn preflight_headers(&self) -> String {
+        format!(
+            "{}Access-Control-Allow-Methods: GET, HEAD\r\n\
+             Access-Control-Allow-Headers: Authorization\r\n\
+             Access-Control-Max-Age: 600\r\n",
+            self.cors
+        )
+    }
+
+    /// Whether a request with this `Authorization` value may proceed.
+    pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(expected) = &self.token else {
+            return true;
+        };
+        let Some(value) = authorization else {
+            return false;
+        };
+        let value = value.trim_ascii();
+        let Some(split) = value.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let (scheme, token) = value.split_at(split);
+        scheme.eq_ignore_ascii_case(b"basic") && same_bytes(token.trim_ascii(), expected)
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal how
+/// much of a guessed password was right.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_must_match_exactly() {
+        let access = Access::new(Some("user:pass"), None);
+        // base64("user:pass") = dXNlcjpwYXNz
+        assert!(access.allows(Some(b"Basic dXNlcjpwYXNz")));
+        assert!(access.allows(Some(b"basic  dXNlcjpwYXNz ")));
+        assert!(!access.allows(Some(b"Basic dXNlcjpwYXNx")));
+        assert!(!access.allows(Some(b"Bearer dXNlcjpwYXNz")));
+        assert!(!access.allows(Some(b"Basic")));
+        assert!(!access.allows(None));
+        assert!(Access::new(None, None).allows(None));
+    }
+
+    #[test]
+    fn cors_headers_follow_the_origin() {
+        assert_eq!(Access::default().headers(), "");
+        assert_eq!(Access::default().allowed_methods(), "GET, HEAD");
+        let any = Access::new(None, Some("*"));
+        assert_eq!(any.headers(), "Access-Control-Allow-Origin: *\r\n");
+        let one = Access::new(Some("a:b"), Some("https://example.org"));
+        assert!(
+            one.headers()
+                .contains("Allow-Origin: https://example.org\r\nVary: Origin\r\n")
+        );
+        assert!(one.headers().contains("Allow-Credentials: true"));
+        assert!(
+            one.preflight_headers()
+                .contains("Access-Control-Allow-Headers: Authorization")
+        );
+    }
+}
