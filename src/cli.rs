@@ -1,7 +1,6 @@
 //! The command line: flags in, a validated configuration out.
 
 use std::ffi::OsString;
-use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -10,7 +9,7 @@ use crate::clock::Micros;
 use crate::conn::Limits;
 use crate::route::{Route, Routes};
 use crate::server::Config;
-use crate::source::StreamSpec;
+use crate::spec::StreamSpec;
 
 pub const USAGE: &str = "\
 Usage: mixreplace [OPTIONS]
@@ -67,14 +66,16 @@ pub struct Options {
 
 impl Options {
     /// Builds every stream (encoding its parts once) and the routing table.
-    pub fn routes(&self) -> io::Result<Routes> {
+    pub fn routes(&self) -> Result<Routes, String> {
         let mut routes = Routes::default();
         let headers = self.config.access.headers();
         for (path, spec) in &self.streams {
-            routes.add(path, Route::Stream(Rc::new(spec.build(headers)?)));
+            let stream = spec.build(headers).map_err(|e| format!("--stream {path}: {e}"))?;
+            routes.add(path, Route::Stream(Rc::new(stream)));
         }
         routes.add("/stats", Route::Stats);
         routes.add("/metrics", Route::Metrics);
+        routes.add("/view", Route::View);
         if self.allow_quit {
             routes.add("/quit", Route::Quit);
         }
@@ -83,7 +84,7 @@ impl Options {
 }
 
 /// Paths the server answers itself, which a stream cannot take.
-const RESERVED: [&str; 3] = ["/stats", "/metrics", "/quit"];
+const RESERVED: [&str; 4] = ["/stats", "/metrics", "/view", "/quit"];
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;

@@ -32,8 +32,9 @@ use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
 use crate::multipart::Stamp;
 use crate::outbox::{Chunk, Flush, Outbox};
 use crate::route::{Route, Routes};
-use crate::source::{Stream, Viewer};
+use crate::source::{Cursor, Next, Stream, Viewer};
 use crate::stats::{Reason, Stats};
+use crate::view;
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per wake-up before a connection yields to the others; a client that keeps
@@ -88,6 +89,8 @@ pub enum Input {
     Timer,
     /// The server is stopping: end the stream with its closing delimiter.
     Stop,
+    /// A live stream this connection watches has a new frame.
+    Frame,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,12 +105,44 @@ enum State {
     Head { buf: Vec<u8> },
     /// Sending a stream: part `next` is due at `due` (past the last part, `due` is when
     /// the stream ends).
-    Stream { stream: Viewer, next: u64, due: Micros },
+    Stream {
+        stream: Viewer,
+        cursor: Cursor,
+        options: StreamOptions,
+        /// `advance_headers`: the next part's header block already went out.
+        header_sent: bool,
+    },
     /// Writing the last bytes (an answer, or a stream's end); then lingering.
     Finishing,
     /// Our side is shut; discarding input until the client closes or time runs out.
     Lingering,
 }
+
+/// Per-request switches for the browsers' quirks (query parameters, as ustreamer names
+/// them).
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamOptions {
+    /// `advance_headers=1`: send each part's header block right after the previous part.
+    /// Chrome shows a part only once the next part's headers have arrived
+    /// (crbug.com/527446), so without this it lags one part behind.
+    advance_headers: bool,
+    /// `dual_final_frames=1`: send a finished stream's last part twice, so Chrome shows it.
+    dual_final: bool,
+}
+
+impl StreamOptions {
+    fn of(request: &Request) -> StreamOptions {
+        let on = |name| matches!(request.query_param(name), Some("1" | "true" | "yes"));
+        StreamOptions {
+            advance_headers: on("advance_headers"),
+            dual_final: on("dual_final_frames"),
+        }
+    }
+}
+
+/// Sent ahead of a live frame that has not arrived yet, with `advance_headers`: its
+/// length and stamp are not known, so the client finds its end by the delimiter.
+const LIVE_ADVANCE_HEADER: &[u8] = b"Content-Type: image/jpeg\r\n\r\n";
 
 #[derive(Debug)]
 pub struct Conn {
@@ -168,6 +203,9 @@ impl Conn {
                 self.on_timer(cx)
             }
             Input::Stop => self.on_stop(cx),
+            // A live frame arrived: take it now unless a part is still going out.
+            Input::Frame if self.out.is_empty() => self.pump(cx, false),
+            Input::Frame => Outcome::Continue,
         }
     }
 
@@ -197,10 +235,15 @@ impl Conn {
     fn on_stop(&mut self, cx: &mut Cx) -> Outcome {
         match &self.state {
             State::Head { .. } => Outcome::Close(Reason::Stopped),
-            State::Stream { stream, next, .. } => {
-                // Parts still to come: close the stream after the part in flight (never
-                // cut a part). All sent: the closing delimiter is already out.
-                if stream.step(*next).is_some() {
+            State::Stream {
+                stream,
+                cursor,
+                options,
+                ..
+            } => {
+                // Close the stream after the part in flight (never cut a part), unless the
+                // closing delimiter already went out with the last part.
+                if !stream.closed_for(cursor, options.dual_final) {
                     self.out.push(Chunk::Shared(stream.closing().clone()));
                 }
                 self.state = State::Finishing;
@@ -290,10 +333,27 @@ impl Conn {
                     cx,
                 )
             }
-            Route::Stream(stream) => {
-                let stream = stream.clone();
-                self.start_stream(stream, version, head_only, cx)
+            Route::View => {
+                let page = view::page(cx.routes);
+                self.send(
+                    version,
+                    "text/html; charset=utf-8",
+                    page.as_bytes(),
+                    head_only,
+                    cx,
+                )
             }
+            Route::Stream(stream) => match request.query_param("action") {
+                None | Some("stream") => {
+                    let stream = stream.clone();
+                    self.start_stream(stream, version, head_only, StreamOptions::of(request), cx)
+                }
+                Some("snapshot") => {
+                    let stream = stream.clone();
+                    self.snapshot(&stream, version, head_only, cx)
+                }
+                Some(_) => self.answer(Status::BadRequest, version, head_only, access.headers(), cx),
+            },
         }
     }
 
@@ -323,6 +383,7 @@ impl Conn {
         stream: Rc<Stream>,
         version: Version,
         head_only: bool,
+        options: StreamOptions,
         cx: &mut Cx,
     ) -> Outcome {
         cx.stats.answered(Status::Ok);
@@ -330,18 +391,48 @@ impl Conn {
         self.out.push(Chunk::Shared(stream.head(version).clone()));
         if head_only {
             self.state = State::Finishing;
-        } else {
-            cx.stats.streams += 1;
-            self.out.push(Chunk::Shared(stream.opening().clone()));
-            self.state = State::Stream {
-                stream: Viewer::new(stream),
-                next: 0,
-                due: cx.now,
-            };
-            // The first part goes out with the head, in the same write.
-            self.queue_due_part(cx);
+            return self.pump(cx, false);
         }
+        cx.stats.streams += 1;
+        self.out.push(Chunk::Shared(stream.opening().clone()));
+        stream.watch(cx.key, self.serial);
+        self.state = State::Stream {
+            cursor: stream.cursor(cx.now),
+            stream: Viewer::new(stream),
+            options,
+            header_sent: false,
+        };
+        // The first part goes out with the head, in the same write.
         self.pump(cx, false)
+    }
+
+    /// `?action=snapshot`: the stream's latest image as a single response.
+    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx) -> Outcome {
+        let Some(part) = stream.snapshot() else {
+            // A live stream before its first frame: come back shortly.
+            let (status, extra) = match stream.is_live() {
+                true => (
+                    Status::ServiceUnavailable,
+                    format!("Retry-After: 1\r\n{}", cx.access.headers()),
+                ),
+                false => (Status::NotFound, cx.access.headers().to_owned()),
+            };
+            return self.answer(status, version, head_only, &extra, cx);
+        };
+        cx.stats.answered(Status::Ok);
+        let head = http::response(
+            Status::Ok,
+            version,
+            part.content_type(),
+            part.body(),
+            true,
+            cx.access.headers(),
+        );
+        self.out.push(Chunk::Owned(head.into_boxed_slice()));
+        if !head_only {
+            self.out.push(Chunk::Body(part));
+        }
+        self.finish_with_queued(cx)
     }
 
     /// A short `text/plain` answer, then a graceful close.
@@ -361,6 +452,10 @@ impl Conn {
 
     fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx) -> Outcome {
         self.out.push(chunk);
+        self.finish_with_queued(cx)
+    }
+
+    fn finish_with_queued(&mut self, cx: &mut Cx) -> Outcome {
         self.state = State::Finishing;
         self.disarm(cx);
         self.pump(cx, false)
@@ -402,18 +497,15 @@ impl Conn {
                 Flush::Done => {}
             }
             match &mut self.state {
-                State::Stream { due, .. } => {
+                State::Stream { cursor, .. } => {
                     if std::mem::take(&mut resumed) {
-                        *due = (*due).max(cx.now);
+                        cursor.client_waited(cx.now);
                     }
-                    if *due > cx.now {
-                        let due = *due;
-                        self.arm(cx, due);
+                    if let Some(at) = self.queue_next(cx) {
+                        if let Some(at) = at {
+                            self.arm(cx, at);
+                        }
                         return Outcome::Continue;
-                    }
-                    if !self.queue_due_part(cx) {
-                        // All parts sent and the final delay over: the stream is done.
-                        self.state = State::Finishing;
                     }
                 }
                 State::Finishing => return self.linger(cx),
@@ -422,21 +514,50 @@ impl Conn {
         }
     }
 
-    /// Queues the part that is due, stamped with the moment it was due, and moves the
-    /// schedule on. `false` when the timeline has no more parts.
-    fn queue_due_part(&mut self, cx: &mut Cx) -> bool {
-        let State::Stream { stream, next, due } = &mut self.state else {
-            return false;
+    /// Queues what the stream has next: a part (stamped with the moment it was due), or
+    /// the end. `None`: something was queued, write it. `Some(Some(at))`: nothing before
+    /// `at`; `Some(None)`: nothing until a live frame arrives.
+    fn queue_next(&mut self, cx: &mut Cx) -> Option<Option<Micros>> {
+        let State::Stream {
+            stream,
+            cursor,
+            options,
+            header_sent,
+        } = &mut self.state
+        else {
+            return Some(None);
         };
-        let Some(step) = stream.step(*next) else {
-            return false;
+        let (part, at) = match stream.next(cursor, cx.now, options.dual_final) {
+            Next::Part { part, at } => (part, at),
+            Next::At(at) => return Some(Some(at)),
+            Next::Idle => return Some(None),
+            Next::End { closing } => {
+                if closing {
+                    self.out.push(Chunk::Shared(stream.closing().clone()));
+                }
+                self.state = State::Finishing;
+                return None;
+            }
         };
-        let stamp = Stamp::new(cx.clock.epoch_us(*due));
-        self.out.push(Chunk::Part(step.part.clone(), stamp));
         cx.stats.parts += 1;
-        *next += 1;
-        *due += step.delay;
-        true
+        let stamp = Stamp::new(cx.clock.epoch_us(at));
+        if !options.advance_headers {
+            self.out.push(Chunk::Part(part, stamp));
+            return None;
+        }
+        if !*header_sent {
+            self.out.push(Chunk::PartHeader(part.clone(), stamp));
+        }
+        self.out.push(Chunk::PartBody(part));
+        *header_sent = true;
+        match stream.peek(cursor, options.dual_final) {
+            Some((next, due)) => self
+                .out
+                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due)))),
+            None if stream.is_live() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
+            None => *header_sent = false,
+        }
+        None
     }
 
     /// Everything is sent: shut our side and read until the client closes.

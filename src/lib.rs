@@ -16,6 +16,8 @@ pub mod outbox;
 pub mod route;
 pub mod server;
 pub mod source;
+pub mod spec;
 pub mod stats;
 pub mod sys;
+pub mod view;
 pub mod wheel;

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let routes = match options.routes() {
         Ok(routes) => routes,
         Err(e) => {
-            eprintln!("mixreplace: cannot prepare the streams: {e}");
+            eprintln!("mixreplace: {e}");
             return ExitCode::from(2);
         }
     };

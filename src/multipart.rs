@@ -146,9 +146,21 @@ impl Part {
         self.bytes.split_at(self.stamp_at)
     }
 
+    /// The body and the delimiter after it: what follows the header block.
+    pub fn body_and_delimiter(&self) -> &[u8] {
+        &self.bytes[self.body_at..]
+    }
+
     /// Bytes on the wire, stamp included.
     pub fn wire_len(&self, stamp: &Stamp) -> usize {
         self.bytes.len() + stamp.as_bytes().len()
+    }
+
+    /// The part's `Content-Type`, read back from its encoded head.
+    pub fn content_type(&self) -> &str {
+        let line = &self.bytes[b"Content-Type: ".len()..];
+        let end = line.iter().position(|&b| b == b'\r').unwrap_or(0);
+        std::str::from_utf8(&line[..end]).unwrap_or("")
     }
 
     pub fn body(&self) -> &[u8] {
@@ -237,6 +249,8 @@ mod tests {
             )
         );
         assert_eq!(part.body(), b"hi");
+        assert_eq!(part.content_type(), "text/plain");
+        assert_eq!(part.body_and_delimiter(), format!("hi\r\n--{b}\r\n").as_bytes());
         assert_eq!(part.wire_len(&stamp), head.len() + 17 + tail.len());
         let last = Part::encode(&boundary, "text/plain", b"", Then::End);
         assert!(

@@ -18,24 +18,36 @@ const MAX_SLICES: usize = 8;
 /// A piece of output.
 #[derive(Debug)]
 pub enum Chunk {
+    /// Bytes fixed at compile time.
+    Static(&'static [u8]),
     /// Bytes encoded once and shared by many connections (a stream's head, delimiters).
     Shared(Rc<[u8]>),
     /// Bytes made for this connection alone (a short answer; not on the streaming path).
     Owned(Box<[u8]>),
     /// A part, with this connection's stamp between its head and its body.
     Part(Rc<Part>, Stamp),
+    /// Only a part's header block (sent ahead of its body, for `?advance_headers=1`).
+    PartHeader(Rc<Part>, Stamp),
+    /// Only a part's body and delimiter (its header block went ahead).
+    PartBody(Rc<Part>),
+    /// Only a part's body (a snapshot).
+    Body(Rc<Part>),
 }
 
 impl Chunk {
     /// The chunk's bytes as up to three slices, in order.
     fn slices(&self) -> [&[u8]; 3] {
         match self {
+            Chunk::Static(bytes) => [bytes, &[], &[]],
             Chunk::Shared(bytes) => [bytes, &[], &[]],
             Chunk::Owned(bytes) => [bytes, &[], &[]],
             Chunk::Part(part, stamp) => {
                 let (head, tail) = part.halves();
                 [head, stamp.as_bytes(), tail]
             }
+            Chunk::PartHeader(part, stamp) => [part.halves().0, stamp.as_bytes(), b"\r\n\r\n"],
+            Chunk::PartBody(part) => [part.body_and_delimiter(), &[], &[]],
+            Chunk::Body(part) => [part.body(), &[], &[]],
         }
     }
 
@@ -170,10 +182,12 @@ mod tests {
         let mut expected = b"HEAD".to_vec();
         let (head, tail) = part.halves();
         expected.extend_from_slice(&[head, stamp.as_bytes(), tail].concat());
-        expected.extend_from_slice(b"end");
+        expected.extend_from_slice(b"bodyend");
         let mut outbox = Outbox::default();
         outbox.push(Chunk::Shared(Rc::from(&b"HEAD"[..])));
-        outbox.push(Chunk::Part(part, stamp));
+        outbox.push(Chunk::PartHeader(part.clone(), stamp));
+        outbox.push(Chunk::PartBody(part.clone()));
+        outbox.push(Chunk::Body(part));
         outbox.push(Chunk::Owned(Box::from(&b"end"[..])));
         (outbox, expected)
     }

@@ -13,6 +13,8 @@ pub enum Route {
     Stats,
     /// `GET /metrics`: counters in the Prometheus text format.
     Metrics,
+    /// `GET /view`: a page showing every image stream.
+    View,
 }
 
 #[derive(Debug, Default)]

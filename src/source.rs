@@ -1,11 +1,18 @@
-//! Streams: what a path serves, as parts encoded once at start-up.
+//! Streams: what a path serves, encoded once, walked by many connections.
 //!
-//! A stream is a timeline of parts, each with the delay that follows it. Every connection
-//! walks the same timeline from its own start: part `k` is due at start + the sum of the
-//! delays before it, whatever time the earlier writes took, so lateness never accumulates.
-//! The connections share the encoded parts (`Rc`); a connection holds only its position.
+//! Two kinds of timeline:
+//! - **Scripted** (the demo, scripts, image folders, synthetic streams): fixed parts, each
+//!   with the delay that follows it. Every connection walks the timeline from its own
+//!   start: part `k` is due at start + the delays before it, whatever time the earlier
+//!   writes took, so lateness never accumulates. A client that reads slower than the
+//!   timeline makes its own timeline wait ([`Cursor::client_waited`]); others never notice.
+//! - **Live** (frames from a pipe): one current frame, replaced as frames arrive. A client
+//!   gets the newest frame once it has finished sending the previous one; frames it had
+//!   no time for are skipped (and counted), never queued, and a part is never cut.
+//!
+//! Connections share the encoded parts (`Rc`); a connection holds only a [`Cursor`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::ops::Deref;
 use std::rc::Rc;
@@ -35,19 +42,82 @@ impl PartSpec {
 
 /// A part and the delay after it.
 #[derive(Debug)]
-pub struct Step {
-    pub part: Rc<Part>,
-    pub delay: Micros,
+struct Step {
+    part: Rc<Part>,
+    delay: Micros,
 }
 
 #[derive(Debug)]
 enum Timeline {
-    /// Fixed parts, played once (the last one carries the closing delimiter) or, with
-    /// `repeat`, over and over until the client leaves.
-    Steps { steps: Vec<Step>, repeat: bool },
-    /// `count` parts of one deterministic body, for benchmark harnesses: two encodings
-    /// serve any count.
-    Synthetic { step: Step, last: Step, count: u64 },
+    /// Fixed parts after a lead-in. Without `loop_from` they play once and the last one
+    /// carries the closing delimiter; with it, `steps[loop_from..]` repeat until the
+    /// client leaves.
+    Steps {
+        lead: Micros,
+        steps: Vec<Step>,
+        loop_from: Option<usize>,
+        /// The last part framed as "more to come", for `?dual_final_frames=1`.
+        last_again: Option<Rc<Part>>,
+    },
+    /// `count` parts of one deterministic body, for benchmark harnesses: three
+    /// encodings serve any count.
+    Synthetic {
+        more: Step,
+        last: Step,
+        count: u64,
+    },
+    Live(Live),
+}
+
+/// The live state: the newest frame, and who waits for the next.
+#[derive(Debug, Default)]
+struct Live {
+    current: RefCell<Option<Frame>>,
+    ended: Cell<bool>,
+    /// Connections to wake when a frame arrives: slab key and serial. Entries of
+    /// connections that left are dropped when the list is next walked.
+    watchers: RefCell<Vec<(usize, u32)>>,
+}
+
+#[derive(Clone, Debug)]
+struct Frame {
+    part: Rc<Part>,
+    /// Frames are numbered from 1 in arrival order.
+    seq: u64,
+    /// When the frame arrived: its `X-Timestamp`.
+    at: Micros,
+}
+
+/// Where one connection is in its stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Cursor {
+    /// Scripted: the index of the next step. Live: the lowest frame number not yet seen.
+    next: u64,
+    /// Scripted: when the next step is due.
+    due: Micros,
+    /// Live with `dual_final_frames`: the last frame was sent a second time.
+    repeated_last: bool,
+}
+
+impl Cursor {
+    /// The client took until `now` to take the previous part: its timeline waits for it
+    /// rather than sending the parts it fell behind on back to back.
+    pub fn client_waited(&mut self, now: Micros) {
+        self.due = self.due.max(now);
+    }
+}
+
+/// What a connection should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Send this part, stamped with `at` (when it was due or arrived).
+    Part { part: Rc<Part>, at: Micros },
+    /// Nothing before this time.
+    At(Micros),
+    /// Live: nothing until a frame arrives (the connection is woken then).
+    Idle,
+    /// The stream is over; `closing`: the closing delimiter has still to be sent.
+    End { closing: bool },
 }
 
 /// What one path serves: response heads, framing and the timeline, all encoded once.
@@ -55,60 +125,105 @@ enum Timeline {
 pub struct Stream {
     /// Clients watching now (see [`Viewer`]).
     viewers: Cell<u64>,
+    /// Live frames skipped because a client was still busy with an earlier one.
+    skipped: Cell<u64>,
     boundary: Boundary,
     heads: [Rc<[u8]>; 2],
     opening: Rc<[u8]>,
     closing: Rc<[u8]>,
+    /// Whether every part is an image, so an `<img>` can show the stream.
+    images: bool,
     timeline: Timeline,
 }
 
 impl Stream {
-    /// A stream of fixed parts, played once, or repeated forever when `repeat`.
-    /// `extra`: header lines every response head carries (CORS).
-    pub fn scripted(parts: &[PartSpec], repeat: bool, extra: &str) -> io::Result<Stream> {
+    /// A stream of fixed parts: `lead_ms` before the first, then each part's delay; from
+    /// `loop_from` on the parts repeat forever. `extra`: header lines every response head
+    /// carries (CORS).
+    pub fn scripted(
+        parts: &[PartSpec],
+        lead_ms: u64,
+        loop_from: Option<usize>,
+        extra: &str,
+    ) -> io::Result<Self> {
+        if parts.is_empty() || loop_from.is_some_and(|from| from >= parts.len()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream needs parts",
+            ));
+        }
         let boundary = Boundary::absent_from(parts.iter().map(|p| &p.body[..]))?;
+        let encode =
+            |spec: &PartSpec, then| Rc::new(Part::encode(&boundary, &spec.content_type, &spec.body, then));
+        let last = parts.len() - 1;
         let steps = parts
             .iter()
             .enumerate()
-            .map(|(i, spec)| {
-                let then = if !repeat && i + 1 == parts.len() {
-                    Then::End
-                } else {
-                    Then::More
-                };
-                Step {
-                    part: Rc::new(Part::encode(&boundary, &spec.content_type, &spec.body, then)),
-                    delay: ms(spec.delay_ms),
-                }
+            .map(|(i, spec)| Step {
+                part: encode(
+                    spec,
+                    if i == last && loop_from.is_none() {
+                        Then::End
+                    } else {
+                        Then::More
+                    },
+                ),
+                delay: ms(spec.delay_ms),
             })
             .collect();
-        Ok(Stream::framed(boundary, Timeline::Steps { steps, repeat }, extra))
+        let last_again = loop_from.is_none().then(|| encode(&parts[last], Then::More));
+        let images = parts.iter().all(|p| p.content_type.starts_with("image/"));
+        let timeline = Timeline::Steps {
+            lead: ms(lead_ms),
+            steps,
+            loop_from,
+            last_again,
+        };
+        Ok(Stream::framed(boundary, timeline, images, extra))
     }
 
-    /// `count` parts of `size` deterministic bytes, `interval_ms` apart.
-    pub fn synthetic(count: u64, size: usize, interval_ms: u64, extra: &str) -> io::Result<Stream> {
-        let body = synthetic_body(size);
-        let boundary = Boundary::absent_from([&body[..]].into_iter())?;
+    /// `count` parts of `body`, `interval_ms` apart.
+    pub fn synthetic(count: u64, body: &[u8], interval_ms: u64, extra: &str) -> io::Result<Self> {
+        if count == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream needs parts",
+            ));
+        }
+        let boundary = Boundary::absent_from([body].into_iter())?;
         let step = |then| Step {
-            part: Rc::new(Part::encode(&boundary, "application/octet-stream", &body, then)),
+            part: Rc::new(Part::encode(&boundary, "application/octet-stream", body, then)),
             delay: ms(interval_ms),
         };
         let timeline = Timeline::Synthetic {
-            step: step(Then::More),
+            more: step(Then::More),
             last: step(Then::End),
             count,
         };
-        Ok(Stream::framed(boundary, timeline, extra))
+        Ok(Stream::framed(boundary, timeline, false, extra))
     }
 
-    fn framed(boundary: Boundary, timeline: Timeline, extra: &str) -> Stream {
+    /// A live stream of JPEG frames, fed by [`Stream::publish`].
+    pub fn live(extra: &str) -> io::Result<Self> {
+        let boundary = Boundary::random()?;
+        Ok(Stream::framed(
+            boundary,
+            Timeline::Live(Live::default()),
+            true,
+            extra,
+        ))
+    }
+
+    fn framed(boundary: Boundary, timeline: Timeline, images: bool, extra: &str) -> Stream {
         let head = |version| Rc::from(http::stream_head(version, &boundary, extra).into_bytes());
         Stream {
             viewers: Cell::new(0),
+            skipped: Cell::new(0),
             heads: [head(Version::Http10), head(Version::Http11)],
             opening: Rc::from(boundary.opening()),
             closing: Rc::from(boundary.closing()),
             boundary,
+            images,
             timeline,
         }
     }
@@ -117,8 +232,20 @@ impl Stream {
         self.viewers.get()
     }
 
+    pub fn skipped(&self) -> u64 {
+        self.skipped.get()
+    }
+
     pub fn boundary(&self) -> &Boundary {
         &self.boundary
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.timeline, Timeline::Live(_))
+    }
+
+    pub fn is_images(&self) -> bool {
+        self.images
     }
 
     /// The response head (status line and headers) for a client of `version`.
@@ -131,27 +258,188 @@ impl Stream {
         &self.opening
     }
 
-    /// `\r\n--B--\r\n`, to end the stream early after a part's delimiter.
+    /// `\r\n--B--\r\n`, to end the stream after a part's delimiter.
     pub fn closing(&self) -> &Rc<[u8]> {
         &self.closing
     }
 
-    /// Part `index` of the timeline and the delay after it; `None` past the end.
-    pub fn step(&self, index: u64) -> Option<&Step> {
-        match &self.timeline {
-            Timeline::Steps { steps, repeat } => {
-                let index = if *repeat && !steps.is_empty() {
-                    index % steps.len() as u64
-                } else {
-                    index
-                };
-                steps.get(usize::try_from(index).ok()?)
+    /// A cursor for a client that starts now.
+    pub fn cursor(&self, now: Micros) -> Cursor {
+        let (next, due) = match &self.timeline {
+            Timeline::Steps { lead, .. } => (0, now + lead),
+            Timeline::Synthetic { .. } => (0, now),
+            // A client that joins gets the current frame at once.
+            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(1, |f| f.seq), now),
+        };
+        Cursor {
+            next,
+            due,
+            repeated_last: false,
+        }
+    }
+
+    /// What the client at `cursor` gets next, moving the cursor past it. `dual_final`:
+    /// send the last part twice (Chrome shows a part only once the next one's headers
+    /// arrive, so a single final part would never be shown).
+    pub fn next(&self, cursor: &mut Cursor, now: Micros, dual_final: bool) -> Next {
+        if let Timeline::Live(live) = &self.timeline {
+            return self.next_live(live, cursor, dual_final);
+        }
+        if cursor.due > now {
+            return Next::At(cursor.due);
+        }
+        match self.step(cursor.next, dual_final) {
+            Some((part, delay)) => {
+                let at = cursor.due;
+                cursor.next += 1;
+                cursor.due += delay;
+                Next::Part {
+                    part: part.clone(),
+                    at,
+                }
             }
-            Timeline::Synthetic { step, last, count } => match index + 1 {
-                n if n < *count => Some(step),
-                n if n == *count => Some(last),
-                _ => None,
-            },
+            None => Next::End { closing: false },
+        }
+    }
+
+    /// Whether the client at `cursor` already got the closing delimiter (with the last
+    /// part of a scripted stream).
+    pub fn closed_for(&self, cursor: &Cursor, dual_final: bool) -> bool {
+        !self.is_live() && self.step(cursor.next, dual_final).is_none()
+    }
+
+    /// The part after the cursor and when it is due, if known now (not for live streams).
+    pub fn peek(&self, cursor: &Cursor, dual_final: bool) -> Option<(Rc<Part>, Micros)> {
+        let (part, _) = self.step(cursor.next, dual_final)?;
+        Some((part.clone(), cursor.due))
+    }
+
+    /// Scripted step `index` and the delay after it; `None` past the end.
+    fn step(&self, index: u64, dual_final: bool) -> Option<(&Rc<Part>, Micros)> {
+        match &self.timeline {
+            Timeline::Steps {
+                steps,
+                loop_from: Some(from),
+                ..
+            } => {
+                let (from, len) = (*from as u64, steps.len() as u64);
+                let index = if index < len {
+                    index
+                } else {
+                    from + (index - from) % (len - from)
+                };
+                let step = &steps[index as usize];
+                Some((&step.part, step.delay))
+            }
+            Timeline::Steps {
+                steps, last_again, ..
+            } => {
+                let last = steps.len() as u64 - 1;
+                match (index.cmp(&last), dual_final, last_again) {
+                    (std::cmp::Ordering::Less, ..) => steps.get(index as usize).map(|s| (&s.part, s.delay)),
+                    (std::cmp::Ordering::Equal, true, Some(again)) => Some((again, 0)),
+                    (std::cmp::Ordering::Equal, ..) => steps.last().map(|s| (&s.part, s.delay)),
+                    _ if index == last + 1 && dual_final => steps.last().map(|s| (&s.part, s.delay)),
+                    _ => None,
+                }
+            }
+            Timeline::Synthetic { more, last, count } => {
+                let last_index = count - 1;
+                match index {
+                    i if i < last_index || (i == last_index && dual_final) => Some((&more.part, more.delay)),
+                    i if i == last_index || (i == last_index + 1 && dual_final) => {
+                        Some((&last.part, last.delay))
+                    }
+                    _ => None,
+                }
+            }
+            Timeline::Live(_) => None,
+        }
+    }
+
+    fn next_live(&self, live: &Live, cursor: &mut Cursor, dual_final: bool) -> Next {
+        let current = live.current.borrow();
+        if let Some(frame) = current.as_ref().filter(|f| f.seq >= cursor.next) {
+            self.skipped.set(self.skipped.get() + (frame.seq - cursor.next));
+            cursor.next = frame.seq + 1;
+            return Next::Part {
+                part: frame.part.clone(),
+                at: frame.at,
+            };
+        }
+        if !live.ended.get() {
+            return Next::Idle;
+        }
+        match current.as_ref() {
+            Some(frame) if dual_final && !cursor.repeated_last => {
+                cursor.repeated_last = true;
+                Next::Part {
+                    part: frame.part.clone(),
+                    at: frame.at,
+                }
+            }
+            _ => Next::End { closing: true },
+        }
+    }
+
+    /// Live: makes `body` the current frame. `false` (frame dropped) when the body holds
+    /// the boundary, which would cut the part short for every client.
+    pub fn publish(&self, body: &[u8], now: Micros) -> bool {
+        let Timeline::Live(live) = &self.timeline else {
+            return false;
+        };
+        if self.boundary.occurs_in(body) {
+            return false;
+        }
+        let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
+        let mut current = live.current.borrow_mut();
+        let seq = current.as_ref().map_or(1, |f| f.seq + 1);
+        *current = Some(Frame { part, seq, at: now });
+        true
+    }
+
+    /// Live: the input ended; every client gets the closing delimiter.
+    pub fn end(&self) {
+        if let Timeline::Live(live) = &self.timeline {
+            live.ended.set(true);
+        }
+    }
+
+    /// Live: wake this connection when a frame arrives.
+    pub fn watch(&self, key: usize, serial: u32) {
+        if let Timeline::Live(live) = &self.timeline {
+            live.watchers.borrow_mut().push((key, serial));
+        }
+    }
+
+    /// Live: the connections to wake; hand back those still watching with
+    /// [`Stream::keep_watchers`].
+    pub fn take_watchers(&self) -> Vec<(usize, u32)> {
+        match &self.timeline {
+            Timeline::Live(live) => live.watchers.take(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn keep_watchers(&self, watchers: Vec<(usize, u32)>) {
+        if let Timeline::Live(live) = &self.timeline {
+            let mut list = live.watchers.borrow_mut();
+            // Watchers that joined meanwhile stay too.
+            let joined = std::mem::replace(&mut *list, watchers);
+            list.extend(joined);
+        }
+    }
+
+    /// The image a snapshot request gets: a live stream's current frame, or a scripted
+    /// stream's first image.
+    pub fn snapshot(&self) -> Option<Rc<Part>> {
+        match &self.timeline {
+            Timeline::Live(live) => live.current.borrow().as_ref().map(|f| f.part.clone()),
+            Timeline::Steps { steps, .. } => steps
+                .iter()
+                .find(|s| s.part.content_type().starts_with("image/"))
+                .map(|s| s.part.clone()),
+            Timeline::Synthetic { .. } => None,
         }
     }
 }
@@ -182,202 +470,135 @@ impl Drop for Viewer {
     }
 }
 
-/// Deterministic, recognisable filler: the bytes `0, 1, …, 250, 0, 1, …` (251 is prime,
-/// so the pattern does not line up with power-of-two buffer sizes).
-pub fn synthetic_body(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i % 251) as u8).collect()
-}
-
-/// The origin's demo, part for part and delay for delay (about 6.4 s in all).
-pub fn demo_parts() -> Vec<PartSpec> {
-    const PNG: &[u8] = include_bytes!("demo.png");
-    let mut parts = Vec::with_capacity(15);
-    for _ in 0..3 {
-        parts.push(PartSpec::new("text/plain", "Hello,       text       ", 500));
-        parts.push(PartSpec::new("text/plain", "       plain      world!", 500));
-    }
-    parts.push(PartSpec::new("image/png", PNG, 1000));
-    // The "typewriter": 0, 1, … all the words, then all of them again with the image.
-    let words = ["Hello,", "the", "<i>wonderful</i>", "world", "of", "HTML!"];
-    let heading = |n: usize| format!("<!doctype html><h1>{}</h1>", words[..n].join(" "));
-    for n in 0..=words.len() {
-        parts.push(PartSpec::new("text/html", heading(n), 300));
-    }
-    let image = format!(
-        "{}\r\n<img src=\"data:image/png;base64,{}\">",
-        heading(words.len()),
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, PNG)
-    );
-    parts.push(PartSpec::new("text/html", image, 300));
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_demo_has_the_origins_parts_and_delays() {
-        let parts = demo_parts();
-        assert_eq!(parts.len(), 15);
-        let total: u64 = parts.iter().map(|p| p.delay_ms).sum();
-        assert_eq!(total, 6400);
-        assert_eq!(parts[0].body, b"Hello,       text       ");
-        assert_eq!(parts[5].body, b"       plain      world!");
-        assert!(parts[6].body.starts_with(b"\x89PNG\r\n\x1a\n"));
-        assert_eq!(parts[7].body, b"<!doctype html><h1></h1>");
-        assert_eq!(
-            parts[13].body,
-            b"<!doctype html><h1>Hello, the <i>wonderful</i> world of HTML!</h1>"
-        );
-        assert!(parts[14].body.ends_with(b"\">"));
+    fn parts(n: usize) -> Vec<PartSpec> {
+        (0..n)
+            .map(|i| PartSpec::new("image/png", format!("p{i}"), 10 * (i as u64 + 1)))
+            .collect()
+    }
+
+    /// Walks a stream as a client reading instantly would, up to `limit` parts:
+    /// (body, due time in ms) of each part.
+    fn walk(stream: &Stream, dual_final: bool, limit: usize) -> (Vec<(String, u64)>, bool) {
+        let mut cursor = stream.cursor(0);
+        let mut now = 0;
+        let mut got = vec![];
+        while got.len() < limit {
+            match stream.next(&mut cursor, now, dual_final) {
+                Next::Part { part, at } => got.push((String::from_utf8_lossy(part.body()).into(), at / 1000)),
+                Next::At(at) => now = at,
+                Next::Idle => unreachable!("scripted streams are never idle"),
+                Next::End { .. } => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
+    fn bodies(got: &[(String, u64)]) -> Vec<&str> {
+        got.iter().map(|(b, _)| b.as_str()).collect()
     }
 
     #[test]
-    fn a_scripted_stream_ends_once_or_repeats() {
-        let parts = [
-            PartSpec::new("text/plain", "a", 1),
-            PartSpec::new("text/plain", "b", 2),
-        ];
-        let once = Stream::scripted(&parts, false, "").unwrap();
-        assert_eq!(once.step(1).unwrap().delay, 2000);
-        assert!(once.step(1).unwrap().part.halves().1.ends_with(b"--\r\n"));
-        assert!(once.step(2).is_none());
-        let forever = Stream::scripted(&parts, true, "").unwrap();
-        assert_eq!(forever.step(3).unwrap().part.body(), b"b");
-        assert!(!forever.step(1).unwrap().part.halves().1.ends_with(b"--\r\n"));
+    fn a_scripted_stream_plays_once_with_its_lead_and_delays() {
+        let stream = Stream::scripted(&parts(3), 5, None, "").unwrap();
+        let (got, ended) = walk(&stream, false, 10);
+        assert!(ended);
+        assert_eq!(got, [("p0".into(), 5), ("p1".into(), 15), ("p2".into(), 35)]);
+        assert!(stream.is_images());
+        assert_eq!(stream.snapshot().unwrap().body(), b"p0");
     }
 
     #[test]
-    fn a_synthetic_stream_has_count_parts_and_ends() {
-        let stream = Rc::new(Stream::synthetic(3, 600, 0, "X: y\r\n").unwrap());
+    fn only_the_last_part_closes_and_dual_final_repeats_it() {
+        let stream = Stream::scripted(&parts(2), 0, None, "").unwrap();
+        let mut cursor = stream.cursor(0);
+        let closes = |next: Next| match next {
+            Next::Part { part, .. } => part.halves().1.ends_with(b"--\r\n"),
+            other => panic!("{other:?}"),
+        };
+        assert!(!closes(stream.next(&mut cursor, 1_000_000, false)));
+        assert!(closes(stream.next(&mut cursor, 1_000_000, false)));
+        let (got, ended) = walk(&stream, true, 10);
+        assert!(ended);
+        assert_eq!(bodies(&got), ["p0", "p1", "p1"]);
+        // The repeat follows at once; the final delay comes after it.
+        assert_eq!(got[2].1, got[1].1);
+    }
+
+    #[test]
+    fn a_loop_repeats_its_body_forever() {
+        let stream = Stream::scripted(&parts(3), 0, Some(1), "").unwrap();
+        let (got, ended) = walk(&stream, false, 7);
+        assert!(!ended);
+        assert_eq!(bodies(&got), ["p0", "p1", "p2", "p1", "p2", "p1", "p2"]);
+        assert!(Stream::scripted(&parts(2), 0, Some(2), "").is_err());
+        assert!(Stream::scripted(&[], 0, None, "").is_err());
+    }
+
+    #[test]
+    fn a_synthetic_stream_has_count_parts_then_ends() {
+        let stream = Rc::new(Stream::synthetic(3, b"xyz", 7, "X: y\r\n").unwrap());
         assert!(String::from_utf8_lossy(stream.head(Version::Http10)).ends_with("X: y\r\n\r\n"));
+        let (got, ended) = walk(&stream, false, 10);
+        assert!(ended);
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), [0, 7, 14]);
+        assert_eq!(walk(&stream, true, 10).0.len(), 4);
         let viewers = [Viewer::new(stream.clone()), Viewer::new(stream.clone())];
         assert_eq!(stream.viewers(), 2);
         drop(viewers);
         assert_eq!(stream.viewers(), 0);
-        assert_eq!(stream.step(0).unwrap().part.body(), &synthetic_body(600)[..]);
-        assert!(stream.step(2).unwrap().part.halves().1.ends_with(b"--\r\n"));
-        assert!(stream.step(3).is_none());
-        assert_eq!(synthetic_body(253)[251..], [0, 1]);
-    }
-}
-
-/// What `--stream PATH=SPEC` asks for: `KIND[:ARG][,key=value…]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamSpec {
-    Demo,
-    Synthetic {
-        parts: u64,
-        size: usize,
-        interval_ms: u64,
-    },
-}
-
-/// The largest synthetic part: it is held in memory once, shared by all clients.
-const MAX_SYNTHETIC_SIZE: usize = 64 << 20;
-
-impl StreamSpec {
-    pub fn parse(text: &str) -> Result<StreamSpec, String> {
-        let (kind, args) = text.split_once(':').unwrap_or((text, ""));
-        match kind {
-            "demo" if args.is_empty() => Ok(StreamSpec::Demo),
-            "demo" => Err("demo takes no arguments".into()),
-            "synthetic" => parse_synthetic(args),
-            _ => Err(format!(
-                "unknown stream kind '{kind}' (expected demo or synthetic)"
-            )),
-        }
     }
 
-    /// Encodes the stream; `extra`: header lines every response head carries.
-    pub fn build(&self, extra: &str) -> io::Result<Stream> {
-        match *self {
-            StreamSpec::Demo => Stream::scripted(&demo_parts(), false, extra),
-            StreamSpec::Synthetic {
-                parts,
-                size,
-                interval_ms,
-            } => Stream::synthetic(parts, size, interval_ms, extra),
-        }
-    }
-}
-
-fn parse_synthetic(args: &str) -> Result<StreamSpec, String> {
-    let (mut parts, mut size, mut interval_ms) = (None, None, None);
-    for pair in args.split(',').filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("synthetic: expected key=value, got '{pair}'"))?;
-        let number = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("synthetic: {key} must be a whole number, got '{value}'"))
+    #[test]
+    fn a_live_client_gets_the_newest_frame_and_skips_the_rest() {
+        let stream = Stream::live("").unwrap();
+        let mut early = stream.cursor(0);
+        assert!(matches!(stream.next(&mut early, 0, false), Next::Idle));
+        assert!(stream.publish(b"f1", 10));
+        let mut late = stream.cursor(20);
+        let body = |next: Next| match next {
+            Next::Part { part, .. } => part.body().to_vec(),
+            other => panic!("{other:?}"),
         };
-        match key {
-            "parts" => parts = Some(number()?),
-            "size" => size = Some(number()?),
-            "interval" => interval_ms = Some(number()?),
-            _ => {
-                return Err(format!(
-                    "synthetic: unknown key '{key}' (expected parts, size, interval)"
-                ));
-            }
-        }
-    }
-    let missing = |name| format!("synthetic: {name}= is required");
-    let parts = parts.ok_or_else(|| missing("parts"))?;
-    let size = size.ok_or_else(|| missing("size"))?;
-    let interval_ms = interval_ms.ok_or_else(|| missing("interval"))?;
-    if parts == 0 {
-        return Err("synthetic: parts must be at least 1".into());
-    }
-    if size > MAX_SYNTHETIC_SIZE as u64 {
-        return Err(format!("synthetic: size must be at most {MAX_SYNTHETIC_SIZE}"));
-    }
-    if interval_ms > 86_400_000 {
-        return Err("synthetic: interval must be at most a day (86400000 ms)".into());
-    }
-    Ok(StreamSpec::Synthetic {
-        parts,
-        size: size as usize,
-        interval_ms,
-    })
-}
-
-#[cfg(test)]
-mod spec_tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_kinds() {
-        assert_eq!(StreamSpec::parse("demo"), Ok(StreamSpec::Demo));
-        assert_eq!(
-            StreamSpec::parse("synthetic:parts=3,size=10,interval=0"),
-            Ok(StreamSpec::Synthetic {
-                parts: 3,
-                size: 10,
-                interval_ms: 0
-            })
-        );
+        assert_eq!(body(stream.next(&mut early, 20, false)), b"f1");
+        // A client that joins gets the current frame at once.
+        assert_eq!(body(stream.next(&mut late, 20, false)), b"f1");
+        stream.publish(b"f2", 30);
+        stream.publish(b"f3", 40);
+        assert_eq!(body(stream.next(&mut early, 40, false)), b"f3");
+        assert_eq!(stream.skipped(), 1);
+        assert!(matches!(stream.next(&mut early, 50, false), Next::Idle));
+        stream.end();
+        assert!(matches!(
+            stream.next(&mut early, 60, false),
+            Next::End { closing: true }
+        ));
+        assert_eq!(body(stream.next(&mut late, 60, true)), b"f3");
+        assert_eq!(body(stream.next(&mut late, 60, true)), b"f3");
+        assert!(matches!(
+            stream.next(&mut late, 60, true),
+            Next::End { closing: true }
+        ));
     }
 
     #[test]
-    fn explains_what_is_wrong() {
-        for (spec, says) in [
-            ("video", "unknown stream kind 'video'"),
-            ("demo:x", "demo takes no arguments"),
-            ("synthetic:parts=3,size=10", "interval= is required"),
-            (
-                "synthetic:parts=x,size=1,interval=1",
-                "parts must be a whole number",
-            ),
-            ("synthetic:parts=0,size=1,interval=1", "at least 1"),
-            ("synthetic:parts=1,size=1,interval=1,fps=2", "unknown key 'fps'"),
-            ("synthetic:parts", "expected key=value"),
-        ] {
-            let err = StreamSpec::parse(spec).unwrap_err();
-            assert!(err.contains(says), "{spec}: {err}");
-        }
+    fn a_live_frame_holding_the_boundary_is_dropped() {
+        let stream = Stream::live("").unwrap();
+        let body = format!("x{}y", stream.boundary());
+        assert!(!stream.publish(body.as_bytes(), 0));
+        assert!(stream.snapshot().is_none());
+    }
+
+    #[test]
+    fn watchers_that_join_while_frames_are_handed_out_stay() {
+        let stream = Stream::live("").unwrap();
+        stream.watch(1, 1);
+        let watchers = stream.take_watchers();
+        stream.watch(2, 1);
+        stream.keep_watchers(watchers);
+        assert_eq!(stream.take_watchers(), [(1, 1), (2, 1)]);
     }
 }

@@ -1,0 +1,362 @@
+//! `--stream PATH=SPEC`: what each kind of stream asks for, and how it is built.
+//!
+//! A spec reads `KIND[:ARG][,key=value…]`. Everything a stream serves is read and encoded
+//! here, at start-up, so a bad folder or file is refused before the server listens.
+
+use std::path::{Path, PathBuf};
+
+use crate::source::{PartSpec, Stream};
+
+/// Largest image file a `dir:` stream takes; all are held in memory, once.
+const MAX_IMAGE_FILE: u64 = 64 << 20;
+/// The largest synthetic part: it is held in memory once, shared by all clients.
+const MAX_SYNTHETIC_SIZE: u64 = 64 << 20;
+/// Frames a second, at most; delays are whole milliseconds.
+const MAX_FPS: f64 = 1000.0;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamSpec {
+    Demo,
+    Synthetic {
+        parts: u64,
+        size: usize,
+        interval_ms: u64,
+    },
+    Dir {
+        dir: PathBuf,
+        fps: f64,
+        repeat: bool,
+    },
+}
+
+/// A spec split into its kind, its argument and its `key=value` options.
+struct Pieces<'a> {
+    kind: &'a str,
+    arg: Option<&'a str>,
+    options: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Pieces<'a> {
+    fn split(text: &'a str) -> Result<Self, String> {
+        let kind_end = text.find([':', ',']).unwrap_or(text.len());
+        let (kind, rest) = text.split_at(kind_end);
+        let mut items = rest
+            .get(1..)
+            .unwrap_or("")
+            .split(',')
+            .filter(|i| !i.is_empty())
+            .peekable();
+        let arg = if rest.starts_with(':') {
+            items.next_if(|item| !item.contains('='))
+        } else {
+            None
+        };
+        let options = items
+            .map(|item| {
+                item.split_once('=')
+                    .ok_or_else(|| format!("{kind}: expected key=value, got '{item}'"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Pieces { kind, arg, options })
+    }
+
+    fn refuse_unknown(&self, known: &[&str]) -> Result<(), String> {
+        match self.options.iter().find(|(key, _)| !known.contains(key)) {
+            None => Ok(()),
+            Some((key, _)) if known.is_empty() => Err(format!("{}: unknown option '{key}'", self.kind)),
+            Some((key, _)) => Err(format!(
+                "{}: unknown option '{key}' (expected {})",
+                self.kind,
+                known.join(", ")
+            )),
+        }
+    }
+
+    fn option(&self, key: &str) -> Option<&'a str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+
+    fn number(&self, key: &str) -> Result<Option<u64>, String> {
+        self.option(key)
+            .map(|value| {
+                value
+                    .parse()
+                    .map_err(|_| format!("{}: {key} must be a whole number, got '{value}'", self.kind))
+            })
+            .transpose()
+    }
+
+    fn required(&self, key: &str) -> Result<u64, String> {
+        self.number(key)?
+            .ok_or_else(|| format!("{}: {key}= is required", self.kind))
+    }
+
+    fn fps(&self, default: f64) -> Result<f64, String> {
+        let Some(value) = self.option("fps") else {
+            return Ok(default);
+        };
+        match value.parse::<f64>() {
+            Ok(fps) if fps > 0.0 && fps <= MAX_FPS => Ok(fps),
+            _ => Err(format!(
+                "{}: fps must be a number above 0 and at most {MAX_FPS}, got '{value}'",
+                self.kind
+            )),
+        }
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.option(key) {
+            None => Ok(default),
+            Some("true" | "yes" | "1") => Ok(true),
+            Some("false" | "no" | "0") => Ok(false),
+            Some(value) => Err(format!(
+                "{}: {key} must be true or false, got '{value}'",
+                self.kind
+            )),
+        }
+    }
+}
+
+impl StreamSpec {
+    pub fn parse(text: &str) -> Result<StreamSpec, String> {
+        let pieces = Pieces::split(text)?;
+        match pieces.kind {
+            "demo" => {
+                pieces.refuse_unknown(&[])?;
+                match pieces.arg {
+                    None => Ok(StreamSpec::Demo),
+                    Some(_) => Err("demo takes no argument".into()),
+                }
+            }
+            "synthetic" => parse_synthetic(&pieces),
+            "dir" => {
+                pieces.refuse_unknown(&["fps", "loop"])?;
+                let dir = pieces.arg.ok_or("dir: expected dir:FOLDER")?;
+                Ok(StreamSpec::Dir {
+                    dir: PathBuf::from(dir),
+                    fps: pieces.fps(10.0)?,
+                    repeat: pieces.flag("loop", true)?,
+                })
+            }
+            kind => Err(format!(
+                "unknown stream kind '{kind}' (expected demo, dir or synthetic)"
+            )),
+        }
+    }
+
+    /// Reads and encodes the stream; `extra`: header lines every response head carries.
+    pub fn build(&self, extra: &str) -> Result<Stream, String> {
+        let stream = match self {
+            StreamSpec::Demo => Stream::scripted(&demo_parts(), 0, None, extra),
+            StreamSpec::Synthetic {
+                parts,
+                size,
+                interval_ms,
+            } => Stream::synthetic(*parts, &synthetic_body(*size), *interval_ms, extra),
+            StreamSpec::Dir { dir, fps, repeat } => {
+                let delay_ms = (1000.0 / fps).round() as u64;
+                let parts = load_images(dir, delay_ms)?;
+                Stream::scripted(&parts, 0, repeat.then_some(0), extra)
+            }
+        };
+        stream.map_err(|e| e.to_string())
+    }
+}
+
+fn parse_synthetic(pieces: &Pieces) -> Result<StreamSpec, String> {
+    pieces.refuse_unknown(&["parts", "size", "interval"])?;
+    let parts = pieces.required("parts")?;
+    let size = pieces.required("size")?;
+    let interval_ms = pieces.required("interval")?;
+    if parts == 0 {
+        return Err("synthetic: parts must be at least 1".into());
+    }
+    if size > MAX_SYNTHETIC_SIZE {
+        return Err(format!("synthetic: size must be at most {MAX_SYNTHETIC_SIZE}"));
+    }
+    if interval_ms > 86_400_000 {
+        return Err("synthetic: interval must be at most a day (86400000 ms)".into());
+    }
+    Ok(StreamSpec::Synthetic {
+        parts,
+        size: size as usize,
+        interval_ms,
+    })
+}
+
+/// The content type of an image file, from its extension.
+pub fn image_type(path: &Path) -> Option<&'static str> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+/// The image files of a folder, in name order, each shown for `delay_ms`.
+fn load_images(dir: &Path, delay_ms: u64) -> Result<Vec<PartSpec>, String> {
+    let shown = dir.display();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("dir:{shown}: {e}"))?;
+    let mut files: Vec<(PathBuf, &str)> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .filter_map(|path| image_type(&path).map(|t| (path, t)))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "dir:{shown}: no image files (jpg, jpeg, png, gif, webp, bmp, svg)"
+        ));
+    }
+    files
+        .into_iter()
+        .map(|(path, content_type)| {
+            let size = std::fs::metadata(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .len();
+            if size > MAX_IMAGE_FILE {
+                return Err(format!("{}: larger than {MAX_IMAGE_FILE} bytes", path.display()));
+            }
+            let body = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(PartSpec::new(content_type, body, delay_ms))
+        })
+        .collect()
+}
+
+/// Deterministic, recognisable filler: the bytes `0, 1, …, 250, 0, 1, …` (251 is prime,
+/// so the pattern does not line up with power-of-two buffer sizes).
+pub fn synthetic_body(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// The origin's demo, part for part and delay for delay (about 6.4 s in all).
+pub fn demo_parts() -> Vec<PartSpec> {
+    const PNG: &[u8] = include_bytes!("demo.png");
+    let mut parts = Vec::with_capacity(15);
+    for _ in 0..3 {
+        parts.push(PartSpec::new("text/plain", "Hello,       text       ", 500));
+        parts.push(PartSpec::new("text/plain", "       plain      world!", 500));
+    }
+    parts.push(PartSpec::new("image/png", PNG, 1000));
+    // The "typewriter": 0, 1, … all the words, then all of them again with the image.
+    let words = ["Hello,", "the", "<i>wonderful</i>", "world", "of", "HTML!"];
+    let heading = |n: usize| format!("<!doctype html><h1>{}</h1>", words[..n].join(" "));
+    for n in 0..=words.len() {
+        parts.push(PartSpec::new("text/html", heading(n), 300));
+    }
+    let image = format!(
+        "{}\r\n<img src=\"data:image/png;base64,{}\">",
+        heading(words.len()),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, PNG)
+    );
+    parts.push(PartSpec::new("text/html", image, 300));
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_has_the_origins_parts_and_delays() {
+        let parts = demo_parts();
+        assert_eq!(parts.len(), 15);
+        let total: u64 = parts.iter().map(|p| p.delay_ms).sum();
+        assert_eq!(total, 6400);
+        assert_eq!(parts[0].body, b"Hello,       text       ");
+        assert_eq!(parts[5].body, b"       plain      world!");
+        assert!(parts[6].body.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(parts[7].body, b"<!doctype html><h1></h1>");
+        assert_eq!(
+            parts[13].body,
+            b"<!doctype html><h1>Hello, the <i>wonderful</i> world of HTML!</h1>"
+        );
+        assert!(parts[14].body.ends_with(b"\">"));
+    }
+
+    #[test]
+    fn parses_the_kinds() {
+        assert_eq!(StreamSpec::parse("demo"), Ok(StreamSpec::Demo));
+        let synthetic = StreamSpec::Synthetic {
+            parts: 3,
+            size: 10,
+            interval_ms: 0,
+        };
+        assert_eq!(
+            StreamSpec::parse("synthetic:parts=3,size=10,interval=0"),
+            Ok(synthetic)
+        );
+        let dir = StreamSpec::Dir {
+            dir: "frames".into(),
+            fps: 2.5,
+            repeat: false,
+        };
+        assert_eq!(StreamSpec::parse("dir:frames,fps=2.5,loop=false"), Ok(dir));
+        let dir = StreamSpec::Dir {
+            dir: "f".into(),
+            fps: 10.0,
+            repeat: true,
+        };
+        assert_eq!(StreamSpec::parse("dir:f"), Ok(dir));
+        assert_eq!(synthetic_body(253)[251..], [0, 1]);
+    }
+
+    #[test]
+    fn explains_what_is_wrong() {
+        for (spec, says) in [
+            ("video", "unknown stream kind 'video'"),
+            ("demo:x", "demo takes no argument"),
+            ("demo,fps=1", "demo: unknown option 'fps'"),
+            ("synthetic:parts=3,size=10", "interval= is required"),
+            (
+                "synthetic:parts=x,size=1,interval=1",
+                "parts must be a whole number",
+            ),
+            ("synthetic:parts=0,size=1,interval=1", "at least 1"),
+            (
+                "synthetic:parts=1,size=1,interval=1,fps=2",
+                "unknown option 'fps'",
+            ),
+            ("synthetic:parts=1,size", "expected key=value"),
+            ("dir", "expected dir:FOLDER"),
+            ("dir:x,fps=0", "fps must be a number above 0"),
+            ("dir:x,loop=maybe", "loop must be true or false"),
+        ] {
+            let err = StreamSpec::parse(spec).unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_folder_plays_its_images_in_name_order() {
+        let dir = std::env::temp_dir().join(format!("mixreplace-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, body) in [("b.PNG", "2"), ("a.jpg", "1"), ("c.svg", "3"), ("notes.txt", "x")] {
+            std::fs::write(dir.join(name), body).unwrap();
+        }
+        let parts = load_images(&dir, 100).unwrap();
+        let got: Vec<_> = parts
+            .iter()
+            .map(|p| (p.content_type.as_str(), p.body.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("image/jpeg", &b"1"[..]),
+                ("image/png", b"2"),
+                ("image/svg+xml", b"3")
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(load_images(&dir, 100).unwrap_err().starts_with("dir:"));
+    }
+}
