@@ -506,6 +506,30 @@ mod tests {
         assert_eq!(frames, [good]);
     }
 
+    /// Real encoder output, made with libjpeg-turbo's `cjpeg` from a noise image
+    /// (`-restart 1`: RST markers and FF 00 stuffing; `-progressive`: ten scans) and
+    /// `exiftool "-ThumbnailImage<=thumb.jpg"` (an APP1 holding a whole JPEG).
+    #[test]
+    fn real_jpegs_split_whole() {
+        const RESTART: &[u8] = include_bytes!("../tests/data/mjpeg/restart.jpg");
+        const PROGRESSIVE: &[u8] = include_bytes!("../tests/data/mjpeg/progressive.jpg");
+        const EXIF: &[u8] = include_bytes!("../tests/data/mjpeg/exif.jpg");
+        // What makes them hard: an EOI (and an SOI) inside the EXIF frame.
+        assert!(EXIF[..EXIF.len() - 2].windows(2).any(|w| w == [MARK, EOI]));
+        let expect = [RESTART, PROGRESSIVE, EXIF, RESTART];
+        let data = [RESTART, b"\r\n--junk\r\n", PROGRESSIVE, EXIF, RESTART].concat();
+        let whole = split(1 << 20, &data, data.len());
+        assert_eq!(whole.0, expect);
+        assert_eq!(whole.1.junk_bytes, 10);
+        for chunk in [1, 2, 3, 7, 64, 1000, 4096] {
+            assert_eq!(split(1 << 20, &data, chunk), whole, "chunk {chunk}");
+        }
+        // A cap between the sizes drops exactly the frames over it.
+        let (frames, stats, _) = split(EXIF.len(), &data, 512);
+        assert_eq!(frames, [EXIF]);
+        assert_eq!(stats.oversize_dropped, 3);
+    }
+
     #[test]
     fn garbage_alone_gives_nothing() {
         let garbage: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 251) as u8).collect();
