@@ -4,16 +4,19 @@
 //! The modules, from the wire inwards: [`server`] (the loop), [`conn`] (one connection's
 //! state machine), [`outbox`] (what a connection still has to write), [`http`] (requests
 //! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
-//! [`route`], [`stats`], [`wheel`] (timers), [`clock`], [`sys`] and [`cli`].
+//! [`script`] (stream scripts), [`jpeg`] (splitting live MJPEG), [`route`], [`stats`],
+//! [`wheel`] (timers), [`clock`], [`sys`] and [`cli`].
 
 pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod conn;
 pub mod http;
+pub mod jpeg;
 pub mod multipart;
 pub mod outbox;
 pub mod route;
+pub mod script;
 pub mod server;
 pub mod source;
 pub mod spec;
