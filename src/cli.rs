@@ -23,6 +23,14 @@ Options:
   --stream PATH=SPEC     Serve SPEC at PATH (repeatable). Without any, / serves the demo.
                          SPEC is one of:
                            demo                the origin's 15-part demo (about 6.4 s)
+                           script:FILE         a stream script (see the README)
+                           dir:FOLDER[,fps=N][,loop=BOOL]
+                                               the folder's images in name order, N a
+                                               second (default 10), looping (default true)
+                           stdin[,fps=N][,max_frame=BYTES]
+                                               live MJPEG piped into standard input, at
+                                               most N frames a second; frames over
+                                               BYTES (default 8 MiB) are dropped
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)
@@ -70,7 +78,7 @@ impl Options {
         let mut routes = Routes::default();
         let headers = self.config.access.headers();
         for (path, spec) in &self.streams {
-            let stream = spec.build(headers).map_err(|e| format!("--stream {path}: {e}"))?;
+            let stream = spec.build(headers)?;
             routes.add(path, Route::Stream(Rc::new(stream)));
         }
         routes.add("/stats", Route::Stats);
@@ -97,6 +105,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             limits: Limits::default(),
             max_clients: usize::MAX,
             access: Access::default(),
+            live: None,
         },
         max_clients: None,
         allow_quit: false,
@@ -112,8 +121,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             }
             Long("stream") => {
                 let value = string_value(&mut parser, "--stream")?;
-                let stream = parse_stream(&value, &options.streams)?;
-                options.streams.push(stream);
+                let (path, spec) = parse_stream(&value, &options.streams)?;
+                if let StreamSpec::Stdin(live) = spec {
+                    if options.config.live.is_some() {
+                        return Err(format!(
+                            "--stream {path}: standard input already feeds another stream"
+                        ));
+                    }
+                    options.config.live = Some(live);
+                }
+                options.streams.push((path, spec));
             }
             Long("allow-quit") => options.allow_quit = true,
             Long("max-clients") => {

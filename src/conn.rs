@@ -52,6 +52,8 @@ pub enum Timer {
     StopDeadline,
     /// Accepting was paused (out of file descriptors); try again.
     ResumeAccept,
+    /// The live input's fps cap allows the frame it held back.
+    LiveFrame,
 }
 
 /// Timeouts and budgets, from the command line.

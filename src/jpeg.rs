@@ -203,10 +203,7 @@ impl Splitter {
                 code => (1, self.marker(code)),
             },
             State::Length { sos, hi: None } => {
-                self.state = State::Length {
-                    sos,
-                    hi: Some(byte),
-                };
+                self.state = State::Length { sos, hi: Some(byte) };
                 (1, Event::Continue)
             }
             State::Length { sos, hi: Some(hi) } => {
@@ -401,14 +398,7 @@ mod tests {
     #[test]
     fn junk_between_frames_is_counted_and_dropped() {
         let a = jpeg(b"\x01");
-        let data = [
-            &b"junk\xff\xff\xd9"[..],
-            &a,
-            b"\xff\x00\xff",
-            &a,
-            b"trailing\xff",
-        ]
-        .concat();
+        let data = [&b"junk\xff\xff\xd9"[..], &a, b"\xff\x00\xff", &a, b"trailing\xff"].concat();
         let (frames, stats) = split_every_way(1 << 16, &data);
         assert_eq!(frames, [a.clone(), a]);
         // The last FF may still begin an SOI: it is not counted yet.

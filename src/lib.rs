@@ -4,8 +4,9 @@
 //! The modules, from the wire inwards: [`server`] (the loop), [`conn`] (one connection's
 //! state machine), [`outbox`] (what a connection still has to write), [`http`] (requests
 //! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
-//! [`script`] (stream scripts), [`jpeg`] (splitting live MJPEG), [`route`], [`stats`],
-//! [`wheel`] (timers), [`clock`], [`sys`] and [`cli`].
+//! [`spec`] (what `--stream` asks for), [`script`] (stream scripts), [`live`] and [`jpeg`]
+//! (live MJPEG from a pipe), [`view`], [`access`], [`route`], [`stats`], [`wheel`]
+//! (timers), [`clock`], [`sys`] and [`cli`].
 
 pub mod access;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod conn;
 pub mod http;
 pub mod jpeg;
+pub mod live;
 pub mod multipart;
 pub mod outbox;
 pub mod route;

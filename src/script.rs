@@ -286,9 +286,7 @@ impl Parser<'_, '_> {
                 cur.open_brace("loop").map_err(fail)?;
                 if self.stack.len() > 1 {
                     let why = "it plays forever, so it must be the last statement";
-                    return Err(fail(format!(
-                        "a loop cannot be inside a repeat or loop: {why}"
-                    )));
+                    return Err(fail(format!("a loop cannot be inside a repeat or loop: {why}")));
                 }
                 self.open(Block::Loop { line });
             }
@@ -365,9 +363,7 @@ impl Parser<'_, '_> {
             any = true;
         }
         if !any {
-            return Err(
-                "part needs a body: \"text\", @file, base64(@file) or <<TAG after the type".into(),
-            );
+            return Err("part needs a body: \"text\", @file, base64(@file) or <<TAG after the type".into());
         }
         Ok(body)
     }
@@ -413,11 +409,7 @@ impl Parser<'_, '_> {
     }
 
     fn top(&mut self) -> &mut Seq {
-        &mut self
-            .stack
-            .last_mut()
-            .expect("the top level is never popped")
-            .seq
+        &mut self.stack.last_mut().expect("the top level is never popped").seq
     }
 
     fn open(&mut self, block: Block) {
@@ -604,13 +596,11 @@ fn digits(text: &str) -> Option<u64> {
 }
 
 fn parse_count(text: &str) -> Result<u64, String> {
-    let count = digits(text)
-        .ok_or_else(|| format!("repeat needs a whole number of times, found '{text}'"))?;
+    let count =
+        digits(text).ok_or_else(|| format!("repeat needs a whole number of times, found '{text}'"))?;
     match count {
         0 => Err("repeat 0 plays nothing: the count must be at least 1".into()),
-        n if n > MAX_REPEAT => Err(format!(
-            "repeat count {text} is over the limit of {MAX_REPEAT}"
-        )),
+        n if n > MAX_REPEAT => Err(format!("repeat count {text} is over the limit of {MAX_REPEAT}")),
         n => Ok(n),
     }
 }
@@ -658,10 +648,7 @@ impl<'a> Cursor<'a> {
     /// The next run of non-space characters (empty at the end of the line).
     fn word(&mut self) -> &'a str {
         self.skip_space();
-        let end = self
-            .rest
-            .find(char::is_whitespace)
-            .unwrap_or(self.rest.len());
+        let end = self.rest.find(char::is_whitespace).unwrap_or(self.rest.len());
         let (word, rest) = self.rest.split_at(end);
         self.rest = rest;
         word
@@ -691,11 +678,7 @@ impl<'a> Cursor<'a> {
     /// The tag of a `<<TAG` body, if that is what comes next.
     fn heredoc(&mut self) -> Option<&'a str> {
         self.skip_space();
-        if self.eat("<<") {
-            Some(self.word())
-        } else {
-            None
-        }
+        if self.eat("<<") { Some(self.word()) } else { None }
     }
 
     /// Requires the end of the line after `what`.
@@ -778,8 +761,7 @@ mod tests {
     }
 
     fn ok(text: &str) -> Script {
-        parse_in(text, &[("a.bin", b"AB\xff"), ("sub/c d.txt", b"cd")])
-            .unwrap_or_else(|e| panic!("{e}"))
+        parse_in(text, &[("a.bin", b"AB\xff"), ("sub/c d.txt", b"cd")]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn part(content_type: &str, body: &[u8], delay_ms: u64) -> PartSpec {
@@ -901,7 +883,7 @@ mod tests {
         let script = load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(script.lead_ms, 0);
         assert_eq!(script.loop_from, None);
-        let demo = crate::source::demo_parts();
+        let demo = crate::spec::demo_parts();
         assert_eq!(script.parts.len(), demo.len());
         for (i, (got, want)) in script.parts.iter().zip(&demo).enumerate() {
             assert_eq!(got, want, "part {i}");
@@ -916,11 +898,7 @@ mod tests {
             ("", 1, "the script has no parts"),
             ("# nothing\n\n", 1, "the script has no parts"),
             ("wait 1s", 1, "the script has no parts"),
-            (
-                "part a/b \"\"\nfrobnicate",
-                2,
-                "unknown statement 'frobnicate'",
-            ),
+            ("part a/b \"\"\nfrobnicate", 2, "unknown statement 'frobnicate'"),
             ("part", 1, "part needs a content type and a body"),
             ("part text/plain", 1, "part needs a body"),
             ("part text/plain # c", 1, "part needs a body"),
@@ -935,11 +913,7 @@ mod tests {
             ("\npart a/b \"abc", 2, "unterminated string"),
             ("part a/b \"ab\\", 1, "unterminated string"),
             ("part a/b \"\\q\"", 1, "unknown escape '\\q'"),
-            (
-                "part a/b \"\\x4\"",
-                1,
-                "\\x needs two hex digits, found '\\x4\"'",
-            ),
+            ("part a/b \"\\x4\"", 1, "\\x needs two hex digits, found '\\x4\"'"),
             ("part a/b \"\\xg0\"", 1, "\\x needs two hex digits"),
             (
                 "part a/b x",
@@ -972,11 +946,7 @@ mod tests {
             ("part a/b \"\"\nwait -1s", 2, "bad duration '-1s'"),
             ("part a/b \"\"\nwait 1m", 2, "bad duration '1m'"),
             ("part a/b \"\"\nwait 86400.001s", 2, "over a day"),
-            (
-                "part a/b \"\"\nwait 99999999999999999999999ms",
-                2,
-                "over a day",
-            ),
+            ("part a/b \"\"\nwait 99999999999999999999999ms", 2, "over a day"),
             ("part a/b \"\"\nwait 1s 2s", 2, "unexpected '2s' after wait"),
             (
                 "part a/b \"\"\nwait 86400s\nwait 1ms",
@@ -988,16 +958,8 @@ mod tests {
                 5,
                 "add up to more than a day",
             ),
-            (
-                "repeat x {",
-                1,
-                "repeat needs a whole number of times, found 'x'",
-            ),
-            (
-                "repeat {",
-                1,
-                "repeat needs a whole number of times, found '{'",
-            ),
+            ("repeat x {", 1, "repeat needs a whole number of times, found 'x'"),
+            ("repeat {", 1, "repeat needs a whole number of times, found '{'"),
             ("repeat 0 {", 1, "the count must be at least 1"),
             ("repeat 100001 {", 1, "over the limit of 100000"),
             ("repeat 2", 1, "repeat N must be followed by {"),
@@ -1024,11 +986,7 @@ mod tests {
             ),
             ("loop {\n\n}", 1, "this loop has no part"),
             ("loop {\npart a/b \"\"\n", 1, "this loop is never closed"),
-            (
-                "loop {\npart a/b \"\"\n}\nwait 1s",
-                4,
-                "'wait' after the loop",
-            ),
+            ("loop {\npart a/b \"\"\n}\nwait 1s", 4, "'wait' after the loop"),
             ("loop {\npart a/b \"\"\n}\n}", 4, "'}' after the loop"),
             ("part a/b \"\"\n}", 2, "stray }"),
             ("part a/b \"\"\n} x", 2, "unexpected 'x' after }"),
@@ -1059,8 +1017,7 @@ mod tests {
 
     /// A scratch directory for the tests that need the real file system.
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("mixreplace-script-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("mixreplace-script-{}-{name}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -1092,10 +1049,7 @@ mod tests {
         assert_eq!((err.line, &*err.message), (2, "not UTF-8 text"));
 
         let huge = dir.join("huge.bin");
-        fs::File::create(&huge)
-            .unwrap()
-            .set_len(MAX_FILE + 1)
-            .unwrap();
+        fs::File::create(&huge).unwrap().set_len(MAX_FILE + 1).unwrap();
         for (body, says) in [
             ("@huge.bin", "is larger than 64 MiB"),
             ("@.", "not a regular file"),

@@ -25,6 +25,7 @@ use slab::Slab;
 use crate::access::Access;
 use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
 use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
+use crate::live::{LiveConfig, LiveInput};
 use crate::route::Routes;
 use crate::stats::{Reason, Stats};
 use crate::sys;
@@ -32,6 +33,7 @@ use crate::wheel::Wheel;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const STDIN: Token = Token(usize::MAX - 2);
 /// Accepts per loop turn: enough to drain a burst quickly, few enough that streams due
 /// in the same turn are not held up behind a flood of new clients.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -41,8 +43,8 @@ const STOP_GRACE: Micros = 900_000;
 const ACCEPT_PAUSE: Micros = 100_000;
 /// Repeated warnings (out of descriptors) are logged at most this often.
 const LOG_EVERY: Micros = 10_000_000;
-/// The shared read buffer: request heads are at most 8 KiB.
-const SCRATCH: usize = 16 * 1024;
+/// The shared read buffer: request heads are at most 8 KiB; live input reads in 64 KiB.
+const SCRATCH: usize = 64 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -51,6 +53,8 @@ pub struct Config {
     /// Open connections at most; past it new clients get `503`.
     pub max_clients: usize,
     pub access: Access,
+    /// Standard input feeds the live stream (`--stream PATH=stdin`).
+    pub live: Option<LiveConfig>,
 }
 
 /// How the loop ended.
@@ -97,6 +101,12 @@ pub struct Server {
     accept_paused: bool,
     stop_requested: bool,
     stopping: bool,
+    /// Standard input for the live stream, until it ends.
+    live: Option<LiveInput>,
+    /// Standard input may have more to read (its budget ran out last turn).
+    live_ready: bool,
+    /// A frame held back by the fps cap has its timer set.
+    live_held: bool,
 }
 
 impl Server {
@@ -110,6 +120,14 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let live = match (config.live, routes.streams().find(|(_, s)| s.is_live())) {
+            (Some(live_config), Some((_, stream))) => {
+                let mut input = LiveInput::stdin(stream.clone(), live_config)?;
+                input.register(poll.registry(), STDIN)?;
+                Some(input)
+            }
+            _ => None,
+        };
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -134,6 +152,9 @@ impl Server {
             accept_paused: false,
             stop_requested: false,
             stopping: false,
+            live_ready: live.is_some(),
+            live,
+            live_held: false,
         })
     }
 
@@ -155,6 +176,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
+                    STDIN => self.live_ready = true,
                     SIGNALS => {
                         if let Some(exit) = self.on_signals() {
                             return Ok(exit);
@@ -172,6 +194,9 @@ impl Server {
             }
             if self.accept_ready && !self.accept_paused {
                 self.accept();
+            }
+            if self.live_ready {
+                self.read_live();
             }
             for key in std::mem::take(&mut self.write_again) {
                 self.drive(key, Input::Writable);
@@ -193,7 +218,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
-        if more_to_accept || !self.write_again.is_empty() {
+        if more_to_accept || self.live_ready || !self.write_again.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -329,10 +354,67 @@ impl Server {
                     self.accept_ready = true;
                 }
                 Timer::StopDeadline => deadline_passed = true,
+                Timer::LiveFrame => {
+                    self.live_held = false;
+                    let published = self.live.as_mut().is_some_and(|input| input.on_timer(self.now));
+                    if published {
+                        self.wake_live_watchers();
+                    }
+                }
             }
         }
         self.due = due;
         deadline_passed
+    }
+
+    /// Reads standard input and hands new frames to the clients waiting for them.
+    fn read_live(&mut self) {
+        let Some(input) = &mut self.live else {
+            self.live_ready = false;
+            return;
+        };
+        let progress = input.on_readable(self.now, &mut self.scratch);
+        self.live_ready = progress.more;
+        if let Some(at) = progress.hold_until
+            && !self.live_held
+        {
+            self.live_held = true;
+            self.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
+        }
+        if progress.published || progress.ended {
+            self.wake_live_watchers();
+        }
+        if progress.ended {
+            if let Some(input) = self.live.take() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut mio::unix::SourceFd(&input.fd()));
+            }
+            self.live_ready = false;
+        }
+    }
+
+    /// Wakes every client of the live stream; those that left drop off the list.
+    fn wake_live_watchers(&mut self) {
+        let Some(stream) = self
+            .routes
+            .streams()
+            .find(|(_, s)| s.is_live())
+            .map(|(_, s)| s.clone())
+        else {
+            return;
+        };
+        let mut watchers = stream.take_watchers();
+        for &(key, _) in &watchers {
+            self.drive(key, Input::Frame);
+        }
+        watchers.retain(|&(key, serial)| {
+            self.conns.get(key).is_some_and(|slot| {
+                slot.closed.is_none() && slot.conn.serial() == serial && slot.conn.is_streaming()
+            })
+        });
+        stream.keep_watchers(watchers);
     }
 
     /// Returns the exit to take now, if any: a second signal forces it.

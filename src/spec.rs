@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::live::LiveConfig;
 use crate::source::{PartSpec, Stream};
 
 /// Largest image file a `dir:` stream takes; all are held in memory, once.
@@ -13,6 +14,9 @@ const MAX_IMAGE_FILE: u64 = 64 << 20;
 const MAX_SYNTHETIC_SIZE: u64 = 64 << 20;
 /// Frames a second, at most; delays are whole milliseconds.
 const MAX_FPS: f64 = 1000.0;
+/// The default cap on one live frame: far above a 4K JPEG, far below memory trouble.
+const DEFAULT_MAX_FRAME: u64 = 8 << 20;
+const MAX_MAX_FRAME: u64 = 256 << 20;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamSpec {
@@ -27,6 +31,10 @@ pub enum StreamSpec {
         fps: f64,
         repeat: bool,
     },
+    /// A stream script (see `script`).
+    Script(PathBuf),
+    /// Live MJPEG from standard input.
+    Stdin(LiveConfig),
 }
 
 /// A spec split into its kind, its argument and its `key=value` options.
@@ -142,8 +150,32 @@ impl StreamSpec {
                     repeat: pieces.flag("loop", true)?,
                 })
             }
+            "script" => {
+                pieces.refuse_unknown(&[])?;
+                let file = pieces.arg.ok_or("script: expected script:FILE")?;
+                Ok(StreamSpec::Script(PathBuf::from(file)))
+            }
+            "stdin" => {
+                pieces.refuse_unknown(&["fps", "max_frame"])?;
+                if pieces.arg.is_some() {
+                    return Err("stdin takes no argument (options: fps, max_frame)".into());
+                }
+                let fps = pieces
+                    .option("fps")
+                    .is_some()
+                    .then(|| pieces.fps(0.0))
+                    .transpose()?;
+                let max_frame = pieces.number("max_frame")?.unwrap_or(DEFAULT_MAX_FRAME);
+                if !(1024..=MAX_MAX_FRAME).contains(&max_frame) {
+                    return Err(format!("stdin: max_frame must be from 1024 to {MAX_MAX_FRAME}"));
+                }
+                Ok(StreamSpec::Stdin(LiveConfig {
+                    fps,
+                    max_frame: max_frame as usize,
+                }))
+            }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir or synthetic)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin or synthetic)"
             )),
         }
     }
@@ -162,6 +194,12 @@ impl StreamSpec {
                 let parts = load_images(dir, delay_ms)?;
                 Stream::scripted(&parts, 0, repeat.then_some(0), extra)
             }
+            StreamSpec::Script(file) => {
+                // The script's own message already reads FILE:LINE: what is wrong.
+                let script = crate::script::load(file).map_err(|e| e.to_string())?;
+                Stream::scripted(&script.parts, script.lead_ms, script.loop_from, extra)
+            }
+            StreamSpec::Stdin(_) => Stream::live(extra),
         };
         stream.map_err(|e| e.to_string())
     }
@@ -307,6 +345,19 @@ mod tests {
             repeat: true,
         };
         assert_eq!(StreamSpec::parse("dir:f"), Ok(dir));
+        let live = LiveConfig {
+            fps: Some(5.0),
+            max_frame: 4096,
+        };
+        assert_eq!(
+            StreamSpec::parse("stdin,fps=5,max_frame=4096"),
+            Ok(StreamSpec::Stdin(live))
+        );
+        let live = LiveConfig {
+            fps: None,
+            max_frame: 8 << 20,
+        };
+        assert_eq!(StreamSpec::parse("stdin"), Ok(StreamSpec::Stdin(live)));
         assert_eq!(synthetic_body(253)[251..], [0, 1]);
     }
 
@@ -330,6 +381,10 @@ mod tests {
             ("dir", "expected dir:FOLDER"),
             ("dir:x,fps=0", "fps must be a number above 0"),
             ("dir:x,loop=maybe", "loop must be true or false"),
+            ("stdin:x", "stdin takes no argument"),
+            ("script", "expected script:FILE"),
+            ("stdin,max_frame=10", "max_frame must be from 1024"),
+            ("stdin,fps=-1", "fps must be a number above 0"),
         ] {
             let err = StreamSpec::parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
