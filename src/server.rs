@@ -13,6 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -27,6 +28,7 @@ use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
 use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
 use crate::live::{LiveConfig, LiveInput};
 use crate::route::Routes;
+use crate::source::Stream;
 use crate::stats::{Reason, Stats};
 use crate::sys;
 use crate::wheel::Wheel;
@@ -103,6 +105,8 @@ pub struct Server {
     stopping: bool,
     /// Standard input for the live stream, until it ends.
     live: Option<LiveInput>,
+    /// The live stream, if one is served.
+    live_stream: Option<Rc<Stream>>,
     /// Standard input may have more to read (its budget ran out last turn).
     live_ready: bool,
     /// A frame held back by the fps cap has its timer set.
@@ -120,8 +124,12 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let live = match (config.live, routes.streams().find(|(_, s)| s.is_live())) {
-            (Some(live_config), Some((_, stream))) => {
+        let live_stream = routes
+            .streams()
+            .find(|(_, s)| s.is_live())
+            .map(|(_, s)| s.clone());
+        let live = match (config.live, &live_stream) {
+            (Some(live_config), Some(stream)) => {
                 let mut input = LiveInput::stdin(stream.clone(), live_config)?;
                 input.register(poll.registry(), STDIN)?;
                 Some(input)
@@ -153,6 +161,7 @@ impl Server {
             stop_requested: false,
             stopping: false,
             live_ready: live.is_some(),
+            live_stream,
             live,
             live_held: false,
         })
@@ -397,24 +406,37 @@ impl Server {
 
     /// Wakes every client of the live stream; those that left drop off the list.
     fn wake_live_watchers(&mut self) {
-        let Some(stream) = self
-            .routes
-            .streams()
-            .find(|(_, s)| s.is_live())
-            .map(|(_, s)| s.clone())
-        else {
+        let Some(stream) = self.live_stream.clone() else {
             return;
         };
         let mut watchers = stream.take_watchers();
-        for &(key, _) in &watchers {
-            self.drive(key, Input::Frame);
+        for &(key, serial) in &watchers {
+            if self.is_watching(key, serial) {
+                self.drive(key, Input::Frame);
+            }
         }
-        watchers.retain(|&(key, serial)| {
-            self.conns.get(key).is_some_and(|slot| {
-                slot.closed.is_none() && slot.conn.serial() == serial && slot.conn.is_streaming()
-            })
-        });
+        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
         stream.keep_watchers(watchers);
+    }
+
+    /// Drops the watchers that left, once they outnumber the viewers: frames may stop
+    /// coming while clients come and go, and the list must not grow with them.
+    fn compact_live_watchers(&mut self) {
+        let Some(stream) = self.live_stream.clone() else {
+            return;
+        };
+        if stream.watcher_count() as u64 > 2 * stream.viewers() + 64 {
+            let mut watchers = stream.take_watchers();
+            watchers.retain(|&(key, serial)| self.is_watching(key, serial));
+            stream.keep_watchers(watchers);
+        }
+    }
+
+    /// Whether the connection at `key` is still the one with `serial`, streaming.
+    fn is_watching(&self, key: usize, serial: u32) -> bool {
+        self.conns.get(key).is_some_and(|slot| {
+            slot.closed.is_none() && slot.conn.serial() == serial && slot.conn.is_streaming()
+        })
     }
 
     /// Returns the exit to take now, if any: a second signal forces it.
@@ -456,6 +478,7 @@ impl Server {
             self.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
         }
+        self.compact_live_watchers();
     }
 }
 
