@@ -1,5 +1,6 @@
 //! `mixreplace-load`: a load generator for `multipart/x-mixed-replace` servers (work in
-//! progress: the response parser and the report come first).
+//! progress: the response parser, the report and the per-client state machine come first).
 
+pub mod client;
 pub mod multipart;
 pub mod report;
