@@ -2,8 +2,10 @@
 //! delimiter, count what arrives.
 //!
 //! No `Poll` and no clock inside: the loop (`super`) finds out when the TCP connect is
-//! done and hands in the time; [`Client::ready`] is generic over `Read + Write`, so a test
-//! drives it with an in-memory stream. Invariants:
+//! done and hands in the time and a wall clock (read when a timestamped part completes,
+//! so lateness is measured at that moment); [`Client::ready`] is generic over
+//! `Read + Write`, so a test drives it with an in-memory stream and a fixed clock.
+//! Invariants:
 //! - Readiness is edge-triggered, so `ready` writes until done or `WouldBlock` and reads
 //!   until `WouldBlock`, except that it stops after [`READS_PER_TURN`] reads and answers
 //!   [`Step::Again`]: the loop calls it again after the other clients had their turn (an
@@ -22,24 +24,12 @@ use crate::wheel::TimerId;
 /// Reads per client per turn: with the loop's 64 KiB buffer, 256 KiB.
 pub const READS_PER_TURN: usize = 4;
 
-/// The time, sampled by the loop when a client's event is handled.
-#[derive(Clone, Copy, Debug)]
-pub struct Now {
-    pub mono: Instant,
-    /// Microseconds since the Unix epoch: the clock `X-Timestamp` is written in.
-    pub wall_us: u64,
-}
-
-impl Now {
-    pub fn sample() -> Now {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Now {
-            mono: Instant::now(),
-            wall_us: wall.as_micros() as u64,
-        }
-    }
+/// Microseconds since the Unix epoch: the clock `X-Timestamp` is written in.
+pub fn wall_micros() -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    wall.as_micros() as u64
 }
 
 /// What the loop does next with a client.
@@ -105,12 +95,15 @@ impl Client {
     }
 
     /// Writes what is left of `request`, then reads and parses what has arrived.
+    /// `now` is when the loop took up this client; `wall_clock` (see [`wall_micros`]) is
+    /// read at the moment each timestamped part's body is complete.
     pub fn ready<S: Read + Write>(
         &mut self,
         io: &mut S,
         request: &[u8],
         buf: &mut [u8],
-        now: Now,
+        now: Instant,
+        wall_clock: &mut impl FnMut() -> u64,
         stats: &mut Stats,
     ) -> Step {
         if let State::Sending { mut written } = self.state {
@@ -156,14 +149,11 @@ impl Client {
             };
             if !self.first_byte {
                 self.first_byte = true;
-                stats.first_byte.record(micros(now.mono - self.started));
+                stats.first_byte.record(micros(now - self.started));
             }
             stats.bytes += n as u64;
-            let wall_us = now.wall_us;
-            match self
-                .parser
-                .feed(&buf[..n], &mut |ts| stats.part(ts, wall_us))
-            {
+            let mut on_part = |ts: Option<u64>| stats.part(ts, ts.map_or(0, |_| wall_clock()));
+            match self.parser.feed(&buf[..n], &mut on_part) {
                 Ok(multipart::Status::Partial) => {}
                 Ok(multipart::Status::Complete) => return Step::Done(Ok(())),
                 Err(e) => {
@@ -246,11 +236,8 @@ mod tests {
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    fn at(start: Instant, ms: u64, wall_us: u64) -> Now {
-        Now {
-            mono: start + Duration::from_millis(ms),
-            wall_us,
-        }
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
     }
 
     #[test]
@@ -267,12 +254,26 @@ mod tests {
         // The request goes out in pieces as the window allows.
         io.window = 10;
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, at(start, 3, 0), &mut stats),
+            client.ready(
+                &mut io,
+                REQUEST,
+                &mut buf,
+                at(start, 3),
+                &mut || 0,
+                &mut stats
+            ),
             Step::Continue
         );
         io.window = 100;
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, at(start, 4, 0), &mut stats),
+            client.ready(
+                &mut io,
+                REQUEST,
+                &mut buf,
+                at(start, 4),
+                &mut || 0,
+                &mut stats
+            ),
             Step::Continue
         );
         assert_eq!(io.written, REQUEST);
@@ -286,7 +287,8 @@ mod tests {
                 &mut io,
                 REQUEST,
                 &mut buf,
-                at(start, 10, 100_000_000),
+                at(start, 10),
+                &mut || 100_000_000,
                 &mut stats
             ),
             Step::Continue
@@ -299,7 +301,8 @@ mod tests {
                 &mut io,
                 REQUEST,
                 &mut buf,
-                at(start, 20, 100_007_000),
+                at(start, 20),
+                &mut || 100_007_000,
                 &mut stats
             ),
             Step::Done(Ok(()))
@@ -336,17 +339,17 @@ mod tests {
             io.incoming.push_back(vec![b'x'; 64]);
         }
         let mut buf = vec![0; 256];
-        let now = at(start, 0, 0);
+        let now = at(start, 0);
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
             Step::Again
         );
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
             Step::Again
         );
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
             Step::Continue
         );
     }
@@ -379,7 +382,14 @@ mod tests {
             };
             io.incoming.push_back(input.to_vec());
             let mut buf = vec![0; 64];
-            let got = client.ready(&mut io, REQUEST, &mut buf, at(start, 0, 0), &mut stats);
+            let got = client.ready(
+                &mut io,
+                REQUEST,
+                &mut buf,
+                at(start, 0),
+                &mut || 0,
+                &mut stats,
+            );
             assert_eq!(got, step, "{:?}", String::from_utf8_lossy(input));
             let Step::Done(result) = got else {
                 unreachable!()

@@ -33,7 +33,7 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::wheel::Wheel;
-use client::{Client, Now, Step};
+use client::{Client, Step};
 pub use report::{Reason, Report, Stats};
 
 /// Size of the one read buffer all clients share.
@@ -455,7 +455,7 @@ impl Driver<'_> {
         if slot.client.is_done() {
             return;
         }
-        let now = Now::sample();
+        let now = Instant::now();
         if slot.client.is_connecting() {
             match connect_result(&slot.stream) {
                 None => return, // spurious: still connecting
@@ -463,7 +463,7 @@ impl Driver<'_> {
                     if let Some(timer) = slot.client.connect_timer.take() {
                         self.wheel.cancel(timer);
                     }
-                    slot.client.connected(now.mono, &mut self.stats);
+                    slot.client.connected(now, &mut self.stats);
                 }
                 Some(Err(e)) => {
                     let (id, reason) = (slot.client.id, classify_connect(&e));
@@ -478,6 +478,7 @@ impl Driver<'_> {
             &self.request,
             &mut self.buf,
             now,
+            &mut client::wall_micros,
             &mut self.stats,
         ) {
             Step::Continue => {}
@@ -491,6 +492,10 @@ impl Driver<'_> {
         let slot = &mut self.clients[key];
         if slot.client.is_done() {
             return;
+        }
+        match result {
+            Ok(()) => log::debug!("client {}: completed", slot.client.id),
+            Err(reason) => log::debug!("client {}: failed: {}", slot.client.id, reason.name()),
         }
         if let Some(timer) = slot.client.connect_timer.take() {
             self.wheel.cancel(timer);
