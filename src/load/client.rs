@@ -24,12 +24,28 @@ use crate::wheel::TimerId;
 /// Reads per client per turn: with the loop's 64 KiB buffer, 256 KiB.
 pub const READS_PER_TURN: usize = 4;
 
-/// Microseconds since the Unix epoch: the clock `X-Timestamp` is written in.
-pub fn wall_micros() -> u64 {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    wall.as_micros() as u64
+/// Where a client reads the time. The loop passes [`SystemClock`]; tests a fixed one.
+pub trait Clock {
+    fn now(&mut self) -> Instant;
+    /// Microseconds since the Unix epoch: the clock `X-Timestamp` is written in.
+    fn wall_micros(&mut self) -> u64;
+}
+
+/// The real clocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&mut self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall_micros(&mut self) -> u64 {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        wall.as_micros() as u64
+    }
 }
 
 /// What the loop does next with a client.
@@ -95,15 +111,15 @@ impl Client {
     }
 
     /// Writes what is left of `request`, then reads and parses what has arrived.
-    /// `now` is when the loop took up this client; `wall_clock` (see [`wall_micros`]) is
-    /// read at the moment each timestamped part's body is complete.
+    /// The clock is read when the first byte arrives and when a timestamped part's body
+    /// is complete (on loopback the answer often arrives within this same call, right
+    /// after the request: a time taken at the start of the turn would hide it).
     pub fn ready<S: Read + Write>(
         &mut self,
         io: &mut S,
         request: &[u8],
         buf: &mut [u8],
-        now: Instant,
-        wall_clock: &mut impl FnMut() -> u64,
+        clock: &mut impl Clock,
         stats: &mut Stats,
     ) -> Step {
         if let State::Sending { mut written } = self.state {
@@ -149,10 +165,11 @@ impl Client {
             };
             if !self.first_byte {
                 self.first_byte = true;
-                stats.first_byte.record(micros(now - self.started));
+                stats.first_byte.record(micros(clock.now() - self.started));
             }
             stats.bytes += n as u64;
-            let mut on_part = |ts: Option<u64>| stats.part(ts, ts.map_or(0, |_| wall_clock()));
+            let mut on_part =
+                |ts: Option<u64>| stats.part(ts, ts.map_or(0, |_| clock.wall_micros()));
             match self.parser.feed(&buf[..n], &mut on_part) {
                 Ok(multipart::Status::Partial) => {}
                 Ok(multipart::Status::Complete) => return Step::Done(Ok(())),
@@ -236,8 +253,26 @@ mod tests {
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    fn at(start: Instant, ms: u64) -> Instant {
-        start + Duration::from_millis(ms)
+    /// A clock that stands still at `ms` after `start`, wall time `wall_us`.
+    struct Fixed {
+        mono: Instant,
+        wall_us: u64,
+    }
+
+    impl Clock for Fixed {
+        fn now(&mut self) -> Instant {
+            self.mono
+        }
+        fn wall_micros(&mut self) -> u64 {
+            self.wall_us
+        }
+    }
+
+    fn at(start: Instant, ms: u64, wall_us: u64) -> Fixed {
+        Fixed {
+            mono: start + Duration::from_millis(ms),
+            wall_us,
+        }
     }
 
     #[test]
@@ -254,26 +289,12 @@ mod tests {
         // The request goes out in pieces as the window allows.
         io.window = 10;
         assert_eq!(
-            client.ready(
-                &mut io,
-                REQUEST,
-                &mut buf,
-                at(start, 3),
-                &mut || 0,
-                &mut stats
-            ),
+            client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 3, 0), &mut stats),
             Step::Continue
         );
         io.window = 100;
         assert_eq!(
-            client.ready(
-                &mut io,
-                REQUEST,
-                &mut buf,
-                at(start, 4),
-                &mut || 0,
-                &mut stats
-            ),
+            client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 4, 0), &mut stats),
             Step::Continue
         );
         assert_eq!(io.written, REQUEST);
@@ -287,8 +308,7 @@ mod tests {
                 &mut io,
                 REQUEST,
                 &mut buf,
-                at(start, 10),
-                &mut || 100_000_000,
+                &mut at(start, 10, 100_000_000),
                 &mut stats
             ),
             Step::Continue
@@ -301,8 +321,7 @@ mod tests {
                 &mut io,
                 REQUEST,
                 &mut buf,
-                at(start, 20),
-                &mut || 100_007_000,
+                &mut at(start, 20, 100_007_000),
                 &mut stats
             ),
             Step::Done(Ok(()))
@@ -339,17 +358,17 @@ mod tests {
             io.incoming.push_back(vec![b'x'; 64]);
         }
         let mut buf = vec![0; 256];
-        let now = at(start, 0);
+        let mut now = at(start, 0, 0);
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
             Step::Again
         );
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
             Step::Again
         );
         assert_eq!(
-            client.ready(&mut io, REQUEST, &mut buf, now, &mut || 0, &mut stats),
+            client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
             Step::Continue
         );
     }
@@ -382,14 +401,7 @@ mod tests {
             };
             io.incoming.push_back(input.to_vec());
             let mut buf = vec![0; 64];
-            let got = client.ready(
-                &mut io,
-                REQUEST,
-                &mut buf,
-                at(start, 0),
-                &mut || 0,
-                &mut stats,
-            );
+            let got = client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 0, 0), &mut stats);
             assert_eq!(got, step, "{:?}", String::from_utf8_lossy(input));
             let Step::Done(result) = got else {
                 unreachable!()

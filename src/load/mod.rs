@@ -477,8 +477,7 @@ impl Driver<'_> {
             &mut slot.stream,
             &self.request,
             &mut self.buf,
-            now,
-            &mut client::wall_micros,
+            &mut client::SystemClock,
             &mut self.stats,
         ) {
             Step::Continue => {}
