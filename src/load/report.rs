@@ -160,8 +160,6 @@ impl Histogram {
 pub struct Stats {
     /// Clients wanted (`--clients`).
     pub clients: u64,
-    /// Clients whose connect was started.
-    pub started: u64,
     /// Clients whose TCP connect completed.
     pub connected: u64,
     /// Connected clients not finished yet.
