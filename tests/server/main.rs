@@ -7,4 +7,6 @@
 mod common;
 
 mod answers;
+mod cli;
 mod demo;
+mod stop;
