@@ -8,5 +8,6 @@ mod common;
 
 mod answers;
 mod cli;
+mod curl;
 mod demo;
 mod stop;
