@@ -7,6 +7,7 @@
 mod common;
 
 mod answers;
+mod churn;
 mod cli;
 mod curl;
 mod demo;
