@@ -37,8 +37,9 @@ use crate::stats::{Reason, Stats};
 use crate::view;
 use crate::wheel::{TimerId, Wheel};
 
-/// Reads per wake-up before a connection yields to the others; a client that keeps
-/// sending produces new readiness events, so nothing is missed.
+/// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
+/// no new event comes for data already queued, so a connection that yields before
+/// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
 /// Timer payload: which connection, and which incarnation of its slab slot.
@@ -78,8 +79,9 @@ pub struct Cx<'a> {
     pub stats: &'a mut Stats,
     /// Shared read buffer: connections read into it and keep only what they need.
     pub scratch: &'a mut [u8],
-    /// Connections that ran out of write budget with the socket still writable.
-    pub write_again: &'a mut Vec<usize>,
+    /// Connections that used up their turn with more to read or write: driven again
+    /// next turn with this input (key, serial, input).
+    pub again: &'a mut Vec<(usize, u32, Input)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
 }
@@ -286,6 +288,7 @@ impl Conn {
                 }
             }
         }
+        cx.again.push((cx.key, self.serial, Input::Readable));
         Outcome::Continue
     }
 
@@ -321,11 +324,14 @@ impl Conn {
                 *cx.stop_requested = true;
                 self.answer(Status::Accepted, version, false, access.headers(), cx)
             }
+            // Stats count the answer that carries them, as they count its connection.
             Route::Stats => {
+                cx.stats.answered(Status::Ok);
                 let body = cx.stats.to_json(cx.now, cx.routes);
                 self.send(version, "application/json", body.as_bytes(), head_only, cx)
             }
             Route::Metrics => {
+                cx.stats.answered(Status::Ok);
                 let body = cx.stats.to_metrics(cx.now, cx.routes);
                 self.send(
                     version,
@@ -336,6 +342,7 @@ impl Conn {
                 )
             }
             Route::View => {
+                cx.stats.answered(Status::Ok);
                 let page = view::page(cx.routes);
                 self.send(
                     version,
@@ -359,7 +366,8 @@ impl Conn {
         }
     }
 
-    /// A `200` with a body made for this request (stats), then a graceful close.
+    /// A `200` with a body made for this request (stats, the view page; the caller counts
+    /// it), then a graceful close.
     fn send(
         &mut self,
         version: Version,
@@ -368,7 +376,6 @@ impl Conn {
         head_only: bool,
         cx: &mut Cx,
     ) -> Outcome {
-        cx.stats.answered(Status::Ok);
         let bytes = http::response(
             Status::Ok,
             version,
@@ -493,7 +500,7 @@ impl Conn {
                     return Outcome::Continue;
                 }
                 Flush::Budget => {
-                    cx.write_again.push(cx.key);
+                    cx.again.push((cx.key, self.serial, Input::Writable));
                     return Outcome::Continue;
                 }
                 Flush::Done => {}
@@ -594,6 +601,7 @@ impl Conn {
                 Err(e) => return Outcome::Close(classify(&e)),
             }
         }
+        cx.again.push((cx.key, self.serial, Input::Readable));
         Outcome::Continue
     }
 

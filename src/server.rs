@@ -94,7 +94,7 @@ pub struct Server {
     scratch: Box<[u8]>,
     /// Keys of connections closed this turn, removed at its end.
     closed: Vec<usize>,
-    write_again: Vec<usize>,
+    again: Vec<(usize, u32, Input)>,
     due: Vec<Timer>,
     next_serial: u32,
     /// The listener may have connections waiting (edge-triggered: remember it).
@@ -153,7 +153,7 @@ impl Server {
             fd_warning: None,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             closed: Vec::new(),
-            write_again: Vec::new(),
+            again: Vec::new(),
             due: Vec::new(),
             next_serial: 0,
             accept_ready: true,
@@ -207,8 +207,14 @@ impl Server {
             if self.live_ready {
                 self.read_live();
             }
-            for key in std::mem::take(&mut self.write_again) {
-                self.drive(key, Input::Writable);
+            for (key, serial, input) in std::mem::take(&mut self.again) {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|slot| slot.conn.serial() == serial)
+                {
+                    self.drive(key, input);
+                }
             }
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
@@ -227,7 +233,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
-        if more_to_accept || self.live_ready || !self.write_again.is_empty() {
+        if more_to_accept || self.live_ready || !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -252,7 +258,7 @@ impl Server {
             limits: &self.limits,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
-            write_again: &mut self.write_again,
+            again: &mut self.again,
             stop_requested: &mut self.stop_requested,
         };
         if let Outcome::Close(reason) = slot.conn.handle(input, &mut cx) {
@@ -324,7 +330,7 @@ impl Server {
             limits: &self.limits,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
-            write_again: &mut self.write_again,
+            again: &mut self.again,
             stop_requested: &mut self.stop_requested,
         };
         let (conn, outcome) = if open >= self.max_clients {

@@ -99,10 +99,7 @@ impl Proc {
         } else {
             Stdio::null()
         };
-        command
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         let name = format!("{:?}", command.get_program());
         let mut child = command.spawn()?;
         if let Some(input) = input {
@@ -130,9 +127,7 @@ impl Proc {
             panic!("{} did not exit within {timeout:?}", self.name);
         };
         let join = |handle: Option<JoinHandle<Vec<u8>>>| {
-            handle
-                .map(|h| h.join().unwrap_or_default())
-                .unwrap_or_default()
+            handle.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
         };
         Finished {
             status,
@@ -265,11 +260,7 @@ impl Server {
         let pid = libc::pid_t::try_from(self.pid()).unwrap();
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet (the guard reaps
         // it only on exit or drop), so the pid cannot have been reused.
-        assert_eq!(
-            unsafe { libc::kill(pid, signal) },
-            0,
-            "kill({pid}, {signal})"
-        );
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
     }
 
     /// Waits up to `timeout` for the server to exit by itself.
@@ -310,10 +301,7 @@ impl Stats {
             .find(&pattern)
             .unwrap_or_else(|| panic!("no {key} in /stats: {}", self.0))
             + pattern.len();
-        let digits: String = self.0[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
+        let digits: String = self.0[at..].chars().take_while(char::is_ascii_digit).collect();
         digits
             .parse()
             .unwrap_or_else(|_| panic!("{key} is not a whole number in /stats: {}", self.0))
@@ -472,13 +460,7 @@ pub fn split_head(bytes: &[u8]) -> Result<(Head, &[u8]), String> {
             .ok_or_else(|| format!("malformed header line {line:?}"))?;
         headers.push((name.to_owned(), value.to_owned()));
     }
-    Ok((
-        Head {
-            status_line,
-            headers,
-        },
-        &bytes[end + 4..],
-    ))
+    Ok((Head { status_line, headers }, &bytes[end + 4..]))
 }
 
 /// Checks a short answer (404, 405, 400, …): the status line, a `text/plain` body of
@@ -498,12 +480,7 @@ pub fn check_answer(bytes: &[u8], status_line: &str, head_only: bool) -> Head {
         assert!(body.is_empty(), "a body after a HEAD answer: {body:?}");
         assert!(length > 0, "{head:?}");
     } else {
-        assert_eq!(
-            body.len(),
-            length,
-            "body {:?}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!(body.len(), length, "body {:?}", String::from_utf8_lossy(body));
         assert!(!body.is_empty(), "an empty body");
     }
     head
@@ -604,12 +581,9 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Multipart, String>
             .filter(|l| l.bytes().all(|b| b.is_ascii_digit()) && (l == &"0" || !l.starts_with('0')))
             .and_then(|l| l.parse().ok())
             .ok_or_else(|| format!("part {index}: Content-Length {length:?}"))?;
-        let stamp_us =
-            parse_stamp(&stamp).ok_or_else(|| format!("part {index}: X-Timestamp {stamp:?}"))?;
+        let stamp_us = parse_stamp(&stamp).ok_or_else(|| format!("part {index}: X-Timestamp {stamp:?}"))?;
         if body.get(at..at + 2) != Some(b"\r\n") {
-            return Err(format!(
-                "part {index}: no blank line after the three headers"
-            ));
+            return Err(format!("part {index}: no blank line after the three headers"));
         }
         at += 2;
         let part_body = body
@@ -662,10 +636,7 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Multipart, String>
             String::from_utf8_lossy(&body[at..body.len().min(at + 80)])
         ));
     }
-    Ok(Multipart {
-        parts,
-        stopped_early,
-    })
+    Ok(Multipart { parts, stopped_early })
 }
 
 /// `SECS.MICROS` (exactly six digits after the dot) in microseconds.
@@ -791,10 +762,7 @@ pub fn check_demo_prefix(parts: &[Part]) {
 /// Checks a complete demo stream: all 15 parts exact, the PNG, the data URI, and the
 /// stamps spaced exactly by the delays.
 pub fn check_demo(multipart: &Multipart) {
-    assert!(
-        !multipart.stopped_early,
-        "the demo stream was stopped early"
-    );
+    assert!(!multipart.stopped_early, "the demo stream was stopped early");
     let parts = &multipart.parts;
     assert_eq!(parts.len(), 15, "parts in the demo");
     check_demo_prefix(parts);
@@ -900,15 +868,15 @@ mod tests {
         };
         assert!(parse_multipart(ok("hi").as_bytes(), &b).is_ok());
         for bad in [
-            ok("hi") + "x",                              // bytes after the end
-            ok("hi").replace("\r\n--B", "\n--B"),        // LF before a delimiter
-            ok("hi").replace("Length: 2", "Length: 3"),  // wrong length
-            ok("hi").replace("Length: 2", "Length: 02"), // leading zero
-            ok("hi").replace("1.000000", "1.0"),         // short micros
-            ok("hi").replace("Content-Type: t\r\n", ""), // missing header
+            ok("hi") + "x",                                                   // bytes after the end
+            ok("hi").replace("\r\n--B", "\n--B"),                             // LF before a delimiter
+            ok("hi").replace("Length: 2", "Length: 3"),                       // wrong length
+            ok("hi").replace("Length: 2", "Length: 02"),                      // leading zero
+            ok("hi").replace("1.000000", "1.0"),                              // short micros
+            ok("hi").replace("Content-Type: t\r\n", ""),                      // missing header
             ok("hi").replace(&format!("--{b}--\r\n"), &format!("--{b}\r\n")), // no end
-            ok("hi").replace(&format!("--{b}--\r\n"), &format!("--{b}--")), // no CRLF
-            format!("\r\n{}", ok("hi")),                 // preamble
+            ok("hi").replace(&format!("--{b}--\r\n"), &format!("--{b}--")),   // no CRLF
+            format!("\r\n{}", ok("hi")),                                      // preamble
         ] {
             assert!(parse_multipart(bad.as_bytes(), &b).is_err(), "{bad:?}");
         }

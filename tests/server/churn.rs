@@ -85,12 +85,7 @@ fn run(addr: SocketAddr, client: Client) -> io::Result<()> {
             match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     break;
                 }
                 Err(e) => return Err(e),
@@ -152,16 +147,10 @@ fn two_hundred_clients_leaving_at_random_leave_no_fd_or_slot_behind() {
         let fds = server.fd_count();
         if stats.get("clients") == 1 && fds == baseline {
             // Every connection accepted was closed for some reason, but for this one.
-            let closed: u64 = [
-                "finished",
-                "client_gone",
-                "send_timeout",
-                "stopped",
-                "error",
-            ]
-            .iter()
-            .map(|reason| stats.get(reason))
-            .sum();
+            let closed: u64 = ["finished", "client_gone", "send_timeout", "stopped", "error"]
+                .iter()
+                .map(|reason| stats.get(reason))
+                .sum();
             assert_eq!(closed, stats.get("accepted") - 1, "{}", stats.0);
             assert!(stats.get("accepted") > CLIENTS as u64, "{}", stats.0);
             eprintln!("after the churn: {}", stats.0.trim_end());

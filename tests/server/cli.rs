@@ -31,10 +31,7 @@ fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
         assert_eq!(done.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         for name in names {
-            assert!(
-                stderr.contains(name),
-                "{args:?}: {stderr:?} does not name {name}"
-            );
+            assert!(stderr.contains(name), "{args:?}: {stderr:?} does not name {name}");
         }
         assert!(done.stdout.is_empty(), "{args:?}: {}", done.stdout_text());
     }

@@ -47,11 +47,7 @@ fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
         single.status,
         single.stderr_text()
     );
-    let first_line = single
-        .stdout
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
+    let first_line = single.stdout.split(|&b| b == b'\n').next().unwrap_or_default();
     let boundary = std::str::from_utf8(first_line)
         .ok()
         .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))

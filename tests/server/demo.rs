@@ -18,10 +18,7 @@ fn the_demo_is_exact_strict_multipart_over_http_1_1_and_1_0_with_its_delays() {
     let addr = server.addr();
     // HTTP/1.0 alongside, so the test costs one stream's time.
     let http10 = thread::spawn(move || fetch_stream(addr, GET_1_0, "HTTP/1.0"));
-    let requested_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
+    let requested_us = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
     let got = fetch_stream(addr, GET, "HTTP/1.1");
     check_demo(&got.multipart);
 
@@ -120,11 +117,7 @@ for part in msg.get_payload():
         assert_eq!(fields.len(), 5, "part {i}: {line:.120}");
         assert_eq!(fields[0], want.content_type, "part {i}");
         assert_eq!(fields[1], "''", "part {i}: defects");
-        assert_eq!(
-            fields[2],
-            want.body.len().to_string(),
-            "part {i}: Content-Length"
-        );
+        assert_eq!(fields[2], want.body.len().to_string(), "part {i}: Content-Length");
         assert!(fields[3].len() > 7, "part {i}: X-Timestamp {}", fields[3]);
         let hex: String = want.body.iter().map(|b| format!("{b:02x}")).collect();
         assert!(fields[4] == hex, "part {i}: python's payload differs");

@@ -83,9 +83,8 @@ fn a_stop_after_the_last_part_adds_nothing_after_the_closing_delimiter() {
         "/one=synthetic:parts=1,size=1000,interval=5000",
     ]);
     let addr = server.addr();
-    let stream = thread::spawn(move || {
-        fetch_stream(addr, b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1")
-    });
+    let stream =
+        thread::spawn(move || fetch_stream(addr, b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1"));
     thread::sleep(Duration::from_millis(300));
     check_answer(&get(addr, "/quit"), "HTTP/1.1 202 Accepted", false);
     let status = server.wait_exit(EXIT_WITHIN).expect("exit after /quit");
@@ -96,10 +95,7 @@ fn a_stop_after_the_last_part_adds_nothing_after_the_closing_delimiter() {
     assert_eq!(got.multipart.parts.len(), 1);
     let synthetic: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
     assert!(got.multipart.parts[0].body == synthetic);
-    assert_eq!(
-        got.multipart.parts[0].content_type,
-        "application/octet-stream"
-    );
+    assert_eq!(got.multipart.parts[0].content_type, "application/octet-stream");
 }
 
 #[test]
