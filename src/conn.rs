@@ -266,6 +266,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Outcome::Close(classify(&e)),
             };
+            // A short read emptied the socket: what arrives later (data, FIN, reset)
+            // raises a new edge, so there is no need to read on to WouldBlock.
+            let drained = n < cx.scratch.len();
             let State::Head { buf } = &mut self.state else {
                 unreachable!("read_head outside the Head state")
             };
@@ -274,12 +277,16 @@ impl Conn {
             buf.extend_from_slice(&cx.scratch[..keep]);
             let buf = std::mem::take(buf);
             match http::parse(&buf) {
+                Ok(None) if drained => {
+                    self.state = State::Head { buf };
+                    return Outcome::Continue;
+                }
                 Ok(None) => self.state = State::Head { buf },
                 Ok(Some(request)) => {
                     return match self.respond(&request, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
-                        Outcome::Continue => self.discard_input(cx),
+                        Outcome::Continue if !drained => self.discard_input(cx),
                         close => close,
                     };
                 }
@@ -411,7 +418,8 @@ impl Conn {
             options,
             header_sent: false,
         };
-        // The first part goes out with the head, in the same write.
+        // The first part (when due at once) goes out with the head, in the same write.
+        let _ = self.queue_next(cx);
         self.pump(cx, false)
     }
 
@@ -595,6 +603,7 @@ impl Conn {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
                 Ok(0) => return self.on_client_eof(),
+                Ok(n) if n < cx.scratch.len() => return Outcome::Continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

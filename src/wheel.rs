@@ -95,10 +95,7 @@ struct Slot {
     tail: u32,
 }
 
-const EMPTY: Slot = Slot {
-    head: NIL,
-    tail: NIL,
-};
+const EMPTY: Slot = Slot { head: NIL, tail: NIL };
 
 struct Entry<T> {
     /// `None` while the entry is on the free list.
@@ -212,21 +209,14 @@ impl<T> Wheel<T> {
     /// The first occupied slot and the tick it starts at. Levels are scanned bottom-up:
     /// every timer of a level is later than every timer of the levels below it.
     fn next_slot(&self) -> Option<(usize, u64)> {
-        let (level, &bits) = self
-            .occupied
-            .iter()
-            .enumerate()
-            .find(|(_, bits)| **bits != 0)?;
+        let (level, &bits) = self.occupied.iter().enumerate().find(|(_, bits)| **bits != 0)?;
         let shift = LEVEL_BITS * level as u32;
         let current = self.elapsed >> shift;
         let ahead = bits
             .rotate_right((current % SLOTS as u64) as u32)
             .trailing_zeros();
         let tick = current + u64::from(ahead);
-        Some((
-            level * SLOTS + (tick % SLOTS as u64) as usize,
-            tick << shift,
-        ))
+        Some((level * SLOTS + (tick % SLOTS as u64) as usize, tick << shift))
     }
 
     /// Empties `slot`: a level-0 slot fires, a coarser one cascades down.
@@ -277,10 +267,7 @@ impl<T> Wheel<T> {
         entry.next = self.free;
         self.free = index;
         self.len -= 1;
-        entry
-            .payload
-            .take()
-            .expect("a linked entry holds a payload")
+        entry.payload.take().expect("a linked entry holds a payload")
     }
 
     /// Appends the entry to the slot its deadline calls for at the current tick.
@@ -302,9 +289,7 @@ impl<T> Wheel<T> {
     }
 
     fn unlink(&mut self, index: u32) {
-        let Entry {
-            prev, next, slot, ..
-        } = self.entries[index as usize];
+        let Entry { prev, next, slot, .. } = self.entries[index as usize];
         let slot = usize::from(slot);
         match prev {
             NIL => self.slots[slot].head = next,
@@ -426,11 +411,7 @@ mod tests {
         assert_eq!(fire(&mut wheel, 10), ['a']);
         assert_eq!(wheel.cancel(b), Some('b'));
         assert_eq!(wheel.len(), 1);
-        assert_eq!(
-            wheel.next_deadline(),
-            Some(4096),
-            "start of c's level-1 slot"
-        );
+        assert_eq!(wheel.next_deadline(), Some(4096), "start of c's level-1 slot");
         assert_eq!(fire(&mut wheel, 4999), []);
         assert_eq!(wheel.cancel(a), None, "already fired");
         assert_eq!(fire(&mut wheel, 5000), ['c']);
@@ -509,11 +490,7 @@ mod tests {
         fire(&mut wheel, 256);
         assert_eq!(wheel.next_deadline(), Some(300));
         wheel.insert(120, ());
-        assert_eq!(
-            wheel.next_deadline(),
-            Some(256),
-            "120 was due at 256 already"
-        );
+        assert_eq!(wheel.next_deadline(), Some(256), "120 was due at 256 already");
         fire(&mut wheel, 256);
         assert_eq!(wheel.next_deadline(), Some(300));
     }
@@ -620,10 +597,7 @@ mod tests {
                 }
                 9..=12 if !ids.is_empty() => {
                     let id = ids[rng.below(ids.len() as u64) as usize];
-                    let expected = model
-                        .keys
-                        .remove(&id)
-                        .and_then(|key| model.timers.remove(&key));
+                    let expected = model.keys.remove(&id).and_then(|key| model.timers.remove(&key));
                     assert_eq!(wheel.cancel(id), expected, "{context}");
                 }
                 _ => {

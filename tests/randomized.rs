@@ -173,15 +173,10 @@ fn script_line(rng: &mut Rng) -> String {
     match rng.below(12) {
         0..=2 => format!("part {} {}", rng.pick(&types), rng.pick(&bodies)),
         3 | 4 => format!("wait {}", rng.pick(&durations)),
-        5 => format!(
-            "repeat {} {{",
-            rng.pick(&["1", "2", "3", "0", "100001", "x", ""])
-        ),
+        5 => format!("repeat {} {{", rng.pick(&["1", "2", "3", "0", "100001", "x", ""])),
         6 => "loop {".to_owned(),
         7 | 8 => "}".to_owned(),
-        9 => rng
-            .pick(&["", "# note", "   ", "END", "\r", "\t}"])
-            .to_string(),
+        9 => rng.pick(&["", "# note", "   ", "END", "\r", "\t}"]).to_string(),
         10 => rng
             .pick(&["frob", "part", "wait", "repeat 2", "loop", "} x"])
             .to_string(),
