@@ -76,13 +76,14 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn new(pid: u32, limit: Duration) -> Watchdog {
+    /// `pid`: a process, or (negative) a process group.
+    fn new(pid: i32, limit: Duration) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
                 eprintln!("watchdog: pid {pid} outlived {limit:?}; killing it");
                 // SAFETY: plain syscall; the pid is not reaped before this thread is joined.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         });
         Watchdog {
@@ -104,16 +105,33 @@ impl Drop for Watchdog {
 /// A child process that is killed and reaped when dropped (watchdog first).
 pub struct Guard {
     child: Child,
+    /// The child leads its own process group, killed whole (a browser's helpers too).
+    group: bool,
     watchdog: Option<Watchdog>,
 }
 
 impl Guard {
     pub fn spawn(command: &mut Command, limit: Duration) -> Guard {
+        Guard::start(command, limit, false)
+    }
+
+    /// Starts the child in a process group of its own, which is killed whole.
+    pub fn spawn_group(command: &mut Command, limit: Duration) -> Guard {
+        std::os::unix::process::CommandExt::process_group(command, 0);
+        Guard::start(command, limit, true)
+    }
+
+    fn start(command: &mut Command, limit: Duration, group: bool) -> Guard {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        let watchdog = Some(Watchdog::new(child.id(), limit));
-        Guard { child, watchdog }
+        let pid = child.id() as i32;
+        let watchdog = Some(Watchdog::new(if group { -pid } else { pid }, limit));
+        Guard {
+            child,
+            group,
+            watchdog,
+        }
     }
 
     pub fn child(&mut self) -> &mut Child {
@@ -142,6 +160,10 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         drop(self.watchdog.take());
+        if self.group {
+            // SAFETY: plain syscall; the group's leader is not reaped yet, so its id is ours.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -697,12 +719,17 @@ pub fn require_tool(names: &[&str], package: &str) -> Option<PathBuf> {
     if let Some(path) = names.iter().find_map(|name| which(name)) {
         return Some(path);
     }
-    let message = format!(
-        "{} not found on PATH (Debian package: {package}); set MIXREPLACE_REQUIRE_TOOLS=1 \
-         (as .ci/run does) to make this a failure instead of a skip",
+    let missing = format!(
+        "{} not found on PATH (Debian package: {package})",
         names.join(" or ")
     );
-    assert!(!tools_required(), "{message}");
+    assert!(
+        !tools_required(),
+        "{missing}, and MIXREPLACE_REQUIRE_TOOLS=1 or CI=true says the tests need it"
+    );
+    let message = format!(
+        "{missing}; set MIXREPLACE_REQUIRE_TOOLS=1 (as .ci/run does) to make this a failure instead of a skip"
+    );
     eprintln!("SKIPPED: {message}");
     None
 }
