@@ -1,0 +1,575 @@
+//! Real clients that we did not write, against the real server: headless Chromium shows
+//! the `/view` page, `ffmpeg` decodes MJPEG over HTTP, and Python's `email` package
+//! parses every stream kind as MIME.
+//!
+//! Each test skips with a message where its tool is missing; `MIXREPLACE_REQUIRE_TOOLS=1`
+//! (set by `.ci/run`, which installs the tools) or `CI=true` turns a missing tool into a
+//! failure, so CI always runs them. Every tool runs under a guard that kills it (Chromium:
+//! its whole process group) and reaps it when the test ends, and under a watchdog.
+
+mod harness;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+/// No tool run outlives this.
+const TOOL_LIMIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Python's email package: a strict MIME parser.
+
+/// Parses a response body as the MIME message `Content-Type: CTYPE` + body (compat32, the
+/// policy that keeps bytes as they are) and prints its defects and every part: the part's
+/// own Content-Type (or `-`), its defects, and its payload in hex.
+const EMAIL_CHECK: &str = r#"
+import email, email.policy, sys
+ctype, path = sys.argv[1], sys.argv[2]
+with open(path, 'rb') as f:
+    body = f.read()
+msg = email.message_from_bytes(b'Content-Type: ' + ctype.encode() + b'\r\n\r\n' + body,
+                               policy=email.policy.compat32)
+def defects(m):
+    return ','.join(type(d).__name__ for d in m.defects) or '-'
+print('message', msg.get_content_type(), msg.is_multipart(), defects(msg), sep='\t')
+for part in (msg.get_payload() if msg.is_multipart() else []):
+    payload = part.get_payload(decode=True)
+    print('part', part.get('Content-Type', '-'), defects(part), payload.hex(), sep='\t')
+"#;
+
+/// One part as Python's `email` saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct MimePart {
+    content_type: String,
+    body: (usize, u64),
+}
+
+/// Runs [`EMAIL_CHECK`] on what `stream` read; asserts no defects anywhere and returns
+/// the parts.
+fn parse_with_email(python: &Path, stream: &Multipart, what: &str) -> Vec<MimePart> {
+    let scratch = Scratch::new("email");
+    let body = scratch.write("body", &stream.raw);
+    let ctype = stream.header("Content-Type").unwrap();
+    let mut command = Command::new(python);
+    command
+        .args(["-c", EMAIL_CHECK, ctype])
+        .arg(&body)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (status, stdout, stderr) = run_tool(&mut command);
+    assert!(status.success(), "{what}: python failed: {stderr}");
+    let mut lines = stdout.lines();
+    let message: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert_eq!(
+        message,
+        ["message", "multipart/x-mixed-replace", "True", "-"],
+        "{what}: the message as a whole"
+    );
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [tag, content_type, defects, hex] = fields[..] else {
+                panic!("{what}: unexpected line {line:?}")
+            };
+            assert_eq!((tag, defects), ("part", "-"), "{what}: a part with defects");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            MimePart {
+                content_type: content_type.to_owned(),
+                body: sum(&bytes),
+            }
+        })
+        .collect()
+}
+
+/// The parts our own strict reader found, as `email` should see them.
+fn as_mime(parts: &[Part]) -> Vec<MimePart> {
+    parts
+        .iter()
+        .map(|p| MimePart {
+            content_type: p.header("Content-Type").unwrap_or("-").to_owned(),
+            body: sum(&p.body),
+        })
+        .collect()
+}
+
+/// Both clients of a stream (plain, and with both browser switches) read it to its end;
+/// `email` must see the same parts as our reader, with no defects.
+fn check_kind(python: &Path, mut clients: Vec<(String, Multipart)>, min_parts: usize) {
+    for (what, stream) in &mut clients {
+        let parts = stream.read_to_end();
+        assert!(parts.len() >= min_parts, "{what}: {} parts", parts.len());
+        assert_eq!(parse_with_email(python, stream, what), as_mime(&parts), "{what}");
+    }
+}
+
+fn both_ways(addr: std::net::SocketAddr, path: &str) -> Vec<(String, Multipart)> {
+    [
+        path.to_owned(),
+        format!("{path}?advance_headers=1&dual_final_frames=1"),
+    ]
+    .into_iter()
+    .map(|target| {
+        let stream = Multipart::open(addr, &target);
+        (target, stream)
+    })
+    .collect()
+}
+
+#[test]
+fn python_email_parses_every_stream_kind_without_defects() {
+    let Some(python) = require_tool(&["python3"], "python3") else {
+        return;
+    };
+    let dir = Scratch::new("kinds");
+    let images = Scratch::new("kinds-images");
+    images.write("a.jpg", EXIF_JPEG);
+    images.write("b.png", solid_png(3, 3, [9, 9, 9]));
+    images.write("c.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\r\n");
+    dir.write("a.png", solid_png(2, 2, [1, 2, 3]));
+    // Bodies that end in CR, hold CRLF and dashes, or look like another boundary's line.
+    let script = dir.write(
+        "kinds.script",
+        "part text/plain \"bytes \\x00\\xff\\r\\n--not-the-boundary\\r\\n\\r\"\n\
+         part text/html <<END\n<p>heredoc</p>\n\nEND\n\
+         repeat 2 {\n  part image/png @a.png\n  wait 10ms\n}\n\
+         part text/html \"<img src=\\\"data:image/png;base64,\" base64(@a.png) \"\\\">\"\n",
+    );
+    let mut server = Server::start_live(&[
+        "--stream",
+        "/demo=demo",
+        "--stream",
+        &format!("/script=script:{}", script.display()),
+        "--stream",
+        &format!("/dir=dir:{},fps=50,loop=false", images.path().display()),
+        "--stream",
+        "/cam=stdin",
+        "--stream",
+        "/syn=synthetic:parts=5,size=1000,interval=0",
+    ]);
+    let addr = server.addr();
+
+    // The demo takes 6.4 s: both of its clients start first and run meanwhile.
+    let demo = both_ways(addr, "/demo");
+    check_kind(&python, both_ways(addr, "/script"), 5);
+    check_kind(&python, both_ways(addr, "/dir"), 3);
+    check_kind(&python, both_ways(addr, "/syn"), 5);
+
+    // Live: three frames, each fed once both clients have the one before; then the end.
+    let mut live = both_ways(addr, "/cam");
+    server.wait_viewers("/cam", 2);
+    let mut parts: Vec<Vec<Part>> = vec![Vec::new(), Vec::new()];
+    for id in 1..=3 {
+        server.feed(&frame(id, 2000));
+        for ((_, stream), got) in live.iter_mut().zip(&mut parts) {
+            got.push(stream.next_part().unwrap());
+        }
+    }
+    server.end_input();
+    for ((what, stream), mut got) in live.iter_mut().zip(parts) {
+        got.extend(stream.read_to_end());
+        assert_eq!(parse_with_email(&python, stream, what), as_mime(&got), "{what}");
+    }
+
+    check_kind(&python, demo, 15);
+}
+
+// ---------------------------------------------------------------------------------------
+// ffmpeg: the mpjpeg demuxer over HTTP.
+
+/// Runs a tool to its end (bounded): exit status, stdout and stderr as text.
+fn run_tool(command: &mut Command) -> (std::process::ExitStatus, String, String) {
+    let mut process = Guard::spawn(command, TOOL_LIMIT);
+    let stdout = drain(process.child().stdout.take().unwrap());
+    let stderr = drain(process.child().stderr.take().unwrap());
+    let status = process
+        .wait_for(TOOL_LIMIT)
+        .unwrap_or_else(|| panic!("{command:?} did not finish"));
+    let text =
+        |handle: thread::JoinHandle<Vec<u8>>| String::from_utf8_lossy(&handle.join().unwrap()).into_owned();
+    (status, text(stdout), text(stderr))
+}
+
+fn ffmpeg_command(ffmpeg: &Path) -> Command {
+    let mut command = Command::new(ffmpeg);
+    command
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The MD5 of each decoded frame, from `-f framemd5` output.
+fn frame_hashes(framemd5: &str) -> Vec<String> {
+    framemd5
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// ffmpeg's stderr holds nothing but, at the very end, what its HTTP reader says about
+/// every response that ends by closing the connection without a Content-Length (as every
+/// stream does): "Stream ends prematurely at N, should be 18446744073709551615" and then
+/// "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status is 0).
+///
+/// `live_end`: the stream was a live one that ended. Its last part is empty, without
+/// headers (RFC 2046 allows it; Python's `email` accepts it), but ffmpeg's mpjpeg demuxer
+/// wants a Content-Type in every part and ends with "URL: Invalid data found when
+/// processing input" instead (exit status 0, every frame decoded).
+fn assert_clean_decode(stderr: &str, what: &str, live_end: bool) {
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|line| {
+            let http_eof = line.contains("Stream ends prematurely at ")
+                && line.ends_with("should be 18446744073709551615")
+                || line.ends_with(": Input/output error");
+            let empty_last_part = live_end && line.ends_with(": Invalid data found when processing input");
+            !(http_eof || empty_last_part)
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{what}: ffmpeg said:\n{stderr}");
+}
+
+/// ffmpeg reads `url` with the mpjpeg demuxer and decodes every frame.
+fn ffmpeg_client(ffmpeg: &Path, url: &str) -> Command {
+    let mut command = ffmpeg_command(ffmpeg);
+    command.args(["-f", "mpjpeg", "-i", url, "-f", "framemd5", "-"]);
+    command
+}
+
+#[test]
+fn ffmpeg_decodes_every_frame_of_a_folder_stream() {
+    let Some(ffmpeg) = require_tool(&["ffmpeg"], "ffmpeg") else {
+        return;
+    };
+    let dir = Scratch::new("ffmpeg-dir");
+    let pattern = dir.join("f%03d.jpg");
+    let (status, _, stderr) = run_tool(ffmpeg_command(&ffmpeg).args([
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x48:rate=10",
+        "-frames:v",
+        "12",
+        &pattern.display().to_string(),
+    ]));
+    assert!(status.success(), "making the frames: {stderr}");
+    // What decoding the files themselves gives, frame for frame.
+    let (status, reference, stderr) =
+        run_tool(ffmpeg_command(&ffmpeg).args(["-i", &pattern.display().to_string(), "-f", "framemd5", "-"]));
+    assert!(status.success(), "decoding the files: {stderr}");
+    let reference = frame_hashes(&reference);
+    assert_eq!(reference.len(), 12);
+
+    let server = Server::start(&[
+        "--stream",
+        &format!("/cam=dir:{},fps=50,loop=false", dir.path().display()),
+    ]);
+    let url = format!("http://{}/cam", server.addr());
+    let (status, out, stderr) = run_tool(&mut ffmpeg_client(&ffmpeg, &url));
+    assert!(status.success(), "{stderr}");
+    assert_clean_decode(&stderr, &url, false);
+    assert_eq!(frame_hashes(&out), reference, "the decoded frames");
+}
+
+#[test]
+fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
+    let Some(ffmpeg) = require_tool(&["ffmpeg"], "ffmpeg") else {
+        return;
+    };
+    const FRAMES: usize = 20;
+    let source = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10",
+        "-frames:v",
+        "20",
+        "-f",
+        "mjpeg",
+        "-",
+    ];
+    // The reference: the same (deterministic) MJPEG, decoded straight from ffmpeg's output.
+    let (status, mjpeg, stderr) = {
+        let mut process = Guard::spawn(ffmpeg_command(&ffmpeg).args(source), TOOL_LIMIT);
+        let out = drain(process.child().stdout.take().unwrap());
+        let err = drain(process.child().stderr.take().unwrap());
+        let status = process
+            .wait_for(TOOL_LIMIT)
+            .expect("the reference encode finishes");
+        (status, out.join().unwrap(), err.join().unwrap())
+    };
+    assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
+    let scratch = Scratch::new("ffmpeg-live");
+    let file = scratch.write("reference.mjpeg", &mjpeg);
+    let (status, reference, stderr) = run_tool(ffmpeg_command(&ffmpeg).args([
+        "-f",
+        "mjpeg",
+        "-i",
+        &file.display().to_string(),
+        "-f",
+        "framemd5",
+        "-",
+    ]));
+    assert!(status.success(), "{stderr}");
+    let reference = frame_hashes(&reference);
+    assert_eq!(reference.len(), FRAMES);
+
+    // The client joins first; then ffmpeg, in real time (-re), feeds the server's stdin.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    let url = format!("http://{}/cam", server.addr());
+    let mut client = Guard::spawn(&mut ffmpeg_client(&ffmpeg, &url), TOOL_LIMIT);
+    let client_out = drain(client.child().stdout.take().unwrap());
+    let client_err = drain(client.child().stderr.take().unwrap());
+    server.wait_viewers("/cam", 1);
+    let mut producer = Guard::spawn(ffmpeg_command(&ffmpeg).arg("-re").args(source), TOOL_LIMIT);
+    let producer_err = drain(producer.child().stderr.take().unwrap());
+    let feeding = pump(producer.child().stdout.take().unwrap(), server.take_stdin());
+    let status = producer.wait_for(TOOL_LIMIT).expect("the producer finishes");
+    assert!(
+        status.success(),
+        "{}",
+        String::from_utf8_lossy(&producer_err.join().unwrap())
+    );
+    assert_eq!(
+        feeding.join().unwrap().unwrap(),
+        mjpeg.len() as u64,
+        "the producer's output"
+    );
+
+    // Its end of output ends the stream, and so the client.
+    let status = client.wait_for(TOOL_LIMIT).expect("the client finishes");
+    let stderr = String::from_utf8_lossy(&client_err.join().unwrap()).into_owned();
+    assert!(status.success(), "{stderr}");
+    assert_clean_decode(&stderr, &url, true);
+    let got = frame_hashes(&String::from_utf8_lossy(&client_out.join().unwrap()));
+    // A live client may skip a frame when it is still busy with the one before (never on
+    // an idle loopback at 10 frames a second, but the machine may be loaded); whatever it
+    // got is the source's frames, in order.
+    assert!(
+        got.len() >= FRAMES * 3 / 4,
+        "decoded only {} of {FRAMES} frames",
+        got.len()
+    );
+    let mut rest = reference.iter();
+    for (i, hash) in got.iter().enumerate() {
+        assert!(
+            rest.any(|r| r == hash),
+            "decoded frame {i} is no source frame in order: {got:?}"
+        );
+    }
+    eprintln!("the live client decoded {} of {FRAMES} frames", got.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// Headless Chromium, driven over the DevTools protocol on a pipe (no extra crates).
+
+/// A headless Chromium whose DevTools protocol runs over fds 3 (commands in) and 4
+/// (answers out), NUL-separated JSON messages: `--remote-debugging-pipe`.
+struct Browser {
+    to_browser: File,
+    answers: mpsc::Receiver<String>,
+    next_id: u64,
+    log: PathBuf,
+    // Dropped in this order: the process group first, then its profile.
+    _process: Guard,
+    _profile: Scratch,
+}
+
+impl Browser {
+    fn launch(chromium: &Path) -> Browser {
+        let profile = Scratch::new("chromium");
+        let log = profile.join("stderr.log");
+        let (commands_read, commands_write) = pipe();
+        let (answers_read, answers_write) = pipe();
+        let mut command = Command::new(chromium);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.join("data").display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap());
+        let (child_in, child_out) = (raw(&commands_read), raw(&answers_write));
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                // Out of the way first, so that placing one cannot close the other.
+                let high_in = libc::fcntl(child_in, libc::F_DUPFD_CLOEXEC, 10);
+                let high_out = libc::fcntl(child_out, libc::F_DUPFD_CLOEXEC, 10);
+                if high_in < 0 || high_out < 0 || libc::dup2(high_in, 3) < 0 || libc::dup2(high_out, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let process = Guard::spawn_group(&mut command, TOOL_LIMIT);
+        // The browser's ends stay only in the browser, so its exit closes the pipes.
+        drop((commands_read, answers_write));
+        let (tx, answers) = mpsc::channel();
+        thread::spawn(move || {
+            use std::io::{BufRead, BufReader};
+            for message in BufReader::new(answers_read).split(0) {
+                let Ok(message) = message else { break };
+                if tx.send(String::from_utf8_lossy(&message).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        Browser {
+            to_browser: commands_write,
+            answers,
+            next_id: 0,
+            log,
+            _process: process,
+            _profile: profile,
+        }
+    }
+
+    /// Sends a command (to a page when `session` is given) and returns its answer.
+    fn call(&mut self, session: Option<&str>, method: &str, params: &str) -> String {
+        self.next_id += 1;
+        let id = self.next_id;
+        let session = session.map_or(String::new(), |s| format!(",\"sessionId\":\"{s}\""));
+        let message = format!("{{\"id\":{id},\"method\":\"{method}\",\"params\":{params}{session}}}\0");
+        self.to_browser.write_all(message.as_bytes()).unwrap();
+        let prefix = format!("{{\"id\":{id},");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = self.answers.recv_timeout(left).unwrap_or_else(|e| {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("no answer to {method}: {e}; chromium's log:\n{log}")
+            });
+            // Events (no id) and answers to nothing else we sent are skipped.
+            if answer.starts_with(&prefix) {
+                assert!(!answer.contains("\"error\":{"), "{method}: {answer}");
+                return answer;
+            }
+        }
+    }
+}
+
+fn pipe() -> (File, File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+fn raw(file: &File) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(file)
+}
+
+/// The string value of the first `"key":"…"` in a JSON text.
+fn json_string(json: &str, key: &str) -> String {
+    let start = json
+        .find(&format!("\"{key}\":\""))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 4;
+    let end = json[start..].find('"').unwrap() + start;
+    json[start..end].replace("\\/", "/")
+}
+
+const RED: [u8; 3] = [255, 0, 0];
+const BLUE: [u8; 3] = [0, 0, 255];
+const FRAME_W: u32 = 120;
+const FRAME_H: u32 = 90;
+
+/// How many pixels of a PNG screenshot are `rgb`, give or take a little.
+fn count_pixels(screenshot: &[u8], rgb: [u8; 3]) -> usize {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(screenshot));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let channels = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("a screenshot in {other:?}"),
+    };
+    pixels[..info.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|px| px.iter().zip(rgb).all(|(&got, want)| got.abs_diff(want) <= 8))
+        .count()
+}
+
+#[test]
+fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
+    let Some(chromium) = require_tool(&["chromium", "chromium-browser", "google-chrome"], "chromium") else {
+        return;
+    };
+    let dir = Scratch::new("colours");
+    dir.write("1-red.png", solid_png(FRAME_W, FRAME_H, RED));
+    dir.write("2-blue.png", solid_png(FRAME_W, FRAME_H, BLUE));
+    let server = Server::start(&["--stream", &format!("/cam=dir:{},fps=2", dir.path().display())]);
+
+    let mut browser = Browser::launch(&chromium);
+    let url = format!("http://{}/view", server.addr());
+    let target = browser.call(None, "Target.createTarget", &format!("{{\"url\":\"{url}\"}}"));
+    let target = json_string(&target, "targetId");
+    let attached = browser.call(
+        None,
+        "Target.attachToTarget",
+        &format!("{{\"targetId\":\"{target}\",\"flatten\":true}}"),
+    );
+    let session = json_string(&attached, "sessionId");
+    browser.call(
+        Some(&session),
+        "Emulation.setDeviceMetricsOverride",
+        "{\"width\":400,\"height\":300,\"deviceScaleFactor\":1,\"mobile\":false}",
+    );
+
+    // Screenshots a moment apart until both colours have been on screen (each frame
+    // shows for 500 ms), at most 40 of them.
+    let whole_frame = (FRAME_W * FRAME_H) as usize;
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        thread::sleep(Duration::from_millis(150));
+        let shot = browser.call(Some(&session), "Page.captureScreenshot", "{\"format\":\"png\"}");
+        let png = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            json_string(&shot, "data"),
+        )
+        .unwrap();
+        let (red, blue) = (count_pixels(&png, RED), count_pixels(&png, BLUE));
+        seen.push(match (red, blue) {
+            (r, 0) if r >= whole_frame => "red",
+            (0, b) if b >= whole_frame => "blue",
+            (0, 0) => "none",
+            _ => "mixed",
+        });
+        if seen.contains(&"red") && seen.contains(&"blue") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&"red") && seen.contains(&"blue") && !seen.contains(&"mixed"),
+        "screenshots showed {seen:?}"
+    );
+    eprintln!("screenshots showed {seen:?}");
+}
