@@ -243,12 +243,12 @@ impl Conn {
                 stream,
                 cursor,
                 options,
-                ..
+                header_sent,
             } => {
                 // Close the stream after the part in flight (never cut a part), unless the
                 // closing delimiter already went out with the last part.
                 if !stream.closed_for(cursor, options.dual_final) {
-                    self.out.push(Chunk::Shared(stream.closing().clone()));
+                    self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
                 self.pump(cx, false)
@@ -550,7 +550,7 @@ impl Conn {
             Next::Idle => return Some(None),
             Next::End { closing } => {
                 if closing {
-                    self.out.push(Chunk::Shared(stream.closing().clone()));
+                    self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
                 return None;

@@ -70,10 +70,22 @@ impl Boundary {
         format!("--{}\r\n", self.0).into_bytes()
     }
 
-    /// `\r\n--B--\r\n`: ends the stream. Sent after a part's delimiter it closes an empty
-    /// final part, which RFC 2046 allows (a graceful stop mid-stream does that).
-    pub fn closing(&self) -> Vec<u8> {
-        format!("\r\n--{}--\r\n", self.0).into_bytes()
+    /// Ends a stream early, after a part's delimiter: an empty final part of
+    /// `content_type`, then the closing delimiter. The part names its type because strict
+    /// clients refuse a part without one, or of another type than the stream's (ffmpeg's
+    /// mpjpeg reader takes only `image/jpeg`).
+    pub fn closing(&self, content_type: &str) -> Vec<u8> {
+        format!(
+            "Content-Type: {content_type}\r\nContent-Length: 0\r\n\r\n{}",
+            self.close_delimiter()
+        )
+        .into_bytes()
+    }
+
+    /// `\r\n--B--\r\n`: only the closing delimiter, for when the final part's header
+    /// block already went out (`advance_headers`).
+    pub fn close_delimiter(&self) -> String {
+        format!("\r\n--{}--\r\n", self.0)
     }
 }
 

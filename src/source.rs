@@ -131,6 +131,7 @@ pub struct Stream {
     heads: [Rc<[u8]>; 2],
     opening: Rc<[u8]>,
     closing: Rc<[u8]>,
+    close_delimiter: Rc<[u8]>,
     /// Whether every part is an image, so an `<img>` can show the stream.
     images: bool,
     timeline: Timeline,
@@ -173,13 +174,22 @@ impl Stream {
             .collect();
         let last_again = loop_from.is_none().then(|| encode(&parts[last], Then::More));
         let images = parts.iter().all(|p| p.content_type.starts_with("image/"));
+        // A stream of one type ends with an empty part of that type; a mixed one with
+        // RFC 2046's default.
+        let first_type = &parts[0].content_type;
+        let single_type = parts.iter().all(|p| &p.content_type == first_type);
+        let final_type = if single_type {
+            first_type.as_str()
+        } else {
+            "text/plain"
+        };
         let timeline = Timeline::Steps {
             lead: ms(lead_ms),
             steps,
             loop_from,
             last_again,
         };
-        Ok(Stream::framed(boundary, timeline, images, extra))
+        Ok(Stream::framed(boundary, timeline, images, final_type, extra))
     }
 
     /// `count` parts of `body`, `interval_ms` apart.
@@ -200,7 +210,13 @@ impl Stream {
             last: step(Then::End),
             count,
         };
-        Ok(Stream::framed(boundary, timeline, false, extra))
+        Ok(Stream::framed(
+            boundary,
+            timeline,
+            false,
+            "application/octet-stream",
+            extra,
+        ))
     }
 
     /// A live stream of JPEG frames, fed by [`Stream::publish`].
@@ -210,18 +226,20 @@ impl Stream {
             boundary,
             Timeline::Live(Live::default()),
             true,
+            "image/jpeg",
             extra,
         ))
     }
 
-    fn framed(boundary: Boundary, timeline: Timeline, images: bool, extra: &str) -> Stream {
+    fn framed(boundary: Boundary, timeline: Timeline, images: bool, final_type: &str, extra: &str) -> Stream {
         let head = |version| Rc::from(http::stream_head(version, &boundary, extra).into_bytes());
         Stream {
             viewers: Cell::new(0),
             skipped: Cell::new(0),
             heads: [head(Version::Http10), head(Version::Http11)],
             opening: Rc::from(boundary.opening()),
-            closing: Rc::from(boundary.closing()),
+            closing: Rc::from(boundary.closing(final_type)),
+            close_delimiter: Rc::from(boundary.close_delimiter().into_bytes()),
             boundary,
             images,
             timeline,
@@ -258,9 +276,15 @@ impl Stream {
         &self.opening
     }
 
-    /// `\r\n--B--\r\n`, to end the stream after a part's delimiter.
-    pub fn closing(&self) -> &Rc<[u8]> {
-        &self.closing
+    /// What ends the stream early, after a part's delimiter: an empty final part and the
+    /// closing delimiter, or (`header_sent`: its header block already went out, with
+    /// `advance_headers`) only the closing delimiter.
+    pub fn closing(&self, header_sent: bool) -> &Rc<[u8]> {
+        if header_sent {
+            &self.close_delimiter
+        } else {
+            &self.closing
+        }
     }
 
     /// A cursor for a client that starts now.

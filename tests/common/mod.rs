@@ -530,7 +530,8 @@ pub struct Part {
 #[derive(Debug)]
 pub struct Multipart {
     pub parts: Vec<Part>,
-    /// The stream was ended early: an empty final part, `\r\n--B\r\n` then `\r\n--B--\r\n`.
+    /// The stream was ended early: after a part's `\r\n--B\r\n`, an empty final part
+    /// (`Content-Type` of the stream's type, `Content-Length: 0`) and `\r\n--B--\r\n`.
     pub stopped_early: bool,
 }
 
@@ -541,7 +542,14 @@ pub struct Multipart {
 /// Nothing may follow the closing delimiter, and no body may contain a delimiter.
 pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Multipart, String> {
     let delimiter = format!("\r\n--{boundary}");
-    let empty_final = format!("{delimiter}--\r\n");
+    // The empty final part names the stream's type: any type, no stamp, no body.
+    let empty_final_tail = format!("\r\nContent-Length: 0\r\n\r\n{delimiter}--\r\n");
+    let empty_final_at = |at: usize| -> Option<usize> {
+        let rest = body[at..].strip_prefix(b"Content-Type: ")?;
+        let line = rest.iter().position(|&b| b == b'\r')?;
+        let tail = rest[line..].strip_prefix(empty_final_tail.as_bytes())?;
+        Some(body.len() - tail.len())
+    };
     let opening = format!("--{boundary}\r\n");
     let mut at = opening.len();
     if !body.starts_with(opening.as_bytes()) {
@@ -553,8 +561,8 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Multipart, String>
     let mut parts = Vec::new();
     let mut stopped_early = false;
     loop {
-        if body[at..].starts_with(empty_final.as_bytes()) {
-            at += empty_final.len();
+        if let Some(end) = empty_final_at(at) {
+            at = end;
             stopped_early = true;
             break;
         }
@@ -850,7 +858,7 @@ mod tests {
         assert_eq!(parsed.parts[0].body, b"hi");
         assert_eq!(parsed.parts[1].stamp_us, 1_500_000);
         let stopped = format!(
-            "--{b}\r\n{}\r\n--{b}\r\n\r\n--{b}--\r\n",
+            "--{b}\r\n{}\r\n--{b}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n\r\n--{b}--\r\n",
             part("text/plain", "hi", "1.000000")
         );
         let parsed = parse_multipart(stopped.as_bytes(), &b).unwrap();
