@@ -104,7 +104,7 @@ const EMPTY: Slot = Slot {
 };
 
 struct Entry<T> {
-    /// `None` while the entry is on the free list.
+    /// `None` while the entry is free.
     payload: Option<T>,
     /// Already clamped to `elapsed..=elapsed + MAX_DELAY` at insert.
     deadline: u64,
