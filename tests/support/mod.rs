@@ -163,6 +163,16 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// The numbers of the server's open file descriptors.
+    pub fn fd_numbers(&self) -> Vec<u64> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|dir| {
+                dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Resident memory (`VmRSS`), KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
