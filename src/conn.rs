@@ -37,8 +37,9 @@ use crate::stats::{Reason, Stats};
 use crate::view;
 use crate::wheel::{TimerId, Wheel};
 
-/// Reads per wake-up before a connection yields to the others; a client that keeps
-/// sending produces new readiness events, so nothing is missed.
+/// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
+/// no new event comes for data already queued, so a connection that yields before
+/// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
 /// Timer payload: which connection, and which incarnation of its slab slot.
@@ -78,8 +79,9 @@ pub struct Cx<'a> {
     pub stats: &'a mut Stats,
     /// Shared read buffer: connections read into it and keep only what they need.
     pub scratch: &'a mut [u8],
-    /// Connections that ran out of write budget with the socket still writable.
-    pub write_again: &'a mut Vec<usize>,
+    /// Connections that used up their turn with more to read or write: driven again
+    /// next turn with this input (key, serial, input).
+    pub again: &'a mut Vec<(usize, u32, Input)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
 }
@@ -264,6 +266,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Outcome::Close(classify(&e)),
             };
+            // A short read emptied the socket: what arrives later (data, FIN, reset)
+            // raises a new edge, so there is no need to read on to WouldBlock.
+            let drained = n < cx.scratch.len();
             let State::Head { buf } = &mut self.state else {
                 unreachable!("read_head outside the Head state")
             };
@@ -272,12 +277,16 @@ impl Conn {
             buf.extend_from_slice(&cx.scratch[..keep]);
             let buf = std::mem::take(buf);
             match http::parse(&buf) {
+                Ok(None) if drained => {
+                    self.state = State::Head { buf };
+                    return Outcome::Continue;
+                }
                 Ok(None) => self.state = State::Head { buf },
                 Ok(Some(request)) => {
                     return match self.respond(&request, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
-                        Outcome::Continue => self.discard_input(cx),
+                        Outcome::Continue if !drained => self.discard_input(cx),
                         close => close,
                     };
                 }
@@ -286,6 +295,7 @@ impl Conn {
                 }
             }
         }
+        cx.again.push((cx.key, self.serial, Input::Readable));
         Outcome::Continue
     }
 
@@ -321,11 +331,14 @@ impl Conn {
                 *cx.stop_requested = true;
                 self.answer(Status::Accepted, version, false, access.headers(), cx)
             }
+            // Stats count the answer that carries them, as they count its connection.
             Route::Stats => {
+                cx.stats.answered(Status::Ok);
                 let body = cx.stats.to_json(cx.now, cx.routes);
                 self.send(version, "application/json", body.as_bytes(), head_only, cx)
             }
             Route::Metrics => {
+                cx.stats.answered(Status::Ok);
                 let body = cx.stats.to_metrics(cx.now, cx.routes);
                 self.send(
                     version,
@@ -336,6 +349,7 @@ impl Conn {
                 )
             }
             Route::View => {
+                cx.stats.answered(Status::Ok);
                 let page = view::page(cx.routes);
                 self.send(
                     version,
@@ -359,7 +373,8 @@ impl Conn {
         }
     }
 
-    /// A `200` with a body made for this request (stats), then a graceful close.
+    /// A `200` with a body made for this request (stats, the view page; the caller counts
+    /// it), then a graceful close.
     fn send(
         &mut self,
         version: Version,
@@ -368,7 +383,6 @@ impl Conn {
         head_only: bool,
         cx: &mut Cx,
     ) -> Outcome {
-        cx.stats.answered(Status::Ok);
         let bytes = http::response(
             Status::Ok,
             version,
@@ -404,7 +418,8 @@ impl Conn {
             options,
             header_sent: false,
         };
-        // The first part goes out with the head, in the same write.
+        // The first part (when due at once) goes out with the head, in the same write.
+        let _ = self.queue_next(cx);
         self.pump(cx, false)
     }
 
@@ -493,7 +508,7 @@ impl Conn {
                     return Outcome::Continue;
                 }
                 Flush::Budget => {
-                    cx.write_again.push(cx.key);
+                    cx.again.push((cx.key, self.serial, Input::Writable));
                     return Outcome::Continue;
                 }
                 Flush::Done => {}
@@ -588,12 +603,14 @@ impl Conn {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
                 Ok(0) => return self.on_client_eof(),
+                Ok(n) if n < cx.scratch.len() => return Outcome::Continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Outcome::Close(classify(&e)),
             }
         }
+        cx.again.push((cx.key, self.serial, Input::Readable));
         Outcome::Continue
     }
 

@@ -6,7 +6,8 @@
 //! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
 //! [`spec`] (what `--stream` asks for), [`script`] (stream scripts), [`live`] and [`jpeg`]
 //! (live MJPEG from a pipe), [`view`], [`access`], [`route`], [`stats`], [`wheel`]
-//! (timers), [`clock`], [`sys`] and [`cli`].
+//! (timers), [`clock`], [`sys`] and [`cli`]; [`load`] is the load generator
+//! `mixreplace-load`.
 
 pub mod access;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod conn;
 pub mod http;
 pub mod jpeg;
 pub mod live;
+pub mod load;
 pub mod multipart;
 pub mod outbox;
 pub mod route;

@@ -1,6 +1,6 @@
 //! Stream scripts: a small line-based text format that describes a timeline of parts.
 //!
-//! The format (documented for users in `docs/script-format.md`):
+//! The format (documented for users in the README):
 //!
 //! ```text
 //! # a comment                                     blank lines and comments are ignored

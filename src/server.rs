@@ -13,6 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -27,6 +28,7 @@ use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
 use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
 use crate::live::{LiveConfig, LiveInput};
 use crate::route::Routes;
+use crate::source::Stream;
 use crate::stats::{Reason, Stats};
 use crate::sys;
 use crate::wheel::Wheel;
@@ -72,37 +74,63 @@ struct Slot {
     closed: Option<Reason>,
 }
 
+/// Everything but the slab: what a connection borrows while it handles an input.
+struct Shared {
+    clock: Clock,
+    /// "Now", sampled once per loop turn.
+    now: Micros,
+    timers: Wheel<Timer>,
+    routes: Routes,
+    access: Access,
+    limits: Limits,
+    stats: Stats,
+    scratch: Box<[u8]>,
+    again: Vec<(usize, u32, Input)>,
+    stop_requested: bool,
+}
+
+impl Shared {
+    fn cx(&mut self, key: usize) -> Cx<'_> {
+        Cx {
+            now: self.now,
+            key,
+            clock: &self.clock,
+            timers: &mut self.timers,
+            routes: &self.routes,
+            access: &self.access,
+            limits: &self.limits,
+            stats: &mut self.stats,
+            scratch: &mut self.scratch,
+            again: &mut self.again,
+            stop_requested: &mut self.stop_requested,
+        }
+    }
+}
+
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     signals: Signals,
     conns: Slab<Slot>,
-    timers: Wheel<Timer>,
-    clock: Clock,
-    now: Micros,
-    routes: Routes,
-    access: Access,
-    limits: Limits,
+    shared: Shared,
     max_clients: usize,
-    stats: Stats,
     /// When accepting last failed for want of descriptors was logged, and how many
     /// failures since went unlogged: one line per [`LOG_EVERY`], not one per retry.
     fd_warning: Option<(Micros, u64)>,
-    scratch: Box<[u8]>,
     /// Keys of connections closed this turn, removed at its end.
     closed: Vec<usize>,
-    write_again: Vec<usize>,
     due: Vec<Timer>,
     next_serial: u32,
     /// The listener may have connections waiting (edge-triggered: remember it).
     accept_ready: bool,
     /// Out of file descriptors: accepting waits for a timer.
     accept_paused: bool,
-    stop_requested: bool,
     stopping: bool,
     /// Standard input for the live stream, until it ends.
     live: Option<LiveInput>,
+    /// The live stream, if one is served.
+    live_stream: Option<Rc<Stream>>,
     /// Standard input may have more to read (its budget ran out last turn).
     live_ready: bool,
     /// A frame held back by the fps cap has its timer set.
@@ -120,8 +148,12 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let live = match (config.live, routes.streams().find(|(_, s)| s.is_live())) {
-            (Some(live_config), Some((_, stream))) => {
+        let live_stream = routes
+            .streams()
+            .find(|(_, s)| s.is_live())
+            .map(|(_, s)| s.clone());
+        let live = match (config.live, &live_stream) {
+            (Some(live_config), Some(stream)) => {
                 let mut input = LiveInput::stdin(stream.clone(), live_config)?;
                 input.register(poll.registry(), STDIN)?;
                 Some(input)
@@ -134,25 +166,28 @@ impl Server {
             local_addr,
             signals,
             conns: Slab::with_capacity(1024),
-            timers: Wheel::with_capacity(1024),
-            clock: Clock::new(),
-            now: 0,
-            routes,
-            access: config.access.clone(),
-            limits: config.limits,
+            shared: Shared {
+                clock: Clock::new(),
+                now: 0,
+                timers: Wheel::with_capacity(1024),
+                routes,
+                access: config.access.clone(),
+                limits: config.limits,
+                stats: Stats::default(),
+                scratch: vec![0; SCRATCH].into_boxed_slice(),
+                again: Vec::new(),
+                stop_requested: false,
+            },
             max_clients: config.max_clients,
-            stats: Stats::default(),
             fd_warning: None,
-            scratch: vec![0; SCRATCH].into_boxed_slice(),
             closed: Vec::new(),
-            write_again: Vec::new(),
             due: Vec::new(),
             next_serial: 0,
             accept_ready: true,
             accept_paused: false,
-            stop_requested: false,
             stopping: false,
             live_ready: live.is_some(),
+            live_stream,
             live,
             live_held: false,
         })
@@ -172,7 +207,7 @@ impl Server {
                 }
                 return Err(e);
             }
-            self.now = self.clock.now();
+            self.shared.now = self.shared.clock.now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
@@ -198,14 +233,20 @@ impl Server {
             if self.live_ready {
                 self.read_live();
             }
-            for key in std::mem::take(&mut self.write_again) {
-                self.drive(key, Input::Writable);
+            for (key, serial, input) in std::mem::take(&mut self.shared.again) {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|slot| slot.conn.serial() == serial)
+                {
+                    self.drive(key, input);
+                }
             }
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
                 return Ok(Exit::Graceful);
             }
-            if self.stop_requested && !self.stopping {
+            if self.shared.stop_requested && !self.stopping {
                 self.begin_stop();
             }
             self.reap();
@@ -218,11 +259,11 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
-        if more_to_accept || self.live_ready || !self.write_again.is_empty() {
+        if more_to_accept || self.live_ready || !self.shared.again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = self.timers.next_deadline()?;
-        Some(clock::until_tick(self.clock.now(), next))
+        let next = self.shared.timers.next_deadline()?;
+        Some(clock::until_tick(self.shared.clock.now(), next))
     }
 
     /// Hands one input to a connection, unless it already closed this turn.
@@ -233,19 +274,7 @@ impl Server {
         if slot.closed.is_some() {
             return;
         }
-        let mut cx = Cx {
-            now: self.now,
-            key,
-            clock: &self.clock,
-            timers: &mut self.timers,
-            routes: &self.routes,
-            access: &self.access,
-            limits: &self.limits,
-            stats: &mut self.stats,
-            scratch: &mut self.scratch,
-            write_again: &mut self.write_again,
-            stop_requested: &mut self.stop_requested,
-        };
+        let mut cx = self.shared.cx(key);
         if let Outcome::Close(reason) = slot.conn.handle(input, &mut cx) {
             slot.closed = Some(reason);
             self.closed.push(key);
@@ -267,8 +296,8 @@ impl Server {
                 Err(e) if sys::is_out_of_fds(&e) => {
                     self.warn_out_of_fds(&e);
                     self.accept_paused = true;
-                    let at = tick_of_deadline(self.now + ACCEPT_PAUSE);
-                    self.timers.insert(at, Timer::ResumeAccept);
+                    let at = tick_of_deadline(self.shared.now + ACCEPT_PAUSE);
+                    self.shared.timers.insert(at, Timer::ResumeAccept);
                     return;
                 }
                 Err(e) => {
@@ -281,14 +310,14 @@ impl Server {
 
     fn warn_out_of_fds(&mut self, e: &io::Error) {
         match &mut self.fd_warning {
-            Some((at, unlogged)) if self.now < *at + LOG_EVERY => *unlogged += 1,
+            Some((at, unlogged)) if self.shared.now < *at + LOG_EVERY => *unlogged += 1,
             _ => {
                 let unlogged = self.fd_warning.map_or(0, |(_, n)| n);
                 warn!(
                     "accept: {e}; pausing accepts for {} ms at a time ({unlogged} more since the last warning)",
                     ACCEPT_PAUSE / 1000
                 );
-                self.fd_warning = Some((self.now, 0));
+                self.fd_warning = Some((self.shared.now, 0));
             }
         }
     }
@@ -305,19 +334,7 @@ impl Server {
             return;
         }
         self.next_serial = self.next_serial.wrapping_add(1);
-        let mut cx = Cx {
-            now: self.now,
-            key,
-            clock: &self.clock,
-            timers: &mut self.timers,
-            routes: &self.routes,
-            access: &self.access,
-            limits: &self.limits,
-            stats: &mut self.stats,
-            scratch: &mut self.scratch,
-            write_again: &mut self.write_again,
-            stop_requested: &mut self.stop_requested,
-        };
+        let mut cx = self.shared.cx(key);
         let (conn, outcome) = if open >= self.max_clients {
             debug!("#{key} from {peer} refused: {open} clients open");
             Conn::refuse(socket, self.next_serial, &mut cx)
@@ -333,13 +350,13 @@ impl Server {
             }
         };
         entry.insert(Slot { conn, closed });
-        self.stats.opened();
+        self.shared.stats.opened();
     }
 
     /// Fires every due timer; `true` when the graceful stop's deadline passed.
     fn fire_timers(&mut self) -> bool {
         let mut due = std::mem::take(&mut self.due);
-        self.timers.advance(tick_of_now(self.now), &mut due);
+        self.shared.timers.advance(tick_of_now(self.shared.now), &mut due);
         let mut deadline_passed = false;
         for timer in due.drain(..) {
             match timer {
@@ -356,7 +373,10 @@ impl Server {
                 Timer::StopDeadline => deadline_passed = true,
                 Timer::LiveFrame => {
                     self.live_held = false;
-                    let published = self.live.as_mut().is_some_and(|input| input.on_timer(self.now));
+                    let published = self
+                        .live
+                        .as_mut()
+                        .is_some_and(|input| input.on_timer(self.shared.now));
                     if published {
                         self.wake_live_watchers();
                     }
@@ -373,13 +393,13 @@ impl Server {
             self.live_ready = false;
             return;
         };
-        let progress = input.on_readable(self.now, &mut self.scratch);
+        let progress = input.on_readable(self.shared.now, &mut self.shared.scratch);
         self.live_ready = progress.more;
         if let Some(at) = progress.hold_until
             && !self.live_held
         {
             self.live_held = true;
-            self.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
+            self.shared.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
         }
         if progress.published || progress.ended {
             self.wake_live_watchers();
@@ -397,35 +417,48 @@ impl Server {
 
     /// Wakes every client of the live stream; those that left drop off the list.
     fn wake_live_watchers(&mut self) {
-        let Some(stream) = self
-            .routes
-            .streams()
-            .find(|(_, s)| s.is_live())
-            .map(|(_, s)| s.clone())
-        else {
+        let Some(stream) = self.live_stream.clone() else {
             return;
         };
         let mut watchers = stream.take_watchers();
-        for &(key, _) in &watchers {
-            self.drive(key, Input::Frame);
+        for &(key, serial) in &watchers {
+            if self.is_watching(key, serial) {
+                self.drive(key, Input::Frame);
+            }
         }
-        watchers.retain(|&(key, serial)| {
-            self.conns.get(key).is_some_and(|slot| {
-                slot.closed.is_none() && slot.conn.serial() == serial && slot.conn.is_streaming()
-            })
-        });
+        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
         stream.keep_watchers(watchers);
+    }
+
+    /// Drops the watchers that left, once they outnumber the viewers: frames may stop
+    /// coming while clients come and go, and the list must not grow with them.
+    fn compact_live_watchers(&mut self) {
+        let Some(stream) = self.live_stream.clone() else {
+            return;
+        };
+        if stream.watcher_count() as u64 > 2 * stream.viewers() + 64 {
+            let mut watchers = stream.take_watchers();
+            watchers.retain(|&(key, serial)| self.is_watching(key, serial));
+            stream.keep_watchers(watchers);
+        }
+    }
+
+    /// Whether the connection at `key` is still the one with `serial`, streaming.
+    fn is_watching(&self, key: usize, serial: u32) -> bool {
+        self.conns.get(key).is_some_and(|slot| {
+            slot.closed.is_none() && slot.conn.serial() == serial && slot.conn.is_streaming()
+        })
     }
 
     /// Returns the exit to take now, if any: a second signal forces it.
     fn on_signals(&mut self) -> Option<Exit> {
         for signal in self.signals.pending() {
-            if self.stopping || self.stop_requested {
+            if self.stopping || self.shared.stop_requested {
                 warn!("signal {signal} again: exiting at once");
                 return Some(Exit::Forced(signal));
             }
             info!("signal {signal}: stopping gracefully");
-            self.stop_requested = true;
+            self.shared.stop_requested = true;
         }
         None
     }
@@ -442,8 +475,10 @@ impl Server {
         for key in keys {
             self.drive(key, Input::Stop);
         }
-        self.timers
-            .insert(tick_of_deadline(self.now + STOP_GRACE), Timer::StopDeadline);
+        self.shared.timers.insert(
+            tick_of_deadline(self.shared.now + STOP_GRACE),
+            Timer::StopDeadline,
+        );
     }
 
     /// Removes the connections that closed this turn. Dropping the socket closes it,
@@ -451,11 +486,12 @@ impl Server {
     fn reap(&mut self) {
         for key in self.closed.drain(..) {
             let mut slot = self.conns.remove(key);
-            slot.conn.release(&mut self.timers);
+            slot.conn.release(&mut self.shared.timers);
             let reason = slot.closed.unwrap_or(Reason::Error);
-            self.stats.closed(reason);
+            self.shared.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
         }
+        self.compact_live_watchers();
     }
 }
 

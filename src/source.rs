@@ -412,6 +412,14 @@ impl Stream {
         }
     }
 
+    /// Live: how many connections are on the wake list (some may have left).
+    pub fn watcher_count(&self) -> usize {
+        match &self.timeline {
+            Timeline::Live(live) => live.watchers.borrow().len(),
+            _ => 0,
+        }
+    }
+
     /// Live: the connections to wake; hand back those still watching with
     /// [`Stream::keep_watchers`].
     pub fn take_watchers(&self) -> Vec<(usize, u32)> {

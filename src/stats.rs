@@ -103,6 +103,11 @@ impl Stats {
             .streams()
             .map(|(path, stream)| (json_string(path), stream.viewers()));
         join_pairs(&mut out, viewers);
+        out.push_str("},\"skipped_frames\":{");
+        let skipped = routes
+            .streams()
+            .map(|(path, stream)| (json_string(path), stream.skipped()));
+        join_pairs(&mut out, skipped);
         out.push_str("},\"answers\":{");
         let answers = STATUSES
             .iter()
@@ -169,6 +174,12 @@ impl Stats {
             .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), stream.viewers()))
             .collect();
         metric("viewers", "gauge", "Clients watching each stream now.", &viewers);
+        let skipped: Vec<_> = routes
+            .streams()
+            .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), stream.skipped()))
+            .collect();
+        let help = "Live frames a client skipped because it was still sending an earlier one.";
+        metric("skipped_frames_total", "counter", help, &skipped);
         let answers: Vec<_> = STATUSES
             .iter()
             .zip(self.answers)

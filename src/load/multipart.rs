@@ -1,0 +1,918 @@
+//! Incremental, strict parser for one HTTP/1.x `multipart/x-mixed-replace` response, as the
+//! load generator receives it.
+//!
+//! Bytes go in as they come off the socket, split anywhere; [`Parser::feed`] reports each
+//! part the moment its body is complete and says when the closing delimiter
+//! `--BOUNDARY--` has been seen. Invariants:
+//!
+//! - Memory per response is bounded and small: the only buffer holds one header line
+//!   (at most [`MAX_LINE`] bytes). Part bodies are never buffered: with a `Content-Length`
+//!   they are counted and discarded; without one the parser scans for `CRLF--BOUNDARY` and
+//!   keeps only how many bytes of the delimiter it has matched so far (the tail window),
+//!   never the bytes themselves.
+//! - Strict framing: lines end in CRLF, the status line is `HTTP/1.0` or `HTTP/1.1`, the
+//!   Content-Type is `multipart/x-mixed-replace` with a `boundary` parameter (quoted or
+//!   not), a part with a `Content-Length` is followed directly by the delimiter. Anything
+//!   else is an [`Error`], never a guess. The transfer coding may be `chunked` (what Node's
+//!   `http` module sends) or none (read to the closing delimiter).
+//! - The parser reads no clock and does no I/O: the caller timestamps the `on_part`
+//!   callback, so lateness is measured at the moment the part's last byte was parsed.
+
+use std::fmt;
+
+/// Longest header line accepted, in the response head or in a part's headers.
+pub const MAX_LINE: usize = 8 * 1024;
+/// Most header lines accepted in the response head or in one part's headers.
+pub const MAX_HEADERS: usize = 100;
+/// Longest boundary accepted. RFC 2046 allows 70; being lenient here costs nothing since
+/// the boundary is the only per-response allocation that is kept.
+pub const MAX_BOUNDARY: usize = 200;
+
+/// Why a response was rejected. Small and `Copy`, like `httparse::Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The status line carried a code other than 200.
+    Status(u16),
+    /// The bytes are not a well-formed `multipart/x-mixed-replace` response.
+    Framing(&'static str),
+    /// A chunked body ended (last chunk) before the closing delimiter.
+    Truncated,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Status(code) => write!(f, "status {code}"),
+            Error::Framing(what) => write!(f, "bad framing: {what}"),
+            Error::Truncated => f.write_str("body ended before the closing delimiter"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Progress after a [`Parser::feed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// More bytes are needed.
+    Partial,
+    /// The closing delimiter has been seen; bytes after it (the epilogue) are ignored.
+    Complete,
+}
+
+/// One response's parser. See the module docs for its invariants.
+#[derive(Debug)]
+pub struct Parser {
+    state: State,
+    transfer: Transfer,
+    /// `CRLF--boundary`; empty until the head has been parsed.
+    delim: Box<[u8]>,
+    /// The header line being collected.
+    line: Vec<u8>,
+    /// Header lines seen in the current head (response or part).
+    lines: usize,
+    /// Response head: whether a usable Content-Type was seen.
+    multipart: bool,
+    /// Current part: `X-Timestamp` in microseconds since the Unix epoch.
+    timestamp: Option<u64>,
+    /// Current part: `Content-Length`.
+    length: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    StatusLine,
+    Header,
+    /// Before the first delimiter; `matched` bytes of `delim` are the tail seen so far.
+    Preamble {
+        matched: usize,
+    },
+    /// Right after `CRLF--boundary`: `--` closes, padding + CRLF opens a part.
+    After(After),
+    PartHeader,
+    /// A body with a Content-Length.
+    Body {
+        remaining: u64,
+    },
+    /// The delimiter that must follow a Content-Length body.
+    Expect {
+        matched: usize,
+    },
+    /// A body without a Content-Length.
+    Scan {
+        matched: usize,
+    },
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    Start,
+    Dash,
+    Padding,
+    Cr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transfer {
+    /// Body bytes are the multipart entity itself.
+    Identity,
+    Chunked(Chunk),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    /// Chunk extensions (ignored) or whitespace after the size, up to CR.
+    Ext {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        remaining: u64,
+    },
+    DataCr,
+    DataLf,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Parser {
+            state: State::StatusLine,
+            transfer: Transfer::Identity,
+            delim: Box::default(),
+            line: Vec::new(),
+            lines: 0,
+            multipart: false,
+            timestamp: None,
+            length: None,
+        }
+    }
+
+    /// Whether the closing delimiter has been seen.
+    pub fn is_complete(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Whether the response head (status line and headers) has been parsed.
+    pub fn head_done(&self) -> bool {
+        !matches!(self.state, State::StatusLine | State::Header)
+    }
+
+    /// The boundary, once the head has been parsed.
+    pub fn boundary(&self) -> &[u8] {
+        self.delim.get(4..).unwrap_or_default()
+    }
+
+    /// Parses `data`, calling `on_part(x_timestamp_micros)` for every part whose body
+    /// completes inside it. After an `Err` the parser must not be fed again.
+    pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Status, Error> {
+        while !self.head_done() {
+            if data.is_empty() {
+                return Ok(Status::Partial);
+            }
+            let used = self.head(data)?;
+            data = &data[used..];
+        }
+        match self.transfer {
+            Transfer::Identity => self.body(data, on_part),
+            Transfer::Chunked(chunk) => self.chunked(chunk, data, on_part),
+        }
+    }
+
+    /// Consumes response-head bytes from `data` (at most one line); returns how many.
+    fn head(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let (used, complete) = take_line(&mut self.line, data)?;
+        if !complete {
+            return Ok(used);
+        }
+        let mut line = std::mem::take(&mut self.line);
+        let content = &line[..line.len() - 2];
+        if self.state == State::StatusLine {
+            status_line(content)?;
+            self.state = State::Header;
+        } else if content.is_empty() {
+            // The head's longest line is not worth keeping: `self.line` stays a new Vec.
+            return self.end_of_head().map(|()| used);
+        } else {
+            self.response_header(content)?;
+        }
+        line.clear();
+        self.line = line;
+        Ok(used)
+    }
+
+    fn response_header(&mut self, line: &[u8]) -> Result<(), Error> {
+        self.lines += 1;
+        if self.lines > MAX_HEADERS {
+            return Err(Error::Framing("too many response headers"));
+        }
+        let (name, value) = header(line)?;
+        if name.eq_ignore_ascii_case(b"content-type") {
+            if self.multipart {
+                return Err(Error::Framing("two Content-Type headers"));
+            }
+            let boundary = boundary(value)?;
+            let mut delim = Vec::with_capacity(4 + boundary.len());
+            delim.extend_from_slice(b"\r\n--");
+            delim.extend_from_slice(&boundary);
+            self.delim = delim.into_boxed_slice();
+            self.multipart = true;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Only `chunked` alone is understood; a compressed stream cannot be framed.
+            for coding in value.split(|&b| b == b',') {
+                let coding = trim(coding);
+                if coding.eq_ignore_ascii_case(b"chunked") && self.transfer == Transfer::Identity {
+                    self.transfer = Transfer::Chunked(Chunk::Size { value: 0, digits: 0 });
+                } else if !coding.eq_ignore_ascii_case(b"identity") {
+                    return Err(Error::Framing("unsupported Transfer-Encoding"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_of_head(&mut self) -> Result<(), Error> {
+        if !self.multipart {
+            return Err(Error::Framing("no multipart/x-mixed-replace Content-Type"));
+        }
+        self.lines = 0;
+        // The first delimiter may open the body with no CRLF before it (RFC 2046 5.1.1):
+        // start as if a CRLF had just been matched.
+        self.state = State::Preamble { matched: 2 };
+        Ok(())
+    }
+
+    /// Decodes chunked transfer coding and feeds the payload to `body`.
+    fn chunked(
+        &mut self,
+        mut chunk: Chunk,
+        data: &[u8],
+        on_part: &mut impl FnMut(Option<u64>),
+    ) -> Result<Status, Error> {
+        let mut i = 0;
+        let mut status = Status::Partial;
+        while i < data.len() && status == Status::Partial {
+            if let Chunk::Data { remaining } = chunk {
+                let n = remaining.min((data.len() - i) as u64);
+                status = self.body(&data[i..i + n as usize], on_part)?;
+                i += n as usize;
+                chunk = match remaining - n {
+                    0 => Chunk::DataCr,
+                    remaining => Chunk::Data { remaining },
+                };
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            chunk = match chunk {
+                Chunk::Size { value, digits } => match (b as char).to_digit(16) {
+                    Some(_) if digits == 15 => return Err(Error::Framing("chunk size too large")),
+                    Some(d) => Chunk::Size {
+                        value: value << 4 | u64::from(d),
+                        digits: digits + 1,
+                    },
+                    None if digits == 0 => return Err(Error::Framing("bad chunk size")),
+                    None if b == b'\r' => Chunk::SizeLf { size: value },
+                    None if matches!(b, b';' | b' ' | b'\t') => Chunk::Ext { size: value },
+                    None => return Err(Error::Framing("bad chunk size")),
+                },
+                Chunk::Ext { size } if b == b'\r' => Chunk::SizeLf { size },
+                Chunk::Ext { size } => Chunk::Ext { size },
+                Chunk::SizeLf { size: 0 } if b == b'\n' => return Err(Error::Truncated),
+                Chunk::SizeLf { size } if b == b'\n' => Chunk::Data { remaining: size },
+                Chunk::SizeLf { .. } => return Err(Error::Framing("chunk size line without CRLF")),
+                Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+                Chunk::DataLf if b == b'\n' => Chunk::Size { value: 0, digits: 0 },
+                Chunk::DataCr | Chunk::DataLf => {
+                    return Err(Error::Framing("chunk data without CRLF"));
+                }
+                Chunk::Data { .. } => unreachable!("handled above"),
+            };
+        }
+        self.transfer = Transfer::Chunked(chunk);
+        Ok(status)
+    }
+
+    /// Parses multipart entity bytes. Returns `Complete` at the closing delimiter.
+    fn body(&mut self, data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Status, Error> {
+        let mut i = 0;
+        while i < data.len() {
+            let rest = &data[i..];
+            match self.state {
+                State::Preamble { mut matched } | State::Scan { mut matched } => {
+                    let in_part = matches!(self.state, State::Scan { .. });
+                    match scan(&self.delim, rest, &mut matched) {
+                        Some(end) => {
+                            i += end;
+                            if in_part {
+                                on_part(self.timestamp);
+                            }
+                            self.state = State::After(After::Start);
+                        }
+                        None => {
+                            i = data.len();
+                            self.state = if in_part {
+                                State::Scan { matched }
+                            } else {
+                                State::Preamble { matched }
+                            };
+                        }
+                    }
+                }
+                State::After(after) => {
+                    let b = rest[0];
+                    i += 1;
+                    self.state = match (after, b) {
+                        (After::Start, b'-') => State::After(After::Dash),
+                        (After::Dash, b'-') => State::Done,
+                        (After::Start | After::Padding, b' ' | b'\t') => State::After(After::Padding),
+                        (After::Start | After::Padding, b'\r') => State::After(After::Cr),
+                        (After::Cr, b'\n') => {
+                            self.timestamp = None;
+                            self.length = None;
+                            self.lines = 0;
+                            State::PartHeader
+                        }
+                        _ => return Err(Error::Framing("bad bytes after a delimiter")),
+                    };
+                }
+                State::PartHeader => {
+                    let (used, complete) = take_line(&mut self.line, rest)?;
+                    i += used;
+                    if complete {
+                        self.part_header(on_part)?;
+                    }
+                }
+                State::Body { remaining } => {
+                    let n = remaining.min(rest.len() as u64);
+                    i += n as usize;
+                    self.state = if remaining == n {
+                        on_part(self.timestamp);
+                        State::Expect { matched: 0 }
+                    } else {
+                        State::Body {
+                            remaining: remaining - n,
+                        }
+                    };
+                }
+                State::Expect { matched } => {
+                    let n = (self.delim.len() - matched).min(rest.len());
+                    if rest[..n] != self.delim[matched..matched + n] {
+                        return Err(Error::Framing("part longer than its Content-Length"));
+                    }
+                    i += n;
+                    self.state = if matched + n == self.delim.len() {
+                        State::After(After::Start)
+                    } else {
+                        State::Expect { matched: matched + n }
+                    };
+                }
+                State::Done => break,
+                State::StatusLine | State::Header => unreachable!("head is parsed first"),
+            }
+            if self.state == State::Done {
+                break;
+            }
+        }
+        Ok(if self.state == State::Done {
+            Status::Complete
+        } else {
+            Status::Partial
+        })
+    }
+
+    /// Handles one complete line of a part's headers (in `self.line`).
+    fn part_header(&mut self, on_part: &mut impl FnMut(Option<u64>)) -> Result<(), Error> {
+        let line = &self.line[..self.line.len() - 2];
+        if line.is_empty() {
+            self.state = match self.length {
+                Some(0) => {
+                    on_part(self.timestamp);
+                    State::Expect { matched: 0 }
+                }
+                Some(remaining) => State::Body { remaining },
+                None => State::Scan { matched: 0 },
+            };
+        } else {
+            self.lines += 1;
+            if self.lines > MAX_HEADERS {
+                return Err(Error::Framing("too many part headers"));
+            }
+            let (name, value) = header(line)?;
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let length = decimal(value, 18).ok_or(Error::Framing("bad part Content-Length"))?;
+                if self.length.is_some_and(|l| l != length) {
+                    return Err(Error::Framing("two part Content-Lengths"));
+                }
+                self.length = Some(length);
+            } else if name.eq_ignore_ascii_case(b"x-timestamp") {
+                // Not framing: a part with an unreadable timestamp only loses its lateness.
+                self.timestamp = timestamp_micros(value);
+            }
+        }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+/// Appends `data` up to and including the first LF to `line`. Returns the bytes used and
+/// whether the line is complete (then it ends in CRLF).
+fn take_line(line: &mut Vec<u8>, data: &[u8]) -> Result<(usize, bool), Error> {
+    let (used, complete) = match data.iter().position(|&b| b == b'\n') {
+        Some(p) => (p + 1, true),
+        None => (data.len(), false),
+    };
+    if line.len() + used > MAX_LINE {
+        return Err(Error::Framing("header line too long"));
+    }
+    line.extend_from_slice(&data[..used]);
+    if complete && !line.ends_with(b"\r\n") {
+        return Err(Error::Framing("line ends in a bare LF"));
+    }
+    Ok((used, complete))
+}
+
+/// Checks `HTTP/1.x SP 3DIGIT [SP reason]`; only 200 is accepted.
+fn status_line(line: &[u8]) -> Result<(), Error> {
+    let rest = match line {
+        [
+            b'H',
+            b'T',
+            b'T',
+            b'P',
+            b'/',
+            b'1',
+            b'.',
+            b'0' | b'1',
+            b' ',
+            rest @ ..,
+        ] => rest,
+        _ => return Err(Error::Framing("not an HTTP/1.x status line")),
+    };
+    let code = match rest {
+        [a, b, c] | [a, b, c, b' ', ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(Error::Framing("bad status code")),
+    };
+    if code == 200 {
+        Ok(())
+    } else {
+        Err(Error::Status(code))
+    }
+}
+
+/// Splits `name: value`, trimming the value's optional whitespace.
+fn header(line: &[u8]) -> Result<(&[u8], &[u8]), Error> {
+    if line.contains(&b'\r') {
+        return Err(Error::Framing("CR inside a header line"));
+    }
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Err(Error::Framing("folded header line"));
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(Error::Framing("header line without a colon"))?;
+    let name = &line[..colon];
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(Error::Framing("bad header name"));
+    }
+    Ok((name, trim(&line[colon + 1..])))
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The boundary of a `multipart/x-mixed-replace` Content-Type value, quoted or not.
+fn boundary(value: &[u8]) -> Result<Vec<u8>, Error> {
+    const NOT_MULTIPART: Error = Error::Framing("Content-Type is not multipart/x-mixed-replace");
+    let semi = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+    if !trim(&value[..semi]).eq_ignore_ascii_case(b"multipart/x-mixed-replace") {
+        return Err(NOT_MULTIPART);
+    }
+    let mut rest = &value[semi..];
+    let mut found = None;
+    // rest: *( OWS ";" OWS [ name "=" ( token / quoted-string ) ] ) OWS
+    loop {
+        rest = trim(rest);
+        match rest {
+            [] => break,
+            [b';', tail @ ..] => rest = trim(tail),
+            _ => return Err(Error::Framing("bad Content-Type parameters")),
+        }
+        if rest.is_empty() || rest[0] == b';' {
+            continue;
+        }
+        let eq = rest
+            .iter()
+            .position(|&b| !is_tchar(b))
+            .filter(|&p| p > 0 && rest[p] == b'=')
+            .ok_or(Error::Framing("bad Content-Type parameter"))?;
+        let name = &rest[..eq];
+        rest = &rest[eq + 1..];
+        let mut param = Vec::new();
+        if let [b'"', tail @ ..] = rest {
+            let mut i = 0;
+            loop {
+                match tail.get(i) {
+                    Some(b'"') => break,
+                    Some(b'\\') if i + 1 < tail.len() => {
+                        param.push(tail[i + 1]);
+                        i += 2;
+                    }
+                    Some(&b) => {
+                        param.push(b);
+                        i += 1;
+                    }
+                    None => return Err(Error::Framing("unterminated quoted boundary")),
+                }
+            }
+            rest = &tail[i + 1..];
+        } else {
+            let end = rest.iter().position(|&b| !is_tchar(b)).unwrap_or(rest.len());
+            param.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+        }
+        if name.eq_ignore_ascii_case(b"boundary") {
+            if found.is_some() {
+                return Err(Error::Framing("two boundary parameters"));
+            }
+            found = Some(param);
+        }
+    }
+    let boundary = found.ok_or(Error::Framing("Content-Type without a boundary"))?;
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Err(Error::Framing("boundary empty or too long"));
+    }
+    // `scan` relies on the delimiter holding no CR past its first byte. A header value
+    // cannot hold CR or LF (checked in `header`), so this holds; keep it explicit.
+    debug_assert!(!boundary.contains(&b'\r'));
+    Ok(boundary)
+}
+
+/// Finds the end of `delim` in `data`, given that the `*matched` bytes before `data` were
+/// `delim[..*matched]`. Returns the index just past the delimiter, or `None` with
+/// `*matched` updated to the longest delimiter prefix that `data` ends with.
+///
+/// `delim` is `CRLF--boundary` with no other CR, so on a mismatch the only prefix that
+/// can still be under way is the one starting at this byte (if it is a CR): a complete
+/// KMP failure table would be all zeros. Outside a match, the search jumps from CR to CR.
+fn scan(delim: &[u8], data: &[u8], matched: &mut usize) -> Option<usize> {
+    let mut m = *matched;
+    let mut i = 0;
+    while i < data.len() {
+        if m == 0 {
+            match data[i..].iter().position(|&b| b == b'\r') {
+                Some(p) => i += p,
+                None => break,
+            }
+        }
+        let b = data[i];
+        i += 1;
+        if b == delim[m] {
+            m += 1;
+            if m == delim.len() {
+                *matched = 0;
+                return Some(i);
+            }
+        } else {
+            m = usize::from(b == b'\r');
+        }
+    }
+    *matched = m;
+    None
+}
+
+/// Parses at most `max_digits` ASCII digits (and nothing else).
+fn decimal(s: &[u8], max_digits: usize) -> Option<u64> {
+    if s.is_empty() || s.len() > max_digits || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// `X-Timestamp: SECONDS[.FRACTION]` (seconds since the Unix epoch) in microseconds;
+/// digits past the sixth fractional one are dropped.
+pub fn timestamp_micros(value: &[u8]) -> Option<u64> {
+    let (secs, frac) = match value.iter().position(|&b| b == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &b""[..]),
+    };
+    let secs = decimal(secs, 12)?;
+    let mut micros = 0;
+    if value.contains(&b'.') {
+        if frac.is_empty() || frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for i in 0..6 {
+            micros = micros * 10 + frac.get(i).map_or(0, |&d| u64::from(d - b'0'));
+        }
+    }
+    Some(secs * 1_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `pieces` in order; returns the timestamps of the parts and the final status.
+    fn parse(pieces: &[&[u8]]) -> Result<(Vec<Option<u64>>, Status), Error> {
+        let mut parser = Parser::new();
+        let mut parts = Vec::new();
+        let mut status = Status::Partial;
+        for piece in pieces {
+            status = parser.feed(piece, &mut |ts| parts.push(ts))?;
+            if status == Status::Complete {
+                break;
+            }
+        }
+        Ok((parts, status))
+    }
+
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+        Content-Type: multipart/x-mixed-replace;boundary=\"frame\"\r\n\
+        Cache-Control: no-cache\r\n\r\n";
+
+    fn body_mixed() -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"--frame\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n");
+        v.extend_from_slice(b"X-Timestamp: 1763722800.123456\r\n\r\nhello\r\n--frame\r\n");
+        // No Content-Length; the body holds a CR, a CRLF and a near-delimiter.
+        v.extend_from_slice(b"content-type: text/plain\r\nx-timestamp: 1763722801.5\r\n\r\n");
+        v.extend_from_slice(b"a\rb\r\n--fram\r\n-\r\n--frame \t\r\n");
+        // No headers at all, empty body.
+        v.extend_from_slice(b"\r\n\r\n--frame\r\n");
+        // Content-Length 0.
+        v.extend_from_slice(b"Content-Length: 0\r\n\r\n\r\n--frame--\r\nepilogue");
+        v
+    }
+
+    const EXPECTED: [Option<u64>; 4] = [
+        Some(1_763_722_800_123_456),
+        Some(1_763_722_801_500_000),
+        None,
+        None,
+    ];
+
+    fn stream(head: &[u8], body: &[u8]) -> Vec<u8> {
+        [head, body].concat()
+    }
+
+    #[test]
+    fn whole_stream() {
+        let s = stream(HEAD, &body_mixed());
+        assert_eq!(parse(&[&s]), Ok((EXPECTED.to_vec(), Status::Complete)));
+    }
+
+    #[test]
+    fn every_split_point_and_byte_by_byte() {
+        let s = stream(HEAD, &body_mixed());
+        for at in 0..=s.len() {
+            let (a, b) = s.split_at(at);
+            assert_eq!(
+                parse(&[a, b]),
+                Ok((EXPECTED.to_vec(), Status::Complete)),
+                "split at {at}"
+            );
+        }
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(parse(&bytes), Ok((EXPECTED.to_vec(), Status::Complete)));
+    }
+
+    #[test]
+    fn every_prefix_is_partial() {
+        let s = stream(HEAD, &body_mixed());
+        let end = s.len() - b"--\r\nepilogue".len();
+        for at in 0..end {
+            let (_, status) = parse(&[&s[..at]]).unwrap();
+            assert_eq!(status, Status::Partial, "prefix {at}");
+        }
+    }
+
+    fn chunk(data: &[u8], pieces: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let size = data.len().div_ceil(pieces).max(1);
+        for (i, c) in data.chunks(size).enumerate() {
+            if i % 2 == 0 {
+                out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            } else {
+                out.extend_from_slice(format!("{:X};ext=1\r\n", c.len()).as_bytes());
+            }
+            out.extend_from_slice(c);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[test]
+    fn chunked_at_every_split_point() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+            content-type: Multipart/X-Mixed-Replace; charset=x; BOUNDARY=frame\r\n\r\n";
+        for pieces in [1, 3, 7, 40] {
+            let s = stream(head, &chunk(&body_mixed(), pieces));
+            for at in 0..=s.len() {
+                let (a, b) = s.split_at(at);
+                assert_eq!(
+                    parse(&[a, b]),
+                    Ok((EXPECTED.to_vec(), Status::Complete)),
+                    "{pieces} chunks, split at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn http10_unquoted_boundary_and_preamble() {
+        let s = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b-1\r\n\r\n\
+            This is the preamble.\r\n--b-\r\n--b-1\r\nContent-Type: a\r\n\r\nA\r\n--b-1--";
+        assert_eq!(parse(&[s]), Ok((vec![None], Status::Complete)));
+    }
+
+    #[test]
+    fn the_node_peer_shape() {
+        // What `http.createServer` sends: chunked, a quoted boundary, delimiter in the
+        // same write as the body, and the terminating chunk later.
+        let mut body = Vec::new();
+        body.extend_from_slice(b"--boundary-0.5\r\n");
+        body.extend_from_slice(b"Content-Type: text/plain\r\n\r\nHello\r\n--boundary-0.5\r\n");
+        body.extend_from_slice(b"Content-Type: text/html\r\n\r\n<h1>x</h1>\r\n--boundary-0.5--\r\n");
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=\"boundary-0.5\"\r\n\
+            Date: Fri, 21 Nov 2025 10:00:00 GMT\r\nConnection: keep-alive\r\n\
+            Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let s = stream(head, &chunk(&body, 2));
+        assert_eq!(parse(&[&s]), Ok((vec![None, None], Status::Complete)));
+    }
+
+    #[test]
+    fn errors() {
+        let cases: &[(&[u8], Error)] = &[
+            (b"HTTP/1.1 503 Service Unavailable\r\n", Error::Status(503)),
+            (b"HTTP/1.1 404\r\n\r\n", Error::Status(404)),
+            (
+                b"HTTP/2 200 OK\r\n",
+                Error::Framing("not an HTTP/1.x status line"),
+            ),
+            (b"HTTP/1.1 2000 OK\r\n", Error::Framing("bad status code")),
+            (
+                b"HTTP/1.1 200 OK\nContent-Type: x\n\n",
+                Error::Framing("line ends in a bare LF"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+                Error::Framing("Content-Type is not multipart/x-mixed-replace"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                Error::Framing("no multipart/x-mixed-replace Content-Type"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace\r\n",
+                Error::Framing("Content-Type without a boundary"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=\"x\r\n",
+                Error::Framing("unterminated quoted boundary"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\
+                  Transfer-Encoding: gzip, chunked\r\n",
+                Error::Framing("unsupported Transfer-Encoding"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\r\n\
+                  --x\r\nContent-Length: 2\r\n\r\nabc\r\n--x--",
+                Error::Framing("part longer than its Content-Length"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\r\n\
+                  --x\r\nContent-Length: -2\r\n\r\n",
+                Error::Framing("bad part Content-Length"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\r\n\
+                  --xy\r\n",
+                Error::Framing("bad bytes after a delimiter"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\
+                  Transfer-Encoding: chunked\r\n\r\n5\r\n--x\r\n\r\n0\r\n\r\n",
+                Error::Truncated,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\
+                  Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                Error::Framing("bad chunk size"),
+            ),
+        ];
+        for (input, error) in cases {
+            assert_eq!(
+                parse(&[input]),
+                Err(*error),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn long_lines_are_refused_not_buffered() {
+        let mut s = b"HTTP/1.1 200 OK\r\nX-Junk: ".to_vec();
+        s.resize(s.len() + MAX_LINE, b'a');
+        assert_eq!(parse(&[&s]), Err(Error::Framing("header line too long")));
+    }
+
+    #[test]
+    fn bodies_are_not_buffered() {
+        let mut parser = Parser::new();
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\r\n--x\r\n\r\n";
+        let mut parts = 0;
+        parser.feed(head, &mut |_| parts += 1).unwrap();
+        let junk = vec![b'\r'; 1 << 20];
+        for _ in 0..8 {
+            parser.feed(&junk, &mut |_| parts += 1).unwrap();
+        }
+        assert!(parser.line.capacity() < 64);
+        assert_eq!(
+            parser.feed(b"\r\n--x--", &mut |_| parts += 1),
+            Ok(Status::Complete)
+        );
+        assert_eq!(parts, 1);
+    }
+
+    #[test]
+    fn boundary_parameters() {
+        let ok: &[(&[u8], &[u8])] = &[
+            (b"multipart/x-mixed-replace;boundary=abc", b"abc"),
+            (b"multipart/x-mixed-replace; boundary=\"a b;c\"", b"a b;c"),
+            (b"multipart/x-mixed-replace ; a=1 ; boundary=\"q\\\"x\";", b"q\"x"),
+            (b"MULTIPART/X-MIXED-REPLACE;Boundary=Z", b"Z"),
+        ];
+        for (value, b) in ok {
+            assert_eq!(boundary(value).as_deref(), Ok(*b));
+        }
+        for value in [
+            &b"multipart/mixed; boundary=x"[..],
+            b"multipart/x-mixed-replace; boundary=",
+            b"multipart/x-mixed-replace; boundary=a; boundary=b",
+            b"multipart/x-mixed-replace; =a",
+        ] {
+            assert!(boundary(value).is_err(), "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            timestamp_micros(b"1763722800.123456"),
+            Some(1_763_722_800_123_456)
+        );
+        assert_eq!(timestamp_micros(b"1763722800.1"), Some(1_763_722_800_100_000));
+        assert_eq!(
+            timestamp_micros(b"1763722800.123456789"),
+            Some(1_763_722_800_123_456)
+        );
+        assert_eq!(timestamp_micros(b"1763722800"), Some(1_763_722_800_000_000));
+        for bad in [&b""[..], b".5", b"1.", b"1.2.3", b"-1", b"1e9", b"1.1234567890"] {
+            assert_eq!(timestamp_micros(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn scan_keeps_only_a_count() {
+        let d = b"\r\n--ab";
+        let mut m = 0;
+        assert_eq!(scan(d, b"xx\r\n-", &mut m), None);
+        assert_eq!(m, 3);
+        assert_eq!(scan(d, b"\r\r\n--a", &mut m), None);
+        assert_eq!(m, 5);
+        assert_eq!(scan(d, b"bz", &mut m), Some(1));
+        assert_eq!(m, 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! curl, a client we did not write: one `curl -sN` and 1,000 concurrent transfers.
+
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use crate::common::*;
+
+const TRANSFERS: usize = 1000;
+/// curl 7.x caps `--parallel-max` at 300 (it silently runs at most 300 at once), so the
+/// 1,000 concurrent transfers are split over several curl processes, each with all of
+/// its transfers in flight at once; the server's `peak_clients` proves they overlapped.
+const PER_CURL: usize = 250;
+
+#[test]
+fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
+    if !have_tool("curl") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let url = format!("http://{addr}/");
+
+    // Our own client alongside, for the exact size every transfer must report.
+    let reference = thread::spawn(move || fetch_stream(addr, GET, "HTTP/1.1"));
+    let mut single = Command::new("curl");
+    single.args(["-sN", &url]);
+    let single = Proc::spawn(single, None).expect("spawn curl");
+    let config: String = (0..PER_CURL)
+        .map(|_| format!("url = \"{url}\"\noutput = \"/dev/null\"\n"))
+        .collect();
+    let bulk: Vec<Proc> = (0..TRANSFERS / PER_CURL)
+        .map(|_| {
+            let mut curl = Command::new("curl");
+            curl.args(["-Z", "--parallel-immediate", "--parallel-max"])
+                .arg(PER_CURL.to_string())
+                .args(["-s", "-w", "%{http_code} %{size_download}\\n", "-K", "-"]);
+            Proc::spawn(curl, Some(config.clone().into_bytes())).expect("spawn curl")
+        })
+        .collect();
+
+    // `curl -sN URL` exits 0 with the whole stream on stdout.
+    let single = single.finish(Duration::from_secs(30));
+    assert!(
+        single.status.success(),
+        "curl -sN: {:?} {}",
+        single.status,
+        single.stderr_text()
+    );
+    let first_line = single.stdout.split(|&b| b == b'\n').next().unwrap_or_default();
+    let boundary = std::str::from_utf8(first_line)
+        .ok()
+        .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
+        .unwrap_or_else(|| panic!("curl's output does not open with a delimiter"));
+    let multipart = parse_multipart(&single.stdout, boundary).unwrap_or_else(|e| panic!("{e}"));
+    check_demo(&multipart);
+
+    let reference = reference.join().expect("the reference client");
+    let size = reference.body().len();
+    assert_eq!(
+        single.stdout.len(),
+        size,
+        "curl -sN and our client got different sizes"
+    );
+    let expected_line = format!("200 {size}");
+    for curl in bulk {
+        let done = curl.finish(Duration::from_secs(60));
+        assert!(
+            done.status.success(),
+            "curl -Z: {:?} {}",
+            done.status,
+            done.stderr_text()
+        );
+        let out = done.stdout_text();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), PER_CURL, "transfers reported");
+        let wrong: Vec<&&str> = lines.iter().filter(|l| **l != expected_line).collect();
+        assert!(
+            wrong.is_empty(),
+            "expected {expected_line:?} from every transfer: {wrong:?}"
+        );
+    }
+    let stats = server.stats();
+    assert!(
+        stats.get("peak_clients") >= TRANSFERS as u64,
+        "the transfers did not overlap: {}",
+        stats.0
+    );
+    assert_eq!(stats.get("streams"), TRANSFERS as u64 + 2, "{}", stats.0);
+}
