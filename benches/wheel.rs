@@ -210,11 +210,7 @@ fn main() {
             heap / wheel
         };
         let cancel = row("insert+cancel", wheel.insert_cancel, heap.insert_cancel);
-        let expiry = row(
-            "insert+cancel, +expiry",
-            wheel.with_expiry,
-            heap.with_expiry,
-        );
+        let expiry = row("insert+cancel, +expiry", wheel.with_expiry, heap.with_expiry);
         fire_worst = fire_worst.min(row("insert+fire", wheel.insert_fire, heap.insert_fire));
         if n == 100_000 {
             cancel_100k = (cancel, expiry);

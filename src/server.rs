@@ -41,9 +41,9 @@ const STDIN: Token = Token(usize::MAX - 2);
 const ACCEPTS_PER_TURN: usize = 256;
 /// A graceful stop ends within this, whatever the clients do.
 const STOP_GRACE: Micros = 900_000;
-/// After running out of file descriptors, accepting resumes after this pause.
+/// After accept fails (out of file descriptors, say), accepting resumes after this pause.
 const ACCEPT_PAUSE: Micros = 100_000;
-/// Repeated warnings (out of descriptors) are logged at most this often.
+/// Repeated warnings (accept failing, e.g. out of descriptors) are logged at most this often.
 const LOG_EVERY: Micros = 10_000_000;
 /// The shared read buffer: request heads are at most 8 KiB; live input reads in 64 KiB.
 const SCRATCH: usize = 64 * 1024;
@@ -115,8 +115,8 @@ pub struct Server {
     conns: Slab<Slot>,
     shared: Shared,
     max_clients: usize,
-    /// When accepting last failed for want of descriptors was logged, and how many
-    /// failures since went unlogged: one line per [`LOG_EVERY`], not one per retry.
+    /// When a failed accept was last logged, and how many failures since went unlogged:
+    /// one line per [`LOG_EVERY`], not one per retry.
     fd_warning: Option<(Micros, u64)>,
     /// Keys of connections closed this turn, removed at its end.
     closed: Vec<usize>,
@@ -293,22 +293,20 @@ impl Server {
                     return;
                 }
                 Err(e) if sys::is_transient_accept_error(&e) => {}
-                Err(e) if sys::is_out_of_fds(&e) => {
-                    self.warn_out_of_fds(&e);
+                // Out of descriptors (EMFILE, ENFILE) or memory, or anything unexpected:
+                // accepting again at once would fail again and spin, so pause on a timer.
+                Err(e) => {
+                    self.warn_accept_paused(&e);
                     self.accept_paused = true;
                     let at = tick_of_deadline(self.shared.now + ACCEPT_PAUSE);
                     self.shared.timers.insert(at, Timer::ResumeAccept);
-                    return;
-                }
-                Err(e) => {
-                    warn!("accept: {e}");
                     return;
                 }
             }
         }
     }
 
-    fn warn_out_of_fds(&mut self, e: &io::Error) {
+    fn warn_accept_paused(&mut self, e: &io::Error) {
         match &mut self.fd_warning {
             Some((at, unlogged)) if self.shared.now < *at + LOG_EVERY => *unlogged += 1,
             _ => {

@@ -74,11 +74,3 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
     ) || e.raw_os_error() == Some(libc::EPROTO)
 }
-
-/// Out of file descriptors or socket memory: accepting must pause, not spin.
-pub fn is_out_of_fds(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}

@@ -455,7 +455,8 @@ pub enum Item {
     Part(Part),
     /// The stream ended after its last part (`--B--` right after the body).
     End,
-    /// The stream ended with an empty final part (`--B` then `--B--`): a graceful stop.
+    /// The stream ended with an empty, unstamped final part of the stream's type and the
+    /// closing delimiter: a graceful stop.
     Stopped,
 }
 
@@ -523,17 +524,8 @@ impl<R: Read> PartReader<R> {
         let mut content_type = None;
         let mut length = None;
         let mut stamp_us = None;
-        let mut first = true;
         loop {
             let line = self.line()?;
-            if line.is_empty() && first {
-                // No headers at all: only the empty final part of a graceful stop.
-                self.expect(format!("{dash}--\r\n").as_bytes())?;
-                self.ended = true;
-                self.expect_eof()?;
-                return Ok(Item::Stopped);
-            }
-            first = false;
             if line.is_empty() {
                 break;
             }
@@ -562,6 +554,12 @@ impl<R: Read> PartReader<R> {
             }
             other => return Err(bad(format!("bad delimiter end {other:?}"))),
         };
+        if stamp_us.is_none() && length == 0 && last {
+            // A typed, empty, unstamped part and the closing delimiter: a graceful stop.
+            self.ended = true;
+            self.expect_eof()?;
+            return Ok(Item::Stopped);
+        }
         let part = Part {
             content_type: content_type.ok_or_else(|| bad("part without Content-Type".into()))?,
             body,
