@@ -31,7 +31,7 @@
 //!   server's own bytes, encoded by this crate, one `write` each), read the client's EOF,
 //!   close. The client side connects and reads in turns with it, so nothing it times ever
 //!   waits or wakes a waiting reader: system calls only. Its thread CPU time per client
-//!   (about 16 × 7 µs of writes + 25 µs here), times a run's clients, is the floor the
+//!   (printed, split into writes and the rest), times a run's clients, is the floor the
 //!   server's CPU is shown against. The server also sleeps in and wakes from `epoll_wait`,
 //!   and its writes wake the load generator: the floor has none of that.
 //! - Throughput: the synthetic stream's exact bytes (head, 64 KiB parts) written by one
@@ -39,8 +39,8 @@
 //!   no event loop, pinned to the server's CPU and read by the same `mixreplace-load` run
 //!   as the server: only the writer differs. Its bytes per second (as the load generator
 //!   counts them) is the floor; its CPU time is shown beside the server's. (One thread
-//!   per connection, the other plain design, was about half as fast here: 100 threads
-//!   taking turns on one CPU, each waking for a little buffer space at a time.)
+//!   per connection, the other plain design, was slower in trials here, 100 threads taking
+//!   turns on one CPU, so the faster one is the floor.)
 
 use std::fmt::Write as _;
 use std::fs;
@@ -118,7 +118,7 @@ fn main() {
         results.push((config, runs));
     }
     let parts = if settings.quick { 100 } else { 600 };
-    let throughput = run_throughput(&settings, parts);
+    let throughput = run_throughput(&contenders[0], &settings, parts);
     report.section(&format!(
         "Throughput: {THROUGHPUT_CLIENTS} clients, {parts} parts of 64 KiB each, interval=0"
     ));
@@ -573,6 +573,7 @@ impl Contender {
     }
 }
 
+/// `mixreplace` first (the ratios and the targets read it there), then the peers found.
 fn contenders(settings: &Settings, report: &mut Report) -> Vec<Contender> {
     let mut all = vec![Contender {
         name: "mixreplace",
@@ -1151,25 +1152,24 @@ fn demo_table(config: &DemoConfig, contenders: &[Contender], runs: &Runs) -> Str
         let _ = writeln!(text, "{}{}.", config.why[..1].to_uppercase(), &config.why[1..]);
     }
     for &i in &shown {
-        for (j, run) in runs[i].iter().enumerate() {
-            match run {
-                Ok(s) if !s.all_completed() => {
-                    let _ = writeln!(
-                        text,
-                        "{} run {}: {}.",
-                        contenders[i].name,
-                        j + 1,
-                        failures(&s.json)
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = writeln!(text, "{} run {}: no result: {e}.", contenders[i].name, j + 1);
-                }
+        failure_notes(&mut text, contenders[i].name, &runs[i]);
+    }
+    text
+}
+
+/// A line for each run that did not complete every client, or gave no result.
+fn failure_notes(text: &mut String, name: &str, runs: &[Result<Sample, String>]) {
+    for (j, run) in runs.iter().enumerate() {
+        match run {
+            Ok(s) if !s.all_completed() => {
+                let _ = writeln!(text, "{name} run {}: {}.", j + 1, failures(&s.json));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(text, "{name} run {}: no result: {e}.", j + 1);
             }
         }
     }
-    text
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1429,16 +1429,11 @@ struct Throughput {
     plain: Vec<Result<Sample, String>>,
 }
 
-fn run_throughput(settings: &Settings, parts: u64) -> Throughput {
+fn run_throughput(mixreplace: &Contender, settings: &Settings, parts: u64) -> Throughput {
     eprintln!(
         "\nThroughput: {parts} parts of 64 KiB to {THROUGHPUT_CLIENTS} clients (load average {})",
         loadavg()
     );
-    let mixreplace = Contender {
-        name: "mixreplace",
-        program: SERVER.into(),
-        script: None,
-    };
     let stream = format!("/syn=synthetic:parts={parts},size={PART_SIZE},interval=0");
     let mut result = Throughput {
         parts,
@@ -1449,14 +1444,7 @@ fn run_throughput(settings: &Settings, parts: u64) -> Throughput {
         let plain = plain_writer(parts, settings);
         log_run(&format!("plain writer run {}", round + 1), &plain);
         result.plain.push(plain);
-        let server = measure(
-            &mixreplace,
-            Some(&stream),
-            "/syn",
-            THROUGHPUT_CLIENTS,
-            0,
-            settings,
-        );
+        let server = measure(mixreplace, Some(&stream), "/syn", THROUGHPUT_CLIENTS, 0, settings);
         log_run(&format!("mixreplace run {}", round + 1), &server);
         result.server.push(server);
     }
@@ -1565,19 +1553,8 @@ fn throughput_table(t: &Throughput) -> String {
         THROUGHPUT_CLIENTS as f64 * t.parts as f64 * PART_SIZE as f64 / 1e9,
         t.server.len()
     );
-    for (name, runs) in [("mixreplace", &t.server), ("plain writer", &t.plain)] {
-        for (j, run) in runs.iter().enumerate() {
-            match run {
-                Ok(s) if !s.all_completed() => {
-                    let _ = writeln!(text, "{name} run {}: {}.", j + 1, failures(&s.json));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = writeln!(text, "{name} run {}: no result: {e}.", j + 1);
-                }
-            }
-        }
-    }
+    failure_notes(&mut text, "mixreplace", &t.server);
+    failure_notes(&mut text, "plain writer", &t.plain);
     text
 }
 
