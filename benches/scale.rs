@@ -117,7 +117,7 @@ fn main() {
         report.text(&demo_table(&config, &contenders, &runs));
         results.push((config, runs));
     }
-    let parts = if settings.quick { 100 } else { 600 };
+    let parts = if settings.quick { 300 } else { 600 };
     let throughput = run_throughput(&contenders[0], &settings, parts);
     report.section(&format!(
         "Throughput: {THROUGHPUT_CLIENTS} clients, {parts} parts of 64 KiB each, interval=0"
@@ -978,116 +978,47 @@ struct Metric {
     get: fn(&Sample) -> Option<f64>,
 }
 
+const fn metric(name: &'static str, digits: usize, get: fn(&Sample) -> Option<f64>) -> Metric {
+    Metric { name, digits, get }
+}
+
 const DEMO_METRICS: &[Metric] = &[
-    Metric {
-        name: "completed",
-        digits: 0,
-        get: |s| s.num("completed"),
-    },
-    Metric {
-        name: "lateness p50 ms",
-        digits: 2,
-        get: |s| s.num("lateness_ms.p50"),
-    },
-    Metric {
-        name: "lateness p99 ms",
-        digits: 2,
-        get: |s| s.num("lateness_ms.p99"),
-    },
-    Metric {
-        name: "lateness max ms",
-        digits: 2,
-        get: |s| s.num("lateness_ms.max"),
-    },
-    Metric {
-        name: "connect p99 ms",
-        digits: 2,
-        get: |s| s.num("connect_ms.p99"),
-    },
-    Metric {
-        name: "connect max ms",
-        digits: 2,
-        get: |s| s.num("connect_ms.max"),
-    },
-    Metric {
-        name: "first byte p99 ms",
-        digits: 2,
-        get: |s| s.num("first_byte_ms.p99"),
-    },
-    Metric {
-        name: "run time s",
-        digits: 2,
-        get: |s| s.num("duration_s"),
-    },
-    Metric {
-        name: "server CPU s",
-        digits: 2,
-        get: |s| Some(s.usage.cpu()),
-    },
-    Metric {
-        name: "of which user space s",
-        digits: 2,
-        get: |s| Some(s.usage.user),
-    },
-    Metric {
-        name: "load generator CPU s",
-        digits: 2,
-        get: |s| Some(s.load_cpu_s),
-    },
-    Metric {
-        name: "CPU ÷ I/O floor",
-        digits: 2,
-        get: |s| (s.floor_s > 0.0).then(|| s.usage.cpu() / s.floor_s),
-    },
-    Metric {
-        name: "idle RSS MiB",
-        digits: 2,
-        get: |s| s.memory.map(|m| m.idle as f64 / 1024.0),
-    },
-    Metric {
-        name: "of which file-backed MiB",
-        digits: 2,
-        get: |s| s.memory.map(|m| m.idle_file as f64 / 1024.0),
-    },
-    Metric {
-        name: "peak RSS MiB",
-        digits: 2,
-        get: |s| s.memory.map(|m| m.peak as f64 / 1024.0),
-    },
-    Metric {
-        name: "KiB per connection",
-        digits: 3,
-        get: |s| {
-            let m = s.memory?;
-            Some(m.peak.saturating_sub(m.idle) as f64 / s.clients())
-        },
-    },
-    Metric {
-        name: "listen overflows",
-        digits: 0,
-        get: |s| Some(s.listen[0] as f64),
-    },
-    Metric {
-        name: "listen drops",
-        digits: 0,
-        get: |s| Some(s.listen[1] as f64),
-    },
-    Metric {
-        name: "server preemptions",
-        digits: 0,
-        get: |s| Some(s.usage.preempted as f64),
-    },
-    Metric {
-        name: "other processes' CPU, cores",
-        digits: 2,
-        get: |s| s.others_cores,
-    },
-    Metric {
-        name: "load average (1 min)",
-        digits: 2,
-        get: |s| s.load1,
-    },
+    metric("completed", 0, |s| s.num("completed")),
+    metric("lateness p50 ms", 2, |s| s.num("lateness_ms.p50")),
+    metric("lateness p99 ms", 2, |s| s.num("lateness_ms.p99")),
+    metric("lateness max ms", 2, |s| s.num("lateness_ms.max")),
+    metric("connect p99 ms", 2, |s| s.num("connect_ms.p99")),
+    metric("connect max ms", 2, |s| s.num("connect_ms.max")),
+    metric("first byte p99 ms", 2, |s| s.num("first_byte_ms.p99")),
+    metric("run time s", 2, |s| s.num("duration_s")),
+    metric("server CPU s", 2, |s| Some(s.usage.cpu())),
+    metric("of which user space s", 2, |s| Some(s.usage.user)),
+    metric("load generator CPU s", 2, |s| Some(s.load_cpu_s)),
+    metric("CPU ÷ I/O floor", 2, |s| {
+        (s.floor_s > 0.0).then(|| s.usage.cpu() / s.floor_s)
+    }),
+    metric("idle RSS MiB", 2, |s| s.memory.map(|m| m.idle as f64 / 1024.0)),
+    metric("of which file-backed MiB", 2, |s| {
+        s.memory.map(|m| m.idle_file as f64 / 1024.0)
+    }),
+    metric("peak RSS MiB", 2, |s| s.memory.map(|m| m.peak as f64 / 1024.0)),
+    metric("KiB per connection", 3, |s| {
+        let m = s.memory?;
+        Some(m.peak.saturating_sub(m.idle) as f64 / s.clients())
+    }),
+    metric("listen overflows", 0, |s| Some(s.listen[0] as f64)),
+    metric("listen drops", 0, |s| Some(s.listen[1] as f64)),
+    metric("server preemptions", 0, |s| Some(s.usage.preempted as f64)),
+    metric("other processes' CPU, cores", 2, |s| s.others_cores),
+    metric("load average (1 min)", 2, |s| s.load1),
 ];
+
+fn demo_metric(name: &str) -> &'static Metric {
+    DEMO_METRICS
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no metric {name:?}"))
+}
 
 /// The rows shown as peer ÷ mixreplace: metric name, label.
 const RATIOS: [(&str, &str); 4] = [
@@ -1123,7 +1054,7 @@ fn demo_table(config: &DemoConfig, contenders: &[Contender], runs: &Runs) -> Str
     }
     // Against the first column, mixreplace; shown when there is something to compare.
     for &(name, label) in RATIOS.iter().filter(|_| shown.len() > 1) {
-        let metric = DEMO_METRICS.iter().find(|m| m.name == name).expect("a metric");
+        let metric = demo_metric(name);
         let base = median(&values(&runs[0], metric.get));
         let mut row = vec![label.to_string()];
         row.extend(
@@ -1452,66 +1383,24 @@ fn run_throughput(mixreplace: &Contender, settings: &Settings, parts: u64) -> Th
 }
 
 const THROUGHPUT_METRICS: &[Metric] = &[
-    Metric {
-        name: "completed",
-        digits: 0,
-        get: |s| s.num("completed"),
-    },
-    Metric {
-        name: "MB/s (1e6 bytes)",
-        digits: 0,
-        get: |s| s.num("throughput_mb_per_s"),
-    },
-    Metric {
-        name: "run time s",
-        digits: 2,
-        get: |s| s.num("duration_s"),
-    },
-    Metric {
-        name: "writer CPU s",
-        digits: 2,
-        get: |s| Some(s.usage.cpu()),
-    },
-    Metric {
-        name: "of which user space s",
-        digits: 2,
-        get: |s| Some(s.usage.user),
-    },
-    Metric {
-        name: "writer CPU busy %",
-        digits: 0,
-        get: |s| Some(100.0 * s.usage.cpu() / s.num("duration_s")?),
-    },
-    Metric {
-        name: "reader (load generator) CPU busy %",
-        digits: 0,
-        get: |s| Some(100.0 * s.load_cpu_s / s.num("duration_s")?),
-    },
-    Metric {
-        name: "writer CPU s per GB",
-        digits: 3,
-        get: |s| Some(s.usage.cpu() / (s.num("bytes")? / 1e9)),
-    },
-    Metric {
-        name: "peak RSS MiB",
-        digits: 2,
-        get: |s| s.memory.map(|m| m.peak as f64 / 1024.0),
-    },
-    Metric {
-        name: "writer preemptions",
-        digits: 0,
-        get: |s| Some(s.usage.preempted as f64),
-    },
-    Metric {
-        name: "other processes' CPU, cores",
-        digits: 2,
-        get: |s| s.others_cores,
-    },
-    Metric {
-        name: "load average (1 min)",
-        digits: 2,
-        get: |s| s.load1,
-    },
+    metric("completed", 0, |s| s.num("completed")),
+    metric("MB/s (1e6 bytes)", 0, |s| s.num("throughput_mb_per_s")),
+    metric("run time s", 2, |s| s.num("duration_s")),
+    metric("writer CPU s", 2, |s| Some(s.usage.cpu())),
+    metric("of which user space s", 2, |s| Some(s.usage.user)),
+    metric("writer CPU busy %", 0, |s| {
+        Some(100.0 * s.usage.cpu() / s.num("duration_s")?)
+    }),
+    metric("reader (load generator) CPU busy %", 0, |s| {
+        Some(100.0 * s.load_cpu_s / s.num("duration_s")?)
+    }),
+    metric("writer CPU s per GB", 3, |s| {
+        Some(s.usage.cpu() / (s.num("bytes")? / 1e9))
+    }),
+    metric("peak RSS MiB", 2, |s| s.memory.map(|m| m.peak as f64 / 1024.0)),
+    metric("writer preemptions", 0, |s| Some(s.usage.preempted as f64)),
+    metric("other processes' CPU, cores", 2, |s| s.others_cores),
+    metric("load average (1 min)", 2, |s| s.load1),
 ];
 
 fn mb_per_s(s: &Sample) -> Option<f64> {
@@ -1576,14 +1465,13 @@ fn targets(results: &[(DemoConfig, Runs)], throughput: &Throughput, settings: &S
             .find(|(c, _)| c.clients == clients && c.ramp_ms == ramp_ms)
             .map(|(_, runs)| &runs[0])
     };
-    let metric = |name: &str| DEMO_METRICS.iter().find(|m| m.name == name).expect("a metric");
     // A median against a limit.
     let at_most = |checks: &mut Vec<Check>,
                    runs: Option<&Vec<Result<Sample, String>>>,
                    what: &str,
                    name: &str,
                    limit: f64| {
-        let m = metric(name);
+        let m = demo_metric(name);
         let vals = runs.map(|r| values(r, m.get)).unwrap_or_default();
         checks.push(Check {
             target: format!("{what}: {name} ≤ {limit}"),
@@ -1639,7 +1527,7 @@ fn targets(results: &[(DemoConfig, Runs)], throughput: &Throughput, settings: &S
         met: median(&ratios).map(|r| r >= 0.8),
     });
     let every_run = |name: &str| -> Vec<f64> {
-        let get = metric(name).get;
+        let get = demo_metric(name).get;
         results
             .iter()
             .flat_map(|(_, runs)| values(&runs[0], get))
