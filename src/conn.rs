@@ -51,7 +51,7 @@ pub enum Timer {
     },
     /// The graceful stop's deadline: past it the server exits whatever is still open.
     StopDeadline,
-    /// Accepting was paused (out of file descriptors); try again.
+    /// Accepting was paused after accept failed (out of file descriptors, say); try again.
     ResumeAccept,
     /// The live input's fps cap allows the frame it held back.
     LiveFrame,
@@ -107,8 +107,7 @@ pub enum Outcome {
 enum State {
     /// Reading the request head; the buffer is dropped once the head is parsed.
     Head { buf: Vec<u8> },
-    /// Sending a stream: part `next` is due at `due` (past the last part, `due` is when
-    /// the stream ends).
+    /// Sending a stream: the cursor says what comes next and when.
     Stream {
         stream: Viewer,
         cursor: Cursor,
@@ -189,7 +188,7 @@ impl Conn {
         self.serial
     }
 
-    /// Whether a stream is being sent (for graceful stop accounting).
+    /// Whether a stream is being sent (a live stream wakes only such connections).
     pub fn is_streaming(&self) -> bool {
         matches!(self.state, State::Stream { .. })
     }
@@ -229,7 +228,13 @@ impl Conn {
 
     fn on_timer(&mut self, cx: &mut Cx) -> Outcome {
         match self.state {
-            State::Head { .. } => self.answer(Status::RequestTimeout, Version::Http11, false, "", cx),
+            State::Head { .. } => self.answer(
+                Status::RequestTimeout,
+                Version::Http11,
+                false,
+                cx.access.headers(),
+                cx,
+            ),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
             State::Stream { .. } | State::Finishing => self.pump(cx, false),

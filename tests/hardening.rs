@@ -804,10 +804,21 @@ fn auth_guards_every_route_and_cors_headers_go_on_every_answer() {
 
 #[test]
 fn any_origin_without_auth() {
-    beside_a_watcher(&["--allow-origin", "*"], |server| {
+    beside_a_watcher(&["--allow-origin", "*", "--head-timeout", "0.5"], |server| {
         let response = server.get("/stats");
         assert_eq!(response.status, 200);
         assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+        // Answers given before a request was understood carry them too.
+        let bad = exchange(server.addr, b"nonsense\r\n\r\n");
+        let timed_out = exchange(server.addr, b"GET / HTTP/1.1\r\n");
+        for (response, status) in [(bad, 400), (timed_out, 408)] {
+            assert_eq!(response.status, status, "{}", response.head);
+            assert_eq!(
+                response.header("access-control-allow-origin"),
+                Some("*"),
+                "{status}"
+            );
+        }
         assert_eq!(response.header("vary"), None);
         assert_eq!(response.header("access-control-allow-credentials"), None);
         let (_, head) = open_stream(server.addr, "/", "").unwrap();
