@@ -6,10 +6,14 @@
 //! 3. hand each readiness event to its connection (the listener only sets a flag);
 //! 4. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 5. give connections that used up their write budget another turn;
-//! 6. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
-//! 7. remove the connections that closed during the turn, never in the middle of it, so
+//! 5. read the live input, if any, and wake the clients of a new frame;
+//! 6. give connections that used up their turn before `WouldBlock`, reading or writing,
+//!    another one (edge-triggered readiness will not report them again);
+//! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
+//! 8. remove the connections that closed during the turn, never in the middle of it, so
 //!    a reused slab key cannot receive an event meant for its previous owner.
+//!
+//! While any of 4–6 has work left, `poll` does not sleep.
 
 use std::io;
 use std::net::SocketAddr;
