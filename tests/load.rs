@@ -13,6 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// No test server or run outlives this.
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// The real server, for the runs against it.
+#[path = "common/mod.rs"]
+mod common;
+
 mod json {
     //! Just enough JSON to read the report back, strictly: a malformed report fails.
 
@@ -706,4 +710,50 @@ fn help_and_version() {
         run.stdout,
         format!("mixreplace-load {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// The load generator against the real server: every demo part arrives, stamped, none
+/// early, and the server's own count agrees.
+#[test]
+fn against_the_real_server_every_demo_part_arrives_stamped() {
+    let server = common::Server::start(&[]);
+    let url = format!("http://{}/", server.addr());
+    let run = load(&[
+        "--url",
+        &url,
+        "-c",
+        "50",
+        "--ramp-ms",
+        "200",
+        "--timeout-s",
+        "20",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = run.report();
+    check_totals(&r);
+    assert_eq!(r.int("completed"), 50);
+    assert_eq!(r.int("parts"), 50 * 15);
+    assert_eq!(r.int("timestamped_parts"), 50 * 15);
+    assert_eq!(r.int("early_parts"), 0);
+    assert_eq!(server.stats().get("parts"), 50 * 15);
+}
+
+/// The real server with fewer client slots than clients: the rest are answered 503, and
+/// the run ends by itself with every client accounted for.
+#[test]
+fn against_the_real_server_at_its_cap_the_rest_get_503_and_nothing_hangs() {
+    let server = common::Server::start(&["--max-clients", "5"]);
+    let url = format!("http://{}/", server.addr());
+    let run = load(&["--url", &url, "-c", "20", "--timeout-s", "20", "--json", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let r = run.report();
+    check_totals(&r);
+    let refused = r.get("bad_status_codes").int("503");
+    assert!(refused >= 15, "{refused} refused");
+    assert_eq!(failed(&r, "bad_status"), refused);
+    assert_eq!(r.int("completed") + refused, 20);
+    assert_eq!(r.get("bad_status_codes").keys(), ["503"]);
+    assert_eq!(server.stats().get("503"), refused);
 }
