@@ -189,14 +189,6 @@ class Soak:
             while True:
                 fields = {}
                 line = await reader.readuntil(b"\r\n")
-                if line == b"\r\n":
-                    # No headers: the empty final part of a graceful stop, \r\n--B--\r\n.
-                    if await reader.readexactly(len(dash) + 4) != dash + b"--\r\n":
-                        raise Bad("bad closing delimiter after a stop")
-                    if await asyncio.wait_for(reader.read(1), 10):
-                        raise Bad("bytes after the closing delimiter")
-                    self.count("demo:stopped_with_closing_delimiter")
-                    return
                 for _ in range(32):
                     if line == b"\r\n":
                         break
@@ -206,6 +198,15 @@ class Soak:
                 else:
                     raise Bad("too many part headers")
                 length = int(fields[b"content-length"])
+                if length == 0 and b"x-timestamp" not in fields:
+                    # The empty final part of a graceful stop (typed, unstamped), then
+                    # the closing delimiter and nothing more.
+                    if await reader.readexactly(len(dash) + 6) != b"\r\n" + dash + b"--\r\n":
+                        raise Bad("bad closing delimiter after a stop")
+                    if await asyncio.wait_for(reader.read(1), 10):
+                        raise Bad("bytes after the closing delimiter")
+                    self.count("demo:stopped_with_closing_delimiter")
+                    return
                 stamp = fields[b"x-timestamp"].decode()
                 secs, micros = stamp.split(".")
                 stamp_us = int(secs) * 1_000_000 + int(micros)
@@ -606,15 +607,17 @@ def probe(port, seconds, out_path):
                     raise Bad("no opening delimiter")
                 for k in range(DEMO_PARTS):
                     length = None
+                    stamped = False
                     line = stream.readline(8192)
-                    if line == b"\r\n" and stream.readline(8192) == dash + b"--\r\n":
-                        break  # the empty final part: the server is stopping
                     while line not in (b"\r\n", b""):
                         if line.lower().startswith(b"content-length:"):
                             length = int(line.split(b":", 1)[1])
+                        stamped |= line.lower().startswith(b"x-timestamp:")
                         line = stream.readline(8192)
                     if length is None:
                         raise Bad(f"part {k} without Content-Length")
+                    if length == 0 and not stamped:
+                        break  # the empty final part: the server is stopping
                     body = stream.read(length + len(dash) + 4)
                     if len(body) != length + len(dash) + 4:
                         raise Bad(f"part {k} cut short")
@@ -716,9 +719,16 @@ def summary(soak, args):
     if soak.problems:
         put("first unexpected events:")
         lines.extend("  " + p for p in soak.problems)
+    # The graceful stop must reach the demo's viewers: at least 90% of those watching when
+    # SIGTERM went (the rest were between streams or leaving) see the closing delimiter.
+    demo_viewers = soak.viewers_at_stop.get("/", 0) if isinstance(soak.viewers_at_stop, dict) else 0
+    stop_reached = soak.counts["demo:stopped_with_closing_delimiter"] >= 0.9 * demo_viewers
+    if not stop_reached:
+        put(f"the stop reached too few demo viewers (of {demo_viewers})")
     ok = (
         soak.counts["unexpected"] == 0
         and soak.exit_code == 0
+        and stop_reached
         and soak.probe is not None
         and not soak.probe["problems"]
     )
