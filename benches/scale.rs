@@ -242,7 +242,7 @@ fn machine() -> String {
         .ok()
         .and_then(|m| status_field(&m, "MemTotal"))
         .unwrap_or(0);
-    let nofile = match load::raise_nofile_limit() {
+    let nofile = match mixreplace::sys::raise_fd_limit() {
         Ok(limit) => limit.to_string(),
         Err(e) => format!("? ({e})"),
     };

@@ -319,13 +319,12 @@ impl Conn {
         let Some(route) = cx.routes.get(request.path) else {
             return self.answer(Status::NotFound, version, head_only, access.headers(), cx);
         };
-        let allowed = match route {
-            Route::Quit => "GET",
-            _ => access.allowed_methods(),
-        };
-        let method_ok = match route {
-            Route::Quit => request.method == Method::Get,
-            _ => matches!(request.method, Method::Get | Method::Head),
+        let (allowed, method_ok) = match route {
+            Route::Quit => ("GET", request.method == Method::Get),
+            _ => (
+                access.allowed_methods(),
+                matches!(request.method, Method::Get | Method::Head),
+            ),
         };
         if !method_ok {
             let extra = format!("Allow: {allowed}\r\n{}", access.headers());

@@ -163,11 +163,6 @@ impl Part {
         &self.bytes[self.body_at..]
     }
 
-    /// Bytes on the wire, stamp included.
-    pub fn wire_len(&self, stamp: &Stamp) -> usize {
-        self.bytes.len() + stamp.as_bytes().len()
-    }
-
     /// The part's `Content-Type`, read back from its encoded head.
     pub fn content_type(&self) -> &str {
         let line = &self.bytes[b"Content-Type: ".len()..];
@@ -263,7 +258,6 @@ mod tests {
         assert_eq!(part.body(), b"hi");
         assert_eq!(part.content_type(), "text/plain");
         assert_eq!(part.body_and_delimiter(), format!("hi\r\n--{b}\r\n").as_bytes());
-        assert_eq!(part.wire_len(&stamp), head.len() + 17 + tail.len());
         let last = Part::encode(&boundary, "text/plain", b"", Then::End);
         assert!(
             last.halves()

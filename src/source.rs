@@ -254,7 +254,8 @@ impl Stream {
         self.skipped.get()
     }
 
-    pub fn boundary(&self) -> &Boundary {
+    #[cfg(test)]
+    fn boundary(&self) -> &Boundary {
         &self.boundary
     }
 

@@ -12,14 +12,7 @@ const BACKLOG: i32 = 65_535;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut limit = nofile()?;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: `limit` is a valid rlimit.
@@ -32,15 +25,19 @@ pub fn raise_fd_limit() -> io::Result<u64> {
 
 /// The soft `RLIMIT_NOFILE` (1024 if it cannot be read).
 pub fn fd_limit() -> u64 {
+    nofile().map_or(1024, |limit| limit.rlim_cur)
+}
+
+fn nofile() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid, writable rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
+        return Err(io::Error::last_os_error());
     }
-    limit.rlim_cur
+    Ok(limit)
 }
 
 /// The kernel's cap on a listen backlog, if it can be read.

@@ -160,32 +160,6 @@ pub fn source_addresses(target: SocketAddr, sources: u8) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard one; returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            lim = raised;
-        }
-    }
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
-    Ok(lim.rlim_cur as u64)
-}
-
 /// A run's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -265,7 +239,7 @@ struct Driver<'a> {
 /// Runs the load and returns its report. Errors only when the loop itself cannot run
 /// (no epoll); everything that goes wrong with a connection is counted instead.
 pub fn run(config: &Config) -> io::Result<Report> {
-    match raise_nofile_limit() {
+    match crate::sys::raise_fd_limit() {
         Ok(limit) if u64::from(config.clients) + FD_RESERVE > limit => log::warn!(
             "the file descriptor limit is {limit}: clients past about {} will fail as connect_error",
             limit.saturating_sub(FD_RESERVE)

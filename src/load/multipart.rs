@@ -160,11 +160,6 @@ impl Parser {
         }
     }
 
-    /// Whether the closing delimiter has been seen.
-    pub fn is_complete(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Whether the response head (status line and headers) has been parsed.
     pub fn head_done(&self) -> bool {
         !matches!(self.state, State::StatusLine | State::Header)
