@@ -55,8 +55,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mixreplace::http::{self, Version};
 use mixreplace::load;
-use mixreplace::multipart::{Boundary, Part, Stamp, Then};
-use mixreplace::spec;
+use mixreplace::stream::multipart::{Boundary, Part, Stamp, Then};
+use mixreplace::stream::spec;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_mixreplace");
 const LOAD: &str = env!("CARGO_BIN_EXE_mixreplace-load");

@@ -4,12 +4,12 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use crate::access::Access;
 use crate::clock::Micros;
-use crate::conn::Limits;
-use crate::route::{Route, Routes};
+use crate::routes::access::Access;
+use crate::routes::{Route, Routes};
 use crate::server::Config;
-use crate::spec::StreamSpec;
+use crate::server::conn::Limits;
+use crate::stream::spec::StreamSpec;
 
 pub const USAGE: &str = "\
 Usage: mixreplace [OPTIONS]

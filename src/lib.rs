@@ -1,30 +1,24 @@
 //! mixreplace: a small, fast server for `multipart/x-mixed-replace` HTTP streams, on one
 //! single-threaded `mio` event loop.
 //!
-//! The modules, from the wire inwards: [`server`] (the loop), [`conn`] (one connection's
-//! state machine), [`outbox`] (what a connection still has to write), [`http`] (requests
-//! and response heads), [`multipart`] (framing), [`source`] (what a path streams),
-//! [`spec`] (what `--stream` asks for), [`script`] (stream scripts), [`live`] and [`jpeg`]
-//! (live MJPEG from a pipe), [`view`], [`access`], [`route`], [`stats`], [`wheel`]
-//! (timers), [`clock`], [`sys`] and [`cli`]; [`load`] is the load generator
-//! `mixreplace-load`.
+//! The crate is four layers; each imports only from the layers below it:
+//!
+//! | layer | modules | concern |
+//! |---|---|---|
+//! | the loop | [`server`] ([`server::conn`], [`server::outbox`]) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
+//! | answers | [`routes`] ([`routes::access`], [`routes::stats`], [`routes::view`]) | what a request gets; no I/O |
+//! | streams | [`stream`] ([`stream::multipart`], [`stream::spec`], [`stream::script`], [`stream::live`], [`stream::jpeg`]) | what is served, encoded once |
+//! | leaves | [`http`], [`wheel`], [`clock`], [`sys`] | parsing, timers, time, system calls; nothing from the crate |
+//!
+//! [`cli`] turns flags into options for the loop; [`load`] is the load generator
+//! `mixreplace-load`, beside the server, using only the leaves.
 
-pub mod access;
 pub mod cli;
 pub mod clock;
-pub mod conn;
 pub mod http;
-pub mod jpeg;
-pub mod live;
 pub mod load;
-pub mod multipart;
-pub mod outbox;
-pub mod route;
-pub mod script;
+pub mod routes;
 pub mod server;
-pub mod source;
-pub mod spec;
-pub mod stats;
+pub mod stream;
 pub mod sys;
-pub mod view;
 pub mod wheel;

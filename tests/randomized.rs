@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use mixreplace::http;
-use mixreplace::jpeg::{SplitStats, Splitter};
-use mixreplace::script::{self, MAX_PARTS, MAX_WAIT_MS, Script};
+use mixreplace::stream::jpeg::{SplitStats, Splitter};
+use mixreplace::stream::script::{self, MAX_PARTS, MAX_WAIT_MS, Script};
 
 /// xorshift64* (Vigna): tiny, fast and good enough to pick test inputs.
 struct Rng(u64);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mixreplace::jpeg::{SplitStats, Splitter};
+use mixreplace::stream::jpeg::{SplitStats, Splitter};
 
 /// Bytes 0–1: the frame cap (1 to 4096, small so that oversize frames are common);
 /// bytes 2–5: a cycle of chunk sizes (1 to 64); the rest: the stream.

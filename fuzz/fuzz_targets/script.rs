@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use mixreplace::script::{self, MAX_PARTS, MAX_WAIT_MS};
+use mixreplace::stream::script::{self, MAX_PARTS, MAX_WAIT_MS};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

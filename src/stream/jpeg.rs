@@ -501,9 +501,9 @@ mod tests {
     /// `exiftool "-ThumbnailImage<=thumb.jpg"` (an APP1 holding a whole JPEG).
     #[test]
     fn real_jpegs_split_whole() {
-        const RESTART: &[u8] = include_bytes!("../tests/data/mjpeg/restart.jpg");
-        const PROGRESSIVE: &[u8] = include_bytes!("../tests/data/mjpeg/progressive.jpg");
-        const EXIF: &[u8] = include_bytes!("../tests/data/mjpeg/exif.jpg");
+        const RESTART: &[u8] = include_bytes!("../../tests/data/mjpeg/restart.jpg");
+        const PROGRESSIVE: &[u8] = include_bytes!("../../tests/data/mjpeg/progressive.jpg");
+        const EXIF: &[u8] = include_bytes!("../../tests/data/mjpeg/exif.jpg");
         // What makes them hard: an EOI (and an SOI) inside the EXIF frame.
         assert!(EXIF[..EXIF.len() - 2].windows(2).any(|w| w == [MARK, EOI]));
         let expect = [RESTART, PROGRESSIVE, EXIF, RESTART];

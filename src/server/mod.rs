@@ -15,6 +15,9 @@
 //!
 //! While any of 4–6 has work left, `poll` does not sleep.
 
+pub mod conn;
+pub mod outbox;
+
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,13 +30,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::access::Access;
 use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
-use crate::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
-use crate::live::{LiveConfig, LiveInput};
-use crate::route::Routes;
-use crate::source::Stream;
-use crate::stats::{Reason, Stats};
+use crate::routes::Routes;
+use crate::routes::access::Access;
+use crate::routes::stats::{Reason, Stats};
+use crate::server::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
+use crate::stream::Stream;
+use crate::stream::live::{LiveConfig, LiveInput};
 use crate::sys;
 use crate::wheel::Wheel;
 
@@ -142,7 +145,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and prepares the loop; nothing is served until [`run`].
+    /// Binds the listener and prepares the loop; nothing is served until [`run`](Self::run).
     pub fn bind(config: &Config, routes: Routes) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = sys::listen(config.listen)?;

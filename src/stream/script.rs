@@ -38,7 +38,7 @@ use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use crate::source::PartSpec;
+use crate::stream::PartSpec;
 
 /// Most parts a script may expand to: `repeat` multiplies, and every part is encoded and
 /// held in memory once at start-up.
@@ -883,7 +883,7 @@ mod tests {
         let script = load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(script.lead_ms, 0);
         assert_eq!(script.loop_from, None);
-        let demo = crate::spec::demo_parts();
+        let demo = crate::stream::spec::demo_parts();
         assert_eq!(script.parts.len(), demo.len());
         for (i, (got, want)) in script.parts.iter().zip(&demo).enumerate() {
             assert_eq!(got, want, "part {i}");

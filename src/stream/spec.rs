@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::live::LiveConfig;
-use crate::source::{PartSpec, Stream};
+use crate::stream::live::LiveConfig;
+use crate::stream::{PartSpec, Stream};
 
 /// Largest image file a `dir:` stream takes; all are held in memory, once.
 const MAX_IMAGE_FILE: u64 = 64 << 20;
@@ -196,7 +196,7 @@ impl StreamSpec {
             }
             StreamSpec::Script(file) => {
                 // The script's own message already reads FILE:LINE: what is wrong.
-                let script = crate::script::load(file).map_err(|e| e.to_string())?;
+                let script = crate::stream::script::load(file).map_err(|e| e.to_string())?;
                 Stream::scripted(&script.parts, script.lead_ms, script.loop_from, extra)
             }
             StreamSpec::Stdin(_) => Stream::live(extra),
@@ -278,7 +278,7 @@ pub fn synthetic_body(size: usize) -> Vec<u8> {
 
 /// The origin's demo, part for part and delay for delay (about 6.4 s in all).
 pub fn demo_parts() -> Vec<PartSpec> {
-    const PNG: &[u8] = include_bytes!("demo.png");
+    const PNG: &[u8] = include_bytes!("../demo.png");
     let mut parts = Vec::with_capacity(15);
     for _ in 0..3 {
         parts.push(PartSpec::new("text/plain", "Hello,       text       ", 500));

@@ -1,8 +1,12 @@
 //! What each path serves.
 
+pub mod access;
+pub mod stats;
+pub mod view;
+
 use std::rc::Rc;
 
-use crate::source::Stream;
+use crate::stream::Stream;
 
 #[derive(Clone, Debug)]
 pub enum Route {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::clock::Micros;
 use crate::http::Status;
-use crate::route::Routes;
+use crate::routes::Routes;
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::route::Routes;
+use crate::routes::Routes;
 
 pub fn page(routes: &Routes) -> String {
     let mut html = String::from(

@@ -26,15 +26,15 @@ use std::rc::Rc;
 use log::debug;
 use mio::net::TcpStream;
 
-use crate::access::{self, Access};
 use crate::clock::{Clock, Micros, tick_of_deadline};
 use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
-use crate::multipart::Stamp;
-use crate::outbox::{Chunk, Flush, Outbox};
-use crate::route::{Route, Routes};
-use crate::source::{Cursor, Next, Stream, Viewer};
-use crate::stats::{Reason, Stats};
-use crate::view;
+use crate::routes::access::{self, Access};
+use crate::routes::stats::{Reason, Stats};
+use crate::routes::view;
+use crate::routes::{Route, Routes};
+use crate::server::outbox::{Chunk, Flush, Outbox};
+use crate::stream::multipart::Stamp;
+use crate::stream::{Cursor, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per turn before a connection yields to the others. Readiness is edge-triggered:

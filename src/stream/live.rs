@@ -17,8 +17,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::clock::Micros;
-use crate::jpeg::Splitter;
-use crate::source::Stream;
+use crate::stream::Stream;
+use crate::stream::jpeg::Splitter;
 
 /// Bytes read from standard input per loop turn before the sockets get their turn.
 const READ_BUDGET: usize = 1 << 20;

@@ -12,6 +12,12 @@
 //!
 //! Connections share the encoded parts (`Rc`); a connection holds only a [`Cursor`].
 
+pub mod jpeg;
+pub mod live;
+pub mod multipart;
+pub mod script;
+pub mod spec;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::ops::Deref;
@@ -19,7 +25,7 @@ use std::rc::Rc;
 
 use crate::clock::{Micros, ms};
 use crate::http::{self, Version};
-use crate::multipart::{Boundary, Part, Then};
+use crate::stream::multipart::{Boundary, Part, Then};
 
 /// One part of a scripted stream, before encoding.
 #[derive(Clone, Debug, PartialEq, Eq)]

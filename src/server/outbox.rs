@@ -2,14 +2,14 @@
 //! vectored writes.
 //!
 //! The outbox never copies a part: it holds the `Rc` of the encoded part and the
-//! connection's own stamp, and hands the kernel up to [`MAX_SLICES`] slices per `writev`.
+//! connection's own stamp, and hands the kernel up to `MAX_SLICES` slices per `writev`.
 //! Its queue lives for the connection's lifetime, so queueing a part allocates nothing.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
-use crate::multipart::{Part, Stamp};
+use crate::stream::multipart::{Part, Stamp};
 
 /// Slices handed to one `writev`: a response head, the opening delimiter, a part (three
 /// slices) and the closing delimiter fit in one call.
@@ -151,7 +151,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::multipart::{Boundary, Then};
+    use crate::stream::multipart::{Boundary, Then};
 
     /// A writer that takes at most `step` bytes a call and then blocks after `limit`.
     struct Trickle {
