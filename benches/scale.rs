@@ -766,7 +766,7 @@ fn json_num(json: &str, path: &str) -> Option<f64> {
 
 /// The report's non-zero failure counts, `reason n, ...`.
 fn failures(json: &str) -> String {
-    load::Reason::NAMES
+    load::Failure::NAMES
         .iter()
         .filter_map(|name| {
             let n = json_num(json, &format!("failed.{name}"))?;
@@ -1109,7 +1109,7 @@ fn failure_notes(text: &mut String, name: &str, runs: &[Result<Sample, String>])
 /// The same request `mixreplace-load` sends.
 fn request(port: u16, path: &str) -> Vec<u8> {
     let url = format!("http://127.0.0.1:{port}{path}");
-    load::Config::new(load::parse_url(&url).expect("a loopback URL")).request()
+    load::LoadConfig::new(load::parse_url(&url).expect("a loopback URL")).request()
 }
 
 /// A part's wire bytes, with a stamp of now.

@@ -107,10 +107,10 @@ fn parse_with(text: &str, file: &Path, read: &mut ReadFn<'_>) -> Result<Script, 
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut parser = Parser {
+    let mut parser = ScriptParser {
         dir,
         read,
-        stack: vec![Frame {
+        stack: vec![OpenBlock {
             block: Block::Top,
             seq: Seq::default(),
         }],
@@ -223,17 +223,17 @@ enum Block {
     Loop { line: usize },
 }
 
-struct Frame {
+struct OpenBlock {
     block: Block,
     seq: Seq,
 }
 
-struct Parser<'r, 'p> {
+struct ScriptParser<'r, 'p> {
     dir: PathBuf,
     read: &'p mut ReadFn<'r>,
     /// Open blocks; `stack[0]` is the top level and is never popped.
-    stack: Vec<Frame>,
-    /// Parts and body bytes in all frames, counted as they will be once expanded.
+    stack: Vec<OpenBlock>,
+    /// Parts and body bytes in all open blocks, counted as they will be once expanded.
     total_parts: usize,
     total_bytes: u64,
     loop_from: Option<usize>,
@@ -241,7 +241,7 @@ struct Parser<'r, 'p> {
     looped: bool,
 }
 
-impl Parser<'_, '_> {
+impl ScriptParser<'_, '_> {
     fn run(&mut self, text: &str) -> Result<Script, Fail> {
         let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let mut number = 0;
@@ -260,7 +260,7 @@ impl Parser<'_, '_> {
         line: usize,
         rest: &mut dyn Iterator<Item = &'t str>,
     ) -> Result<usize, Fail> {
-        let mut cur = Cursor::new(text);
+        let mut cur = Lexer::new(text);
         if cur.at_end() {
             return Ok(0);
         }
@@ -305,7 +305,7 @@ impl Parser<'_, '_> {
 
     fn part(
         &mut self,
-        cur: &mut Cursor<'_>,
+        cur: &mut Lexer<'_>,
         line: usize,
         rest: &mut dyn Iterator<Item = &str>,
     ) -> Result<usize, Fail> {
@@ -335,7 +335,7 @@ impl Parser<'_, '_> {
 
     /// The body of a `part` line: one or more strings, `@file`s and `base64(@file)`s,
     /// concatenated.
-    fn pieces(&mut self, cur: &mut Cursor<'_>) -> Result<Vec<u8>, String> {
+    fn pieces(&mut self, cur: &mut Lexer<'_>) -> Result<Vec<u8>, String> {
         let mut body = Vec::new();
         let mut any = false;
         while !cur.at_end() {
@@ -370,7 +370,7 @@ impl Parser<'_, '_> {
 
     /// The name after `@` (quoted, or up to a space, or up to `)` inside `base64(`),
     /// resolved against the script's directory and read.
-    fn file_body(&mut self, cur: &mut Cursor<'_>, in_call: bool) -> Result<Vec<u8>, String> {
+    fn file_body(&mut self, cur: &mut Lexer<'_>, in_call: bool) -> Result<Vec<u8>, String> {
         let name = if cur.eat("\"") {
             String::from_utf8(cur.string()?).map_err(|_| "file name is not UTF-8".to_owned())?
         } else {
@@ -413,7 +413,7 @@ impl Parser<'_, '_> {
     }
 
     fn open(&mut self, block: Block) {
-        self.stack.push(Frame {
+        self.stack.push(OpenBlock {
             block,
             seq: Seq::default(),
         });
@@ -424,7 +424,7 @@ impl Parser<'_, '_> {
         if self.stack.len() == 1 {
             return Err((line, "stray } (no repeat or loop to close)".into()));
         }
-        let Frame { block, seq } = self.stack.pop().expect("checked above");
+        let OpenBlock { block, seq } = self.stack.pop().expect("checked above");
         match block {
             Block::Top => unreachable!("the top level is never pushed"),
             Block::Repeat { count, line: open } => {
@@ -459,8 +459,8 @@ impl Parser<'_, '_> {
     }
 
     fn finish(&mut self) -> Result<Script, Fail> {
-        if let Some(frame) = self.stack.get(1..).and_then(|open| open.last()) {
-            let (what, line) = match frame.block {
+        if let Some(innermost) = self.stack.get(1..).and_then(|open| open.last()) {
+            let (what, line) = match innermost.block {
                 Block::Repeat { line, .. } => ("repeat", line),
                 Block::Loop { line } => ("loop", line),
                 Block::Top => unreachable!("the top level is only at the bottom"),
@@ -625,14 +625,14 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A position in one line of a script.
-struct Cursor<'a> {
+/// The lexer of one script line: what is left of the line to read.
+struct Lexer<'a> {
     rest: &'a str,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> Lexer<'a> {
     fn new(line: &'a str) -> Self {
-        Cursor { rest: line }
+        Lexer { rest: line }
     }
 
     fn skip_space(&mut self) {
