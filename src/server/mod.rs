@@ -412,9 +412,8 @@ impl Server {
         };
         let progress = input.on_readable(self.shared.now, &mut self.shared.scratch);
         self.live_ready = progress.more;
-        if let Some(at) = progress.hold_until
-            && !self.live_held
-        {
+        // Not a let chain: those need Rust 1.88, and `rust-version` is 1.85.
+        if let Some(at) = progress.hold_until.filter(|_| !self.live_held) {
             self.live_held = true;
             self.shared.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
         }
