@@ -7,7 +7,7 @@
 //! What [`parse`] accepts (RFC 9110, RFC 9112), and the answer for what it does not:
 //! - A head of at most [`MAX_HEAD`] bytes. The request line comes first: one that does not
 //!   end within the cap is a target too long (`414`); header fields past the cap, or more
-//!   than [`MAX_HEADERS`] of them, are `431`.
+//!   than 64 of them, are `431`.
 //! - `HTTP/1.0` and `HTTP/1.1`; a later `HTTP/1.x` is served as `HTTP/1.1` (RFC 9112
 //!   §2.3); `HTTP/2.0` and later majors in a request line are `505`; anything else `400`.
 //! - A target in origin-form (`/path?query`), absolute-form (`http://host/path?query`,

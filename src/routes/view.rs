@@ -6,8 +6,8 @@
 //! `dual_final_frames=1` (so the last frame of a finished stream is shown too).
 //!
 //! Paths come from the command line and may hold any character but controls: in a link
-//! they are percent-encoded ([`href`]; the server decodes requests back before routing),
-//! and in text HTML-escaped ([`escape`]).
+//! they are percent-encoded (`href`; the server decodes requests back before routing),
+//! and in text HTML-escaped (`escape`).
 
 use std::fmt::Write as _;
 
