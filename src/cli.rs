@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::clock::Micros;
+use crate::http;
 use crate::routes::access::Access;
 use crate::routes::{Route, Routes};
 use crate::server::Config;
@@ -21,6 +22,8 @@ Options:
                          free port. The line `listening on http://IP:PORT/` on stdout
                          says where, once the server is ready.
   --stream PATH=SPEC     Serve SPEC at PATH (repeatable). Without any, / serves the demo.
+                         PATH may hold spaces and any Unicode but ?, # and controls;
+                         %XX escapes in it are decoded, as they are in requests.
                          SPEC is one of:
                            demo                the origin's 15-part demo (about 6.4 s)
                            script:FILE         a stream script (see the README)
@@ -55,7 +58,7 @@ Access:
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
 (Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
-command line.";
+command line or a stream that cannot start (a bad folder, script or standard input).";
 
 #[derive(Debug)]
 pub enum Command {
@@ -188,19 +191,27 @@ fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Strin
 }
 
 fn parse_stream(value: &str, taken: &[(String, StreamSpec)]) -> Result<(String, StreamSpec), String> {
-    let (path, spec) = value
+    let (written, spec) = value
         .split_once('=')
         .ok_or_else(|| format!("invalid value '{value}' for --stream: expected PATH=SPEC"))?;
-    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-        return Err(format!(
-            "invalid path '{path}' for --stream: must start with / and hold no ?, # or space"
-        ));
-    }
-    if RESERVED.contains(&path) || taken.iter().any(|(p, _)| p == path) {
+    // Decoded as request paths are, so `/my cam` and `/my%20cam` name the same stream and
+    // routes compare decoded paths on both sides. A raw `?` or `#` would end the path in
+    // a URL: written here it is a mistake, not a path.
+    let path = match http::percent_decode(written) {
+        Some(path) if written.starts_with('/') && !written.contains(['?', '#']) => path.into_owned(),
+        _ => {
+            return Err(format!(
+                "invalid path '{}' for --stream: must start with / and hold no ?, #, control \
+                 character or bad %-escape (write % as %25)",
+                written.escape_debug()
+            ));
+        }
+    };
+    if RESERVED.contains(&path.as_str()) || taken.iter().any(|(p, _)| *p == path) {
         return Err(format!("--stream {path}: that path is already taken"));
     }
     let spec = StreamSpec::parse(spec).map_err(|e| format!("invalid value for --stream {path}: {e}"))?;
-    Ok((path.to_owned(), spec))
+    Ok((path, spec))
 }
 
 /// A positive number of seconds, fractions allowed, up to a day.
@@ -211,5 +222,35 @@ fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Micros, String> {
         _ => Err(format!(
             "invalid value '{value}' for {flag}: expected seconds, more than 0 and at most 86400"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_paths_are_decoded_like_request_paths() {
+        let path = |written: &str| parse_stream(&format!("{written}=demo"), &[]).map(|(path, _)| path);
+        for (written, decoded) in [
+            ("/my cam", "/my cam"),
+            ("/my%20cam", "/my cam"),
+            ("/caméra", "/caméra"),
+            ("/cam{1}", "/cam{1}"),
+            ("/100%25", "/100%"),
+            ("/a%3Fb", "/a?b"),
+        ] {
+            assert_eq!(path(written).as_deref(), Ok(decoded), "{written}");
+        }
+        for bad in ["cam", "/a?b", "/a#b", "/100%", "/a%zz", "/a%00", "/a\tb", "/%FF"] {
+            let err = path(bad).unwrap_err();
+            assert!(err.starts_with("invalid path"), "{bad}: {err}");
+        }
+        let taken = [("/my cam".to_owned(), StreamSpec::Demo)];
+        for same in ["/my%20cam=demo", "/st%61ts=demo"] {
+            let taken = if same.starts_with("/my") { &taken[..] } else { &[] };
+            let err = parse_stream(same, taken).unwrap_err();
+            assert!(err.ends_with("that path is already taken"), "{same}: {err}");
+        }
     }
 }

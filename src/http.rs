@@ -3,10 +3,35 @@
 //! Every request gets one response and then the connection closes (`Connection: close`):
 //! a stream ends only when the connection does, so there is no keep-alive to manage.
 //! Requests are parsed with `httparse` from one buffer that grows up to [`MAX_HEAD`].
+//!
+//! What [`parse`] accepts (RFC 9110, RFC 9112), and the answer for what it does not:
+//! - A head of at most [`MAX_HEAD`] bytes. The request line comes first: one that does not
+//!   end within the cap is a target too long (`414`); header fields past the cap, or more
+//!   than 64 of them, are `431`.
+//! - `HTTP/1.0` and `HTTP/1.1`; a later `HTTP/1.x` is served as `HTTP/1.1` (RFC 9112
+//!   §2.3); `HTTP/2.0` and later majors in a request line are `505`; anything else `400`.
+//! - A target in origin-form (`/path?query`), absolute-form (`http://host/path?query`,
+//!   RFC 9112 §3.2.2: its authority stands in for `Host`) or, for `OPTIONS` and unknown
+//!   methods, asterisk-form (`*`, and then [`Request::path`] is `"*"`). Anything else is
+//!   `400`.
+//! - The path is percent-decoded once, and the decoded path is what routes match. `%2F`
+//!   decodes to `/` like any other escape: routes are exact strings and no file system is
+//!   behind them, so there is no traversal to guard. Query parameters are split at `&` and
+//!   `=` first, then each side is decoded the same way. A malformed escape (`%zz`, `%2`),
+//!   or one that decodes to a control character or to bytes that are not UTF-8, is `400`:
+//!   no route can hold them, and a control character would reach the logs.
+//! - At most one `Host`, exactly one in HTTP/1.1, its value empty or `host[:port]`
+//!   (RFC 9110 §7.2, RFC 3986 §3.2.2); otherwise `400`.
+//! - `Content-Length` is digits, and all its values (repeated lines, or a list in one
+//!   line) agree; with `Transfer-Encoding` beside it the request is `400` (RFC 9112 §6.3:
+//!   framing two parsers could read differently is how requests are smuggled). No body is
+//!   read: what follows the head is discarded.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// The largest request head accepted; past it the answer is `431`.
+/// The largest request head accepted, request line included (see the module doc for the
+/// answers past it).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// More header lines than this also get `431`.
 const MAX_HEADERS: usize = 64;
@@ -30,29 +55,34 @@ impl Version {
 pub enum Method {
     Get,
     Head,
-    /// A CORS preflight asks with it.
+    /// A CORS preflight asks with it, and so does `OPTIONS *`.
     Options,
     Other,
 }
 
-/// A parsed request head: what routing needs, borrowed from the read buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A parsed request head: what routing needs, borrowed from the read buffer where no
+/// percent-escape had to be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     pub method: Method,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
+    /// The percent-decoded path, what routes match: it starts with `/`, or is `*` for an
+    /// asterisk-form target (`OPTIONS * HTTP/1.1`).
+    pub path: Cow<'a, str>,
     pub version: Version,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The query's `name=value` pairs in order, each side percent-decoded.
+    params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl Request<'_> {
-    /// The value of `name` in the query string (`?name=value&…`), if present.
+    /// The decoded value of the first `name` in the query string (`?name=value&…`; a name
+    /// without `=` has the value `""`), if present.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query?.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_ref())
     }
 }
 
@@ -67,11 +97,29 @@ pub enum Status {
     NotFound = 404,
     MethodNotAllowed = 405,
     RequestTimeout = 408,
+    TargetTooLong = 414,
     HeadTooLarge = 431,
     ServiceUnavailable = 503,
+    VersionNotSupported = 505,
 }
 
 impl Status {
+    /// Every status, in order of code (the order `/stats` lists them in).
+    pub const ALL: [Status; 12] = [
+        Status::Ok,
+        Status::Accepted,
+        Status::NoContent,
+        Status::BadRequest,
+        Status::Unauthorized,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::TargetTooLong,
+        Status::HeadTooLarge,
+        Status::ServiceUnavailable,
+        Status::VersionNotSupported,
+    ];
+
     pub fn code(self) -> u16 {
         self as u16
     }
@@ -86,8 +134,10 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::TargetTooLong => "URI Too Long",
             Status::HeadTooLarge => "Request Header Fields Too Large",
             Status::ServiceUnavailable => "Service Unavailable",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
         }
     }
 }
@@ -95,58 +145,279 @@ impl Status {
 /// Parses a request head. `Ok(None)`: incomplete, read more. `Err(status)`: answer
 /// `status` and close.
 pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(Status::HeadTooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Status::HeadTooLarge),
-        Err(_) => return Err(Status::BadRequest),
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let Some(head) = parse_head(buf, &mut storage)? else {
+        return Ok(None);
     };
-    if head_len > MAX_HEAD {
-        return Err(Status::HeadTooLarge);
-    }
-    let version = match req.version {
-        Some(0) => Version::Http10,
-        _ => Version::Http11,
-    };
-    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400.
-    let hosts = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"))
-        .count();
-    if version == Version::Http11 && hosts != 1 || hosts > 1 {
-        return Err(Status::BadRequest);
-    }
-    let method = match req.method {
-        Some("GET") => Method::Get,
-        Some("HEAD") => Method::Head,
-        Some("OPTIONS") => Method::Options,
+    let headers = &storage[..head.headers];
+    check_host(headers, head.version)?;
+    check_framing(headers)?;
+    let method = match head.method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
-    let target = req.path.unwrap_or_default();
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target, None),
-    };
-    let asterisk_form = path == "*" && matches!(method, Method::Options | Method::Other);
-    if !(path.starts_with('/') || asterisk_form) {
-        return Err(Status::BadRequest);
-    }
-    let authorization = req
-        .headers
+    let (path, query) = split_target(head.target, method)?;
+    let path = percent_decode(path).ok_or(Status::BadRequest)?;
+    let params = query
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(key)?, percent_decode(value)?))
+        })
+        .collect::<Option<_>>()
+        .ok_or(Status::BadRequest)?;
+    let authorization = headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         .map(|h| h.value);
     Ok(Some(Request {
         method,
         path,
-        query,
-        version,
+        version: head.version,
         authorization,
+        params,
     }))
+}
+
+/// The request line of a complete head, and how many header fields follow it.
+struct Head<'b> {
+    method: &'b str,
+    target: &'b str,
+    version: Version,
+    headers: usize,
+}
+
+fn parse_head<'b>(buf: &'b [u8], headers: &mut [httparse::Header<'b>]) -> Result<Option<Head<'b>>, Status> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => Ok(Some(Head {
+            method: req.method.unwrap_or_default(),
+            target: req.path.unwrap_or_default(),
+            version: match req.version {
+                Some(0) => Version::Http10,
+                _ => Version::Http11,
+            },
+            headers: req.headers.len(),
+        })),
+        Ok(httparse::Status::Complete(_)) => Err(over_the_cap(buf)),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(over_the_cap(buf)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::Version) => parse_head_of_later_version(buf, headers),
+        Err(httparse::Error::TooManyHeaders) => Err(Status::HeadTooLarge),
+        Err(_) => Err(Status::BadRequest),
+    }
+}
+
+/// httparse knows `HTTP/1.0` and `HTTP/1.1` only, and stops at any other version after
+/// it has checked the method and the target. RFC 9112 §2.3: a later minor version of 1
+/// is served as 1.1 (its header fields parsed here); a later major one is `505`.
+fn parse_head_of_later_version<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Option<Head<'b>>, Status> {
+    let Some(line_end) = buf.iter().position(|&b| b == b'\n') else {
+        // The version is still arriving (`HTTP/2` is refused by httparse at its `2`).
+        return if buf.len() > MAX_HEAD {
+            Err(Status::BadRequest)
+        } else {
+            Ok(None)
+        };
+    };
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // The method and the target each end at one space: httparse has checked them.
+    let mut words = line.splitn(3, |&b| b == b' ').map(std::str::from_utf8);
+    let (Some(Ok(method)), Some(Ok(target)), Some(Ok(version))) = (words.next(), words.next(), words.next())
+    else {
+        return Err(Status::BadRequest);
+    };
+    match version.as_bytes() {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {}
+        [b'H', b'T', b'T', b'P', b'/', b'2'..=b'9', b'.', b'0'..=b'9'] => {
+            return Err(Status::VersionNotSupported);
+        }
+        _ => return Err(Status::BadRequest),
+    }
+    let fields_at = line_end + 1;
+    match httparse::parse_headers(&buf[fields_at..], headers) {
+        Ok(httparse::Status::Complete((len, parsed))) if fields_at + len <= MAX_HEAD => Ok(Some(Head {
+            method,
+            target,
+            version: Version::Http11,
+            headers: parsed.len(),
+        })),
+        Ok(httparse::Status::Complete(_)) => Err(over_the_cap(buf)),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(over_the_cap(buf)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Status::HeadTooLarge),
+        Err(_) => Err(Status::BadRequest),
+    }
+}
+
+/// Which limit a head over [`MAX_HEAD`] broke. The request line is read first: if it
+/// does not end within the cap, the target is too long (`414`), else the header fields
+/// are (`431`). A first line without a space is no request line at all (`400`).
+fn over_the_cap(buf: &[u8]) -> Status {
+    let capped = &buf[..buf.len().min(MAX_HEAD)];
+    if capped.contains(&b'\n') {
+        Status::HeadTooLarge
+    } else if capped.contains(&b' ') {
+        Status::TargetTooLong
+    } else {
+        Status::BadRequest
+    }
+}
+
+/// The path and the query of a target (RFC 9112 §3.2), before decoding.
+fn split_target(target: &str, method: Method) -> Result<(&str, Option<&str>), Status> {
+    if target == "*" && matches!(method, Method::Options | Method::Other) {
+        return Ok(("*", None));
+    }
+    let (before, query) = match target.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (target, None),
+    };
+    if before.starts_with('/') {
+        return Ok((before, query));
+    }
+    // Absolute-form: `scheme://authority[/path]`, only the schemes this server speaks.
+    let (scheme, rest) = before.split_once("://").ok_or(Status::BadRequest)?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(Status::BadRequest);
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // RFC 9110 §4.2.1: an http URI has a host. Userinfo (`user@`) fails the check too,
+    // as §4.2.4 asks.
+    match host_of_authority(authority.as_bytes()) {
+        Some(host) if !host.is_empty() => Ok((if path.is_empty() { "/" } else { path }, query)),
+        _ => Err(Status::BadRequest),
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, an HTTP/1.0 one at most,
+/// and its value is empty or a valid `host[:port]`.
+fn check_host(headers: &[httparse::Header<'_>], version: Version) -> Result<(), Status> {
+    let mut hosts = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::Http11 => Err(Status::BadRequest),
+        (Some(_), Some(_)) => Err(Status::BadRequest),
+        (Some(host), None) if host_of_authority(host.value.trim_ascii()).is_none() => Err(Status::BadRequest),
+        _ => Ok(()),
+    }
+}
+
+/// The host of `host[:port]` (RFC 3986 §3.2.2–3.2.3), or `None` if it is not one: an IP
+/// literal in brackets, or a reg-name (which an IPv4 address also is) of unreserved
+/// characters, sub-delims and `%XX` escapes, possibly empty; a port of digits.
+fn host_of_authority(text: &[u8]) -> Option<&[u8]> {
+    let (host, port) = match text.strip_prefix(b"[") {
+        Some(inside) => {
+            let close = inside.iter().position(|&b| b == b']')?;
+            let literal = &inside[..close];
+            // IPv6, with a zone (RFC 6874), or IPvFuture: all within these characters.
+            let ip_char = |b: &u8| is_unreserved(*b) || is_sub_delim(*b) || b":%".contains(b);
+            if literal.is_empty() || !literal.iter().all(ip_char) {
+                return None;
+            }
+            text.split_at(close + 2)
+        }
+        None => {
+            let (host, port) = text.split_at(text.iter().position(|&b| b == b':').unwrap_or(text.len()));
+            if !is_reg_name(host) {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    match port {
+        [] => Some(host),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => Some(host),
+        _ => None,
+    }
+}
+
+fn is_reg_name(host: &[u8]) -> bool {
+    let mut bytes = host.iter();
+    while let Some(&b) = bytes.next() {
+        let ok = match b {
+            b'%' => {
+                bytes.next().is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.next().is_some_and(u8::is_ascii_hexdigit)
+            }
+            _ => is_unreserved(b) || is_sub_delim(b),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
+}
+
+/// RFC 9112 §6.3: `Content-Length` is digits, and all its values (repeated lines, or a
+/// list in one line) must agree; with `Transfer-Encoding` beside it the framing is
+/// ambiguous. Either is refused rather than guessed at. Values are compared as digit
+/// strings, never converted: RFC 9110 §8.6 wants no overflow from a huge but valid one.
+fn check_framing(headers: &[httparse::Header<'_>]) -> Result<(), Status> {
+    let mut length: Option<&[u8]> = None;
+    let mut transfer_encoding = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            for item in header.value.split(|&b| b == b',') {
+                let digits = item.trim_ascii();
+                if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                    return Err(Status::BadRequest);
+                }
+                let value = &digits[digits.iter().take_while(|&&b| b == b'0').count()..];
+                if length.replace(value).is_some_and(|before| before != value) {
+                    return Err(Status::BadRequest);
+                }
+            }
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        }
+    }
+    match (length, transfer_encoding) {
+        (Some(_), true) => Err(Status::BadRequest),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes the `%XX` escapes of `text` once. `None` if an escape is malformed, or the
+/// result holds a control character or is not UTF-8. Request paths, query parameters and
+/// the paths given on the command line all go through here, so they compare as equals.
+pub fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+    let is_control = |b: u8| b < 0x20 || b == 0x7f;
+    if !text.bytes().any(|b| b == b'%' || is_control(b)) {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        let byte = match b {
+            b'%' => hex_digit(bytes.next()?)? << 4 | hex_digit(bytes.next()?)?,
+            _ => b,
+        };
+        if is_control(byte) {
+            return None;
+        }
+        out.push(byte);
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).map(|d| d as u8)
 }
 
 /// The head of a stream response. `boundary` is the first and only parameter, unquoted
@@ -219,13 +490,19 @@ mod tests {
         parse(head.as_bytes())
     }
 
+    /// What a head parses to: method, decoded path, version (or the error status).
+    fn outcome(head: &str) -> Result<(Method, String, Version), Status> {
+        let req = parsed(head)?.unwrap_or_else(|| panic!("incomplete: {head:?}"));
+        Ok((req.method, req.path.into_owned(), req.version))
+    }
+
     #[test]
     fn parses_get_and_head_of_both_versions() {
         let req = parsed("GET /cam?action=stream&x HTTP/1.1\r\nHost: a\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(
-            (req.method, req.path, req.version),
+            (req.method, req.path.as_ref(), req.version),
             (Method::Get, "/cam", Version::Http11)
         );
         assert_eq!(req.query_param("action"), Some("stream"));
@@ -238,36 +515,249 @@ mod tests {
     }
 
     #[test]
-    fn every_prefix_of_a_request_is_incomplete() {
-        let head = "GET / HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n";
-        for end in 0..head.len() {
-            assert_eq!(parsed(&head[..end]), Ok(None), "prefix {end}");
-        }
-        assert!(parsed(head).unwrap().is_some());
-    }
-
-    #[test]
-    fn refuses_what_is_not_http_1() {
-        for bad in [
-            "GET / HTTP/2.0\r\n\r\n",
-            "hello\r\n\r\n",
-            "GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n",
-            "GET / HTTP/1.1\rHost: a\r\n\r\n",
-            "GET / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            "GET nopath HTTP/1.1\r\nHost: a\r\n\r\n",
+    fn accepts_every_target_form_and_later_minor_versions() {
+        use Method::*;
+        use Version::*;
+        for (head, method, path, version) in [
+            (
+                "GET http://h/cam?x HTTP/1.1\r\nHost: h\r\n\r\n",
+                Get,
+                "/cam",
+                Http11,
+            ),
+            (
+                "GET HTTPS://h:8080 HTTP/1.1\r\nHost: other\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
+            ("GET http://[::1]:80/a/b HTTP/1.0\r\n\r\n", Get, "/a/b", Http10),
+            ("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", Options, "*", Http11),
+            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n", Get, "/", Http11),
+            ("HEAD /x HTTP/1.9\r\nHost: h\r\nX: y\r\n\r\n", Head, "/x", Http11),
+            ("GET / HTTP/1.1\r\nHost:\r\n\r\n", Get, "/", Http11),
+            ("GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", Get, "/", Http11),
+            (
+                "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
+            ("GET / HTTP/1.1\r\nHost: a.b-c_d~e%41\r\n\r\n", Get, "/", Http11),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 05\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 000\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Get,
+                "/",
+                Http11,
+            ),
         ] {
-            assert_eq!(parsed(bad), Err(Status::BadRequest), "{bad:?}");
+            assert_eq!(outcome(head), Ok((method, path.to_owned(), version)), "{head:?}");
         }
     }
 
     #[test]
-    fn refuses_heads_over_the_cap() {
-        let long = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "y".repeat(MAX_HEAD));
-        assert_eq!(parsed(&long), Err(Status::HeadTooLarge));
+    fn paths_and_query_values_are_percent_decoded_once() {
+        for (target, path) in [
+            ("/cam%C3%A9ra", "/caméra"),
+            ("/caméra", "/caméra"),
+            ("/cam%7B1%7d", "/cam{1}"),
+            ("/my%20cam", "/my cam"),
+            ("/a%2Fb", "/a/b"),
+            ("/100%2525", "/100%25"),
+            ("http://h/my%20cam", "/my cam"),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(
+                outcome(&head),
+                Ok((Method::Get, path.to_owned(), Version::Http11))
+            );
+        }
+        let req = parsed("GET /?action=snap%73hot&a%26b=%3D&c=1%2B1 HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.query_param("action"), Some("snapshot"));
+        assert_eq!(req.query_param("a&b"), Some("="));
+        assert_eq!(req.query_param("c"), Some("1+1"));
+        assert!(matches!(req.path, Cow::Borrowed("/")), "no escape, no copy");
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_incomplete() {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: example\r\n\r\n",
+        ] {
+            for end in 0..head.len() {
+                assert_eq!(parsed(&head[..end]), Ok(None), "prefix {end} of {head:?}");
+            }
+            assert!(parsed(head).unwrap().is_some());
+        }
+        // A later major version is known once its request line is complete.
+        let head = "PRI * HTTP/2.0\r\n";
+        for end in 0..head.len() {
+            assert_eq!(parsed(&head[..end]), Ok(None), "prefix {end} of {head:?}");
+        }
+        assert_eq!(parsed(head), Err(Status::VersionNotSupported));
+    }
+
+    /// Every status `parse` answers, with the request that earns it.
+    #[test]
+    fn answers_each_bad_head_by_the_rfcs() {
+        use Status::*;
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "t".repeat(MAX_HEAD));
+        let long_field = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "y".repeat(MAX_HEAD));
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X{i}: y\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
-        assert_eq!(parsed(&many), Err(Status::HeadTooLarge));
+        let many_later = many.replacen("HTTP/1.1", "HTTP/1.5", 1);
+        let junk = "x".repeat(MAX_HEAD + 1);
+        let cases: &[(&str, Status)] = &[
+            // Not HTTP/1, or no request line.
+            ("hello\r\n\r\n", BadRequest),
+            (&junk, BadRequest),
+            ("GET / HTTP/1.10\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET / HTTP/0.9\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET / HTTP/2\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\rHost: a\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.2\r\nHost a\r\n\r\n", BadRequest),
+            // Later major versions.
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", VersionNotSupported),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", VersionNotSupported),
+            ("GET / HTTP/3.0\r\n\r\n", VersionNotSupported),
+            // Targets.
+            ("GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("OPTIONS *?x HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("CONNECT h:80 HTTP/1.1\r\nHost: h\r\n\r\n", BadRequest),
+            ("GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", BadRequest),
+            ("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", BadRequest),
+            ("GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n", BadRequest),
+            ("GET http://h:x/ HTTP/1.1\r\nHost: h\r\n\r\n", BadRequest),
+            // Escapes: malformed, a control character, not UTF-8.
+            ("GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET /%2 HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET /a%0D%0A HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET /%FF HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET /?action=%zz HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+            // Host.
+            ("GET / HTTP/1.1\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: []\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: \"a\"\r\n\r\n", BadRequest),
+            // Framing.
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+                BadRequest,
+            ),
+            ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", BadRequest),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\nContent-Length: 0\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BadRequest,
+            ),
+            (
+                "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+                BadRequest,
+            ),
+            // Sizes: the request line first, then the fields.
+            (&long_target, TargetTooLong),
+            (&long_target[..MAX_HEAD + 1], TargetTooLong),
+            (&long_field, HeadTooLarge),
+            (&many, HeadTooLarge),
+            (&many_later, HeadTooLarge),
+        ];
+        for (head, status) in cases {
+            let shown = &head[..head.len().min(80)];
+            assert_eq!(parsed(head).map(|r| r.is_some()), Err(*status), "{shown:?}");
+        }
+        // Every status parse can answer is in the table.
+        let mut seen: Vec<Status> = cases.iter().map(|(_, s)| *s).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(
+            seen,
+            [BadRequest, TargetTooLong, HeadTooLarge, VersionNotSupported]
+        );
+    }
+
+    #[test]
+    fn a_request_line_that_fills_the_cap_is_too_long_even_if_it_ends_later() {
+        // The line's end arrives, but past the cap: the target did not fit.
+        let line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "t".repeat(MAX_HEAD - 10));
+        assert_eq!(parsed(&line), Err(Status::TargetTooLong));
+        // A line that fits, with fields past the cap: those are too large.
+        let fits = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "t".repeat(100),
+            "y".repeat(MAX_HEAD)
+        );
+        assert_eq!(parsed(&fits), Err(Status::HeadTooLarge));
+    }
+
+    #[test]
+    fn percent_decoding_refuses_what_no_path_can_hold() {
+        assert_eq!(percent_decode("/a%41"), Some(Cow::Owned("/aA".to_owned())));
+        for bad in ["%", "%4", "%g0", "%00", "%1f", "%7F", "\u{1}", "%C3", "%80"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_status_has_its_code_and_a_reason() {
+        for status in Status::ALL {
+            let text = String::from_utf8(answer(status, Version::Http11, false, "")).unwrap();
+            assert!(text.starts_with(&format!("HTTP/1.1 {} {}\r\n", status.code(), status.reason())));
+        }
+        assert!(Status::ALL.windows(2).all(|w| w[0] < w[1]), "in order of code");
     }
 
     #[test]

@@ -42,18 +42,7 @@ impl Reason {
     }
 }
 
-const STATUSES: [Status; 10] = [
-    Status::Ok,
-    Status::Accepted,
-    Status::NoContent,
-    Status::BadRequest,
-    Status::Unauthorized,
-    Status::NotFound,
-    Status::MethodNotAllowed,
-    Status::RequestTimeout,
-    Status::HeadTooLarge,
-    Status::ServiceUnavailable,
-];
+const STATUSES: [Status; Status::ALL.len()] = Status::ALL;
 
 #[derive(Debug, Default)]
 pub struct Stats {

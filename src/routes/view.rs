@@ -4,6 +4,10 @@
 //! `multipart/x-mixed-replace`, but they do render it inside `<img>`. The images ask for
 //! `advance_headers=1` (Chrome shows a part only when the next part's headers arrive) and
 //! `dual_final_frames=1` (so the last frame of a finished stream is shown too).
+//!
+//! Paths come from the command line and may hold any character but controls: in a link
+//! they are percent-encoded (`href`; the server decodes requests back before routing),
+//! and in text HTML-escaped (`escape`).
 
 use std::fmt::Write as _;
 
@@ -17,18 +21,18 @@ pub fn page(routes: &Routes) -> String {
     );
     let (images, others): (Vec<_>, Vec<_>) = routes.streams().partition(|(_, stream)| stream.is_images());
     for (path, _) in &images {
-        let path = escape(path);
+        let (link, text) = (href(path), escape(path));
         let _ = writeln!(
             html,
-            "<figure><img src=\"{path}?advance_headers=1&amp;dual_final_frames=1\" alt=\"{path}\">\
-             <figcaption><a href=\"{path}\">{path}</a></figcaption></figure>"
+            "<figure><img src=\"{link}?advance_headers=1&amp;dual_final_frames=1\" alt=\"{text}\">\
+             <figcaption><a href=\"{link}\">{text}</a></figcaption></figure>"
         );
     }
     if !others.is_empty() {
         html.push_str("<ul>\n");
         for (path, _) in &others {
-            let path = escape(path);
-            let _ = writeln!(html, "<li><a href=\"{path}\">{path}</a></li>");
+            let (link, text) = (href(path), escape(path));
+            let _ = writeln!(html, "<li><a href=\"{link}\">{text}</a></li>");
         }
         html.push_str("</ul>\n");
     }
@@ -36,10 +40,48 @@ pub fn page(routes: &Routes) -> String {
     html
 }
 
-/// Paths come from the command line: escape them for HTML text and attributes.
+/// A path as a link: percent-encoded where RFC 3986 does not allow a character in a
+/// path (space, `?`, `#`, `%`, `{`, non-ASCII …), so a browser sends it as written here,
+/// then escaped for the HTML attribute (`&`, `'`).
+fn href(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    escape(&out)
+}
+
+/// A path as text, escaped for HTML text and attributes.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http;
+
+    #[test]
+    fn links_are_percent_encoded_and_decode_back() {
+        for (path, link) in [
+            ("/cam", "/cam"),
+            ("/caméra", "/cam%C3%A9ra"),
+            ("/cam{1}", "/cam%7B1%7D"),
+            ("/my cam", "/my%20cam"),
+            ("/a?b#c%d", "/a%3Fb%23c%25d"),
+            ("/<\"&'>", "/%3C%22&'%3E"),
+        ] {
+            assert_eq!(href(path), escape(link));
+            assert_eq!(http::percent_decode(link).as_deref(), Some(path));
+        }
+        assert_eq!(escape("/<\"&'>"), "/&lt;&quot;&amp;&#39;&gt;");
+    }
 }

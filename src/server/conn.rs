@@ -317,7 +317,7 @@ impl Conn {
             let extra = format!("{}{}", access::CHALLENGE, access.headers());
             return self.answer(Status::Unauthorized, version, head_only, &extra, cx);
         }
-        let Some(route) = cx.routes.get(request.path) else {
+        let Some(route) = cx.routes.get(&request.path) else {
             return self.answer(Status::NotFound, version, head_only, access.headers(), cx);
         };
         let (allowed, method_ok) = match route {

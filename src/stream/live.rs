@@ -1,12 +1,13 @@
 //! Live MJPEG from standard input: read in the event loop, split into frames, published
 //! to one shared live stream.
 //!
-//! Standard input is registered with the same `Poll` as the sockets (it must be a pipe
-//! or a socket: epoll cannot wait on a regular file). Frames are split at JPEG markers
-//! ([`Splitter`]), held at most `max_frame` bytes each, and published as the stream's
-//! current frame; with an fps cap, a frame that comes too soon after the last one is held
-//! back and replaced by any newer one until its turn (the newest frame wins, as for
-//! slow clients). End of input ends the stream for every client.
+//! Standard input is registered with the same `Poll` as the sockets, so it must be a
+//! pipe, a socket or a terminal: epoll cannot wait on a regular file or on `/dev/null`
+//! ([`check_stdin`] refuses them before the server listens). Frames are split at JPEG
+//! markers ([`Splitter`]), held at most `max_frame` bytes each, and published as the
+//! stream's current frame; with an fps cap, a frame that comes too soon after the last
+//! one is held back and replaced by any newer one until its turn (the newest frame wins,
+//! as for slow clients). End of input ends the stream for every client.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
@@ -59,6 +60,7 @@ pub struct LiveInput {
 impl LiveInput {
     /// Standard input, made non-blocking, feeding `stream`.
     pub fn stdin(stream: Rc<Stream>, config: LiveConfig) -> io::Result<LiveInput> {
+        check_stdin()?;
         let fd = io::stdin().as_raw_fd();
         set_nonblocking(fd)?;
         Ok(LiveInput {
@@ -72,17 +74,7 @@ impl LiveInput {
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry
-            .register(&mut SourceFd(&self.fd), token, Interest::READABLE)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::EPERM) {
-                    io::Error::other(
-                        "standard input is a regular file; pipe it instead (cat FILE | mixreplace …)",
-                    )
-                } else {
-                    e
-                }
-            })
+        registry.register(&mut SourceFd(&self.fd), token, Interest::READABLE)
     }
 
     pub fn fd(&self) -> RawFd {
@@ -134,7 +126,7 @@ impl LiveInput {
             ..
         } = self;
         splitter.push(data, |frame| {
-            let next_slot = last_published.map_or(0, |last| last + *min_interval);
+            let next_slot = last_published.map_or(0, |last| last.saturating_add(*min_interval));
             if now >= next_slot && held.is_none() {
                 if stream.publish(frame, now) {
                     *last_published = Some(now);
@@ -172,6 +164,33 @@ impl LiveInput {
         self.stream.end();
         progress.ended = true;
     }
+}
+
+/// Whether standard input is something epoll can watch: a pipe, a socket or a terminal.
+/// A regular file or another device (`/dev/null`, which is also what a closed standard
+/// input becomes: Rust's runtime reopens a closed descriptor 0 to it) is refused with a
+/// message that says what to do instead.
+pub fn check_stdin() -> io::Result<()> {
+    let fd = io::stdin().as_raw_fd();
+    // SAFETY: `stat` is plain data, for which all zeroes is a valid value.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` through a pointer to a live, writable one.
+    if unsafe { libc::fstat(fd, &mut stat) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::other(format!("standard input is closed ({e})")));
+    }
+    let refused = match stat.st_mode & libc::S_IFMT {
+        libc::S_IFIFO | libc::S_IFSOCK => return Ok(()),
+        // SAFETY: isatty only reads the descriptor's state.
+        libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => return Ok(()),
+        libc::S_IFREG => "standard input is a regular file; pipe it instead (cat FILE | mixreplace …)",
+        libc::S_IFCHR => {
+            "standard input is /dev/null, closed, or a device that cannot be watched; \
+             pipe MJPEG into it (ffmpeg … -f mjpeg - | mixreplace …)"
+        }
+        _ => "standard input is neither a pipe nor a socket; pipe MJPEG into it (… | mixreplace …)",
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, refused))
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

@@ -146,9 +146,10 @@ pub struct Stream {
 impl Stream {
     /// A stream of fixed parts: `lead_ms` before the first, then each part's delay; from
     /// `loop_from` on the parts repeat forever. `extra`: header lines every response head
-    /// carries (CORS).
+    /// carries (CORS). Each body is dropped once encoded, so start-up holds every part
+    /// once, not twice.
     pub fn scripted(
-        parts: &[PartSpec],
+        parts: Vec<PartSpec>,
         lead_ms: u64,
         loop_from: Option<usize>,
         extra: &str,
@@ -163,12 +164,23 @@ impl Stream {
         let encode =
             |spec: &PartSpec, then| Rc::new(Part::encode(&boundary, &spec.content_type, &spec.body, then));
         let last = parts.len() - 1;
+        let last_again = loop_from.is_none().then(|| encode(&parts[last], Then::More));
+        let images = parts.iter().all(|p| p.content_type.starts_with("image/"));
+        // A stream of one type ends with an empty part of that type; a mixed one with
+        // RFC 2046's default.
+        let first_type = &parts[0].content_type;
+        let single_type = parts.iter().all(|p| &p.content_type == first_type);
+        let final_type = if single_type {
+            first_type.clone()
+        } else {
+            "text/plain".to_owned()
+        };
         let steps = parts
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, spec)| Step {
                 part: encode(
-                    spec,
+                    &spec,
                     if i == last && loop_from.is_none() {
                         Then::End
                     } else {
@@ -178,24 +190,13 @@ impl Stream {
                 delay: ms(spec.delay_ms),
             })
             .collect();
-        let last_again = loop_from.is_none().then(|| encode(&parts[last], Then::More));
-        let images = parts.iter().all(|p| p.content_type.starts_with("image/"));
-        // A stream of one type ends with an empty part of that type; a mixed one with
-        // RFC 2046's default.
-        let first_type = &parts[0].content_type;
-        let single_type = parts.iter().all(|p| &p.content_type == first_type);
-        let final_type = if single_type {
-            first_type.as_str()
-        } else {
-            "text/plain"
-        };
         let timeline = Timeline::Steps {
             lead: ms(lead_ms),
             steps,
             loop_from,
             last_again,
         };
-        Ok(Stream::framed(boundary, timeline, images, final_type, extra))
+        Ok(Stream::framed(boundary, timeline, images, &final_type, extra))
     }
 
     /// `count` parts of `body`, `interval_ms` apart.
@@ -542,7 +543,7 @@ mod tests {
 
     #[test]
     fn a_scripted_stream_plays_once_with_its_lead_and_delays() {
-        let stream = Stream::scripted(&parts(3), 5, None, "").unwrap();
+        let stream = Stream::scripted(parts(3), 5, None, "").unwrap();
         let (got, ended) = walk(&stream, false, 10);
         assert!(ended);
         assert_eq!(got, [("p0".into(), 5), ("p1".into(), 15), ("p2".into(), 35)]);
@@ -552,7 +553,7 @@ mod tests {
 
     #[test]
     fn only_the_last_part_closes_and_dual_final_repeats_it() {
-        let stream = Stream::scripted(&parts(2), 0, None, "").unwrap();
+        let stream = Stream::scripted(parts(2), 0, None, "").unwrap();
         let mut cursor = stream.cursor(0);
         let closes = |next: Next| match next {
             Next::Part { part, .. } => part.halves().1.ends_with(b"--\r\n"),
@@ -569,12 +570,12 @@ mod tests {
 
     #[test]
     fn a_loop_repeats_its_body_forever() {
-        let stream = Stream::scripted(&parts(3), 0, Some(1), "").unwrap();
+        let stream = Stream::scripted(parts(3), 0, Some(1), "").unwrap();
         let (got, ended) = walk(&stream, false, 7);
         assert!(!ended);
         assert_eq!(bodies(&got), ["p0", "p1", "p2", "p1", "p2", "p1", "p2"]);
-        assert!(Stream::scripted(&parts(2), 0, Some(2), "").is_err());
-        assert!(Stream::scripted(&[], 0, None, "").is_err());
+        assert!(Stream::scripted(parts(2), 0, Some(2), "").is_err());
+        assert!(Stream::scripted(Vec::new(), 0, None, "").is_err());
     }
 
     #[test]

@@ -133,6 +133,10 @@ fn parse_with(text: &str, file: &Path, read: &mut ReadFn<'_>) -> Result<Script, 
 /// file and the line of the first bad byte for one that is not UTF-8.
 fn read_script(file: &Path) -> Result<String, (usize, String)> {
     let cannot = |e: std::io::Error| (0, format!("cannot read: {e}"));
+    // Checked before `open`: opening a FIFO for reading blocks until a writer appears.
+    if !fs::metadata(file).map_err(cannot)?.is_file() {
+        return Err((0, "cannot read: not a regular file".to_owned()));
+    }
     let mut bytes = Vec::new();
     fs::File::open(file)
         .map_err(cannot)?
@@ -151,7 +155,7 @@ fn read_script(file: &Path) -> Result<String, (usize, String)> {
 
 /// Reads one `@file` body, refusing what could hang start-up (a FIFO, a device) or
 /// exhaust memory (over [`MAX_FILE`]) before reading it.
-fn read_body_file(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_body_file(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
     // Checked before `open`: opening a FIFO for reading blocks until a writer appears.
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;

@@ -1,18 +1,30 @@
 //! `--stream PATH=SPEC`: what each kind of stream asks for, and how it is built.
 //!
 //! A spec reads `KIND[:ARG][,key=value…]`. Everything a stream serves is read and encoded
-//! here, at start-up, so a bad folder or file is refused before the server listens.
+//! here, at start-up, so a bad folder, file or standard input is refused before the
+//! server listens.
+//!
+//! Start-up memory: a scripted stream keeps every part in memory, so every kind that
+//! reads files shares the scripts' caps — [`MAX_FILE`] per file, [`MAX_PARTS`] parts and
+//! [`MAX_TOTAL_BYTES`] of bodies per stream — and holds each body once while it starts
+//! (`Stream::scripted` drops each body as it encodes it). A folder is measured from its
+//! metadata before any image is read, so one over the caps costs no memory at all.
+//! Only regular files are opened (a FIFO would block start-up): a folder's FIFOs,
+//! devices and subfolders are skipped, as its files of other types are.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::stream::live::LiveConfig;
+use crate::stream::live::{self, LiveConfig};
+use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::{PartSpec, Stream};
 
-/// Largest image file a `dir:` stream takes; all are held in memory, once.
-const MAX_IMAGE_FILE: u64 = 64 << 20;
 /// The largest synthetic part: it is held in memory once, shared by all clients.
 const MAX_SYNTHETIC_SIZE: u64 = 64 << 20;
-/// Frames a second, at most; delays are whole milliseconds.
+/// Frames a second, from one every 1000 s to 1000 a second: a frame's delay is then 1 ms
+/// to 1000 s, within the day a script's wait may last, so the timeline's arithmetic in
+/// microseconds cannot overflow (a tiny fps once made a delay of `u64::MAX` ms).
+const MIN_FPS: f64 = 0.001;
 const MAX_FPS: f64 = 1000.0;
 /// The default cap on one live frame: far above a 4K JPEG, far below memory trouble.
 const DEFAULT_MAX_FRAME: u64 = 8 << 20;
@@ -108,9 +120,9 @@ impl<'a> Pieces<'a> {
             return Ok(default);
         };
         match value.parse::<f64>() {
-            Ok(fps) if fps > 0.0 && fps <= MAX_FPS => Ok(fps),
+            Ok(fps) if (MIN_FPS..=MAX_FPS).contains(&fps) => Ok(fps),
             _ => Err(format!(
-                "{}: fps must be a number above 0 and at most {MAX_FPS}, got '{value}'",
+                "{}: fps must be a number from {MIN_FPS} to {MAX_FPS}, got '{value}'",
                 self.kind
             )),
         }
@@ -183,23 +195,27 @@ impl StreamSpec {
     /// Reads and encodes the stream; `extra`: header lines every response head carries.
     pub fn build(&self, extra: &str) -> Result<Stream, String> {
         let stream = match self {
-            StreamSpec::Demo => Stream::scripted(&demo_parts(), 0, None, extra),
+            StreamSpec::Demo => Stream::scripted(demo_parts(), 0, None, extra),
             StreamSpec::Synthetic {
                 parts,
                 size,
                 interval_ms,
             } => Stream::synthetic(*parts, &synthetic_body(*size), *interval_ms, extra),
             StreamSpec::Dir { dir, fps, repeat } => {
+                // `fps` is within [MIN_FPS, MAX_FPS]: 1 to 1,000,000 ms.
                 let delay_ms = (1000.0 / fps).round() as u64;
                 let parts = load_images(dir, delay_ms)?;
-                Stream::scripted(&parts, 0, repeat.then_some(0), extra)
+                Stream::scripted(parts, 0, repeat.then_some(0), extra)
             }
             StreamSpec::Script(file) => {
                 // The script's own message already reads FILE:LINE: what is wrong.
-                let script = crate::stream::script::load(file).map_err(|e| e.to_string())?;
-                Stream::scripted(&script.parts, script.lead_ms, script.loop_from, extra)
+                let script = script::load(file).map_err(|e| e.to_string())?;
+                Stream::scripted(script.parts, script.lead_ms, script.loop_from, extra)
             }
-            StreamSpec::Stdin(_) => Stream::live(extra),
+            StreamSpec::Stdin(_) => {
+                live::check_stdin().map_err(|e| format!("stdin: {e}"))?;
+                Stream::live(extra)
+            }
         };
         stream.map_err(|e| e.to_string())
     }
@@ -240,14 +256,19 @@ pub fn image_type(path: &Path) -> Option<&'static str> {
     })
 }
 
-/// The image files of a folder, in name order, each shown for `delay_ms`.
+/// The image files of a folder, in name order, each shown for `delay_ms`; see the
+/// module doc for the caps and the files skipped.
 fn load_images(dir: &Path, delay_ms: u64) -> Result<Vec<PartSpec>, String> {
     let shown = dir.display();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("dir:{shown}: {e}"))?;
-    let mut files: Vec<(PathBuf, &str)> = entries
+    let entries = fs::read_dir(dir).map_err(|e| format!("dir:{shown}: {e}"))?;
+    // `fs::metadata` follows symlinks and opens nothing.
+    let mut files: Vec<(PathBuf, &str, u64)> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
         .filter_map(|path| image_type(&path).map(|t| (path, t)))
+        .filter_map(|(path, t)| {
+            let meta = fs::metadata(&path).ok()?;
+            meta.is_file().then_some((path, t, meta.len()))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
@@ -255,19 +276,54 @@ fn load_images(dir: &Path, delay_ms: u64) -> Result<Vec<PartSpec>, String> {
             "dir:{shown}: no image files (jpg, jpeg, png, gif, webp, bmp, svg)"
         ));
     }
+    check_folder_caps(&files).map_err(|e| format!("dir:{shown}: {e}"))?;
+    let mut total: u64 = 0;
     files
         .into_iter()
-        .map(|(path, content_type)| {
-            let size = std::fs::metadata(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .len();
-            if size > MAX_IMAGE_FILE {
-                return Err(format!("{}: larger than {MAX_IMAGE_FILE} bytes", path.display()));
+        .map(|(path, content_type, _)| {
+            // Checks again, before opening, what may have changed since the listing.
+            let body = script::read_body_file(&path).map_err(|e| format!("dir:{shown}: {e}"))?;
+            total += body.len() as u64;
+            if total > MAX_TOTAL_BYTES {
+                return Err(format!("dir:{shown}: {}", over_total(total)));
             }
-            let body = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(PartSpec::new(content_type, body, delay_ms))
         })
         .collect()
+}
+
+/// The caps, checked on the listing's sizes before any image is read.
+fn check_folder_caps(files: &[(PathBuf, &str, u64)]) -> Result<(), String> {
+    if files.len() > MAX_PARTS {
+        return Err(format!("more than {MAX_PARTS} images (the limit for a stream)"));
+    }
+    if let Some((path, _, len)) = files.iter().find(|(_, _, len)| *len > MAX_FILE) {
+        return Err(format!(
+            "{} is {} MiB, larger than {} MiB (the limit for one file)",
+            path.display(),
+            mib(*len),
+            mib(MAX_FILE)
+        ));
+    }
+    // At most MAX_PARTS lengths of at most MAX_FILE each: the sum fits in a u64.
+    let total: u64 = files.iter().map(|(_, _, len)| len).sum();
+    if total > MAX_TOTAL_BYTES {
+        return Err(over_total(total));
+    }
+    Ok(())
+}
+
+fn over_total(total: u64) -> String {
+    format!(
+        "the images add up to {} MiB, more than the {} MiB a stream may hold in memory",
+        mib(total),
+        mib(MAX_TOTAL_BYTES)
+    )
+}
+
+/// Whole MiB, rounded up (so a size just over a cap never reads as equal to it).
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
 }
 
 /// Deterministic, recognisable filler: the bytes `0, 1, …, 250, 0, 1, …` (251 is prime,
@@ -379,12 +435,17 @@ mod tests {
             ),
             ("synthetic:parts=1,size", "expected key=value"),
             ("dir", "expected dir:FOLDER"),
-            ("dir:x,fps=0", "fps must be a number above 0"),
+            ("dir:x,fps=0", "fps must be a number from 0.001 to 1000"),
+            ("dir:x,fps=0.0009", "fps must be a number from 0.001 to 1000"),
+            ("dir:x,fps=1e-300", "fps must be a number from 0.001 to 1000"),
+            ("dir:x,fps=1000.1", "fps must be a number from 0.001 to 1000"),
+            ("dir:x,fps=NaN", "fps must be a number from 0.001 to 1000"),
+            ("stdin,fps=inf", "fps must be a number from 0.001 to 1000"),
             ("dir:x,loop=maybe", "loop must be true or false"),
             ("stdin:x", "stdin takes no argument"),
             ("script", "expected script:FILE"),
             ("stdin,max_frame=10", "max_frame must be from 1024"),
-            ("stdin,fps=-1", "fps must be a number above 0"),
+            ("stdin,fps=-1", "fps must be a number from 0.001 to 1000"),
         ] {
             let err = StreamSpec::parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
