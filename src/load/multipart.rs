@@ -911,3 +911,204 @@ mod tests {
         assert_eq!(m, 0);
     }
 }
+
+/// The server's part encoder ([`crate::stream::multipart`]) read back through this parser:
+/// what one side writes, the other must read, stamp for stamp and byte for byte, however
+/// the bytes are split. The load generator measures lateness with these stamps, so a
+/// drift between the two sides would skew every report without failing anything else.
+#[cfg(test)]
+mod server_round_trip {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+
+    use super::*;
+    use crate::stream::multipart::{Boundary, Part, Stamp, Then};
+
+    /// The largest stamp the parser reads: 12 digits of seconds (the year 33658).
+    const LAST_READABLE_US: u64 = 999_999_999_999_999_999;
+
+    /// A number in `0..n` for `(seed, what)`: std's SipHash with its fixed keys, so the
+    /// cases are the same on every run of one toolchain, without a third hand-written
+    /// generator in the crate's tests.
+    fn pick(seed: u64, what: u64, n: u64) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        (seed, what).hash(&mut hasher);
+        hasher.finish() % n
+    }
+
+    #[test]
+    fn server_stamps_read_back_to_the_microsecond() {
+        let edges = [0, 1, 999_999, 1_000_000, 1_763_722_800_000_042, LAST_READABLE_US];
+        let spread = (0..10_000).map(|i| pick(1, i, LAST_READABLE_US + 1));
+        for us in edges.into_iter().chain(spread) {
+            let stamp = Stamp::new(us);
+            assert_eq!(timestamp_micros(stamp.as_bytes()), Some(us), "{stamp:?}");
+        }
+        // Past 12 digits of seconds the parser reads no stamp (the part still counts).
+        assert_eq!(
+            timestamp_micros(Stamp::new(LAST_READABLE_US + 1).as_bytes()),
+            None
+        );
+    }
+
+    /// One part as the server encodes it, and what the parser must read back.
+    struct Sent {
+        content_type: &'static str,
+        body: Vec<u8>,
+        stamp: u64,
+    }
+
+    /// Bodies rich in what framing trips on: CR, LF, dashes.
+    fn body(seed: u64, part: u64) -> Vec<u8> {
+        let len = match pick(seed, part, 5) {
+            0 => 0,
+            1 => 1 + pick(seed, part + 100, 3),
+            2 => pick(seed, part + 200, 64),
+            _ => pick(seed, part + 300, 3000),
+        };
+        (0..len)
+            .map(|i| b"\r\n-xA\0\xff"[pick(seed, 1000 * part + i, 7) as usize])
+            .collect()
+    }
+
+    /// The response as the server writes it: a head, the opening delimiter, each part
+    /// with its stamp, and the closing delimiter after the last one, or (`stopped`) an
+    /// empty final part of the last part's type.
+    fn wire(sent: &[Sent], stopped: bool) -> Vec<u8> {
+        let boundary = Boundary::absent_from(sent.iter().map(|p| &p.body[..])).unwrap();
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={boundary}\r\n\
+             Cache-Control: no-cache, no-store, must-revalidate\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(&boundary.opening());
+        for (i, p) in sent.iter().enumerate() {
+            let then = if i + 1 == sent.len() && !stopped {
+                Then::End
+            } else {
+                Then::More
+            };
+            let part = Part::encode(&boundary, p.content_type, &p.body, then);
+            let (head, tail) = part.halves();
+            out.extend_from_slice(head);
+            out.extend_from_slice(Stamp::new(p.stamp).as_bytes());
+            out.extend_from_slice(tail);
+        }
+        if stopped {
+            let last = sent.last().map_or("text/plain", |p| p.content_type);
+            out.extend_from_slice(&boundary.closing(last));
+        }
+        out
+    }
+
+    /// What the parser read of one part, byte by byte: the header lines it consumed, the
+    /// body bytes it counted off, its Content-Length and stamp.
+    #[derive(Debug, PartialEq)]
+    struct Read {
+        headers: Vec<Vec<u8>>,
+        body: Vec<u8>,
+        length: Option<u64>,
+        stamp: Option<u64>,
+    }
+
+    /// Feeds `wire` a byte at a time, watching the parser's state to see each part.
+    fn read_bytewise(wire: &[u8]) -> Vec<Read> {
+        let mut parser = Parser::new();
+        let (mut headers, mut line, mut body) = (Vec::new(), Vec::new(), Vec::new());
+        let mut parts = Vec::new();
+        let mut status = Parsed::Partial;
+        for &b in wire {
+            match parser.state {
+                State::PartHeader => {
+                    line.push(b);
+                    if b == b'\n' {
+                        headers.push(std::mem::take(&mut line));
+                    }
+                }
+                State::Body { .. } => body.push(b),
+                _ => {}
+            }
+            let mut stamp = None;
+            status = parser.feed(&[b], &mut |ts| stamp = Some(ts)).unwrap();
+            if let Some(stamp) = stamp {
+                parts.push(Read {
+                    headers: std::mem::take(&mut headers),
+                    body: std::mem::take(&mut body),
+                    length: parser.length,
+                    stamp,
+                });
+            }
+        }
+        assert_eq!(status, Parsed::Complete);
+        parts
+    }
+
+    /// Feeds `wire` in random pieces; returns the stamps reported.
+    fn read_in_pieces(wire: &[u8], seed: u64) -> Vec<Option<u64>> {
+        let mut parser = Parser::new();
+        let mut stamps = Vec::new();
+        let mut status = Parsed::Partial;
+        let (mut at, mut piece) = (0, 0);
+        while at < wire.len() {
+            let most = [1, 7, 100, 4096, wire.len()][pick(seed, 10_000 + piece, 5) as usize];
+            let end = (at + 1 + pick(seed, 20_000 + piece, most as u64) as usize).min(wire.len());
+            status = parser.feed(&wire[at..end], &mut |ts| stamps.push(ts)).unwrap();
+            (at, piece) = (end, piece + 1);
+        }
+        assert_eq!(status, Parsed::Complete);
+        stamps
+    }
+
+    #[test]
+    fn server_parts_read_back_through_the_parser_in_any_chunking() {
+        const TYPES: [&str; 4] = ["text/plain", "image/jpeg", "text/html;charset=utf-8", "a/b"];
+        for seed in 0..300 {
+            let sent: Vec<Sent> = (0..1 + pick(seed, 0, 6))
+                .map(|i| Sent {
+                    content_type: TYPES[pick(seed, 10 + i, 4) as usize],
+                    body: body(seed, i),
+                    stamp: pick(seed, 20 + i, LAST_READABLE_US + 1),
+                })
+                .collect();
+            let stopped = seed % 3 == 0;
+            let wire = wire(&sent, stopped);
+            let mut want: Vec<Read> = sent
+                .iter()
+                .map(|p| Read {
+                    headers: vec![
+                        format!("Content-Type: {}\r\n", p.content_type).into_bytes(),
+                        format!("Content-Length: {}\r\n", p.body.len()).into_bytes(),
+                        format!(
+                            "X-Timestamp: {}\r\n",
+                            String::from_utf8_lossy(Stamp::new(p.stamp).as_bytes())
+                        )
+                        .into_bytes(),
+                        b"\r\n".to_vec(),
+                    ],
+                    body: p.body.clone(),
+                    length: Some(p.body.len() as u64),
+                    stamp: Some(p.stamp),
+                })
+                .collect();
+            if stopped {
+                // The empty final part: typed, no stamp, no body.
+                let last = sent.last().unwrap().content_type;
+                want.push(Read {
+                    headers: vec![
+                        format!("Content-Type: {last}\r\n").into_bytes(),
+                        b"Content-Length: 0\r\n".to_vec(),
+                        b"\r\n".to_vec(),
+                    ],
+                    body: Vec::new(),
+                    length: Some(0),
+                    stamp: None,
+                });
+            }
+            assert_eq!(read_bytewise(&wire), want, "seed {seed}");
+            let stamps: Vec<Option<u64>> = want.iter().map(|r| r.stamp).collect();
+            for chunking in 0..4 {
+                assert_eq!(read_in_pieces(&wire, seed * 4 + chunking), stamps, "seed {seed}");
+            }
+        }
+    }
+}

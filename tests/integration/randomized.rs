@@ -9,43 +9,7 @@ use mixreplace::http;
 use mixreplace::stream::jpeg::{SplitStats, Splitter};
 use mixreplace::stream::script::{self, MAX_PARTS, MAX_WAIT_MS, Script};
 
-/// xorshift64* (Vigna): tiny, fast and good enough to pick test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    /// Fewer than `most` random bytes.
-    fn noise(&mut self, most: usize) -> Vec<u8> {
-        let n = self.below(most);
-        self.bytes(n)
-    }
-}
+use crate::support::rng::Rng;
 
 // ---- HTTP requests ----
 
@@ -471,7 +435,7 @@ fn random_broken_streams_split_the_same_whatever_the_chunking() {
                     if rng.chance(50) {
                         frame.truncate(at);
                     } else {
-                        frame[at] = rng.next() as u8;
+                        frame[at] = rng.next_u64() as u8;
                     }
                     data.extend(frame);
                 }

@@ -7,17 +7,22 @@
 //! failure, so CI always runs them. Every tool runs under a guard that kills it (Chromium:
 //! its whole process group) and reaps it when the test ends, and under a watchdog.
 
-mod harness;
-
 use std::fs::File;
 use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::*;
+use crate::support::Scratch;
+use crate::support::json;
+use crate::support::media::{EXIF_JPEG, frame, solid_png, sum};
+use crate::support::multipart::{Item, Part, PartReader, open_with};
+use crate::support::process::{Guard, Output, drain, pump, run};
+use crate::support::server::Server;
+use crate::support::tools::require_tool;
 
 /// No tool run outlives this.
 const TOOL_LIMIT: Duration = Duration::from_secs(30);
@@ -50,21 +55,28 @@ struct MimePart {
     body: (usize, u64),
 }
 
-/// Runs [`EMAIL_CHECK`] on what `stream` read; asserts no defects anywhere and returns
+/// A stream client: what it asked for, the stream's Content-Type, and its reader.
+struct Client {
+    what: String,
+    content_type: String,
+    reader: PartReader<TcpStream>,
+}
+
+/// Runs [`EMAIL_CHECK`] on what `client` read; asserts no defects anywhere and returns
 /// the parts.
-fn parse_with_email(python: &Path, stream: &Multipart, what: &str) -> Vec<MimePart> {
+fn parse_with_email(python: &Path, client: &Client) -> Vec<MimePart> {
+    let what = &client.what;
     let scratch = Scratch::new("email");
-    let body = scratch.write("body", &stream.raw);
-    let ctype = stream.header("Content-Type").unwrap();
+    let body = scratch.write("body", client.reader.raw());
     let mut command = Command::new(python);
-    command
-        .args(["-c", EMAIL_CHECK, ctype])
-        .arg(&body)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (status, stdout, stderr) = run_tool(&mut command);
-    assert!(status.success(), "{what}: python failed: {stderr}");
+    command.args(["-c", EMAIL_CHECK, &client.content_type]).arg(&body);
+    let done = run(&mut command, None, TOOL_LIMIT);
+    assert!(
+        done.status.success(),
+        "{what}: python failed: {}",
+        done.stderr_text()
+    );
+    let stdout = done.stdout_text();
     let mut lines = stdout.lines();
     let message: Vec<&str> = lines.next().unwrap().split('\t').collect();
     assert_eq!(
@@ -96,33 +108,59 @@ fn as_mime(parts: &[Part]) -> Vec<MimePart> {
     parts
         .iter()
         .map(|p| MimePart {
-            content_type: p.header("Content-Type").unwrap_or("-").to_owned(),
+            content_type: p.content_type.clone(),
             body: sum(&p.body),
         })
         .collect()
 }
 
-/// Both clients of a stream (plain, and with both browser switches) read it to its end;
-/// `email` must see the same parts as our reader, with no defects.
-fn check_kind(python: &Path, mut clients: Vec<(String, Multipart)>, min_parts: usize) {
-    for (what, stream) in &mut clients {
-        let parts = stream.read_to_end();
-        assert!(parts.len() >= min_parts, "{what}: {} parts", parts.len());
-        assert_eq!(parse_with_email(python, stream, what), as_mime(&parts), "{what}");
+/// Reads the rest of `client`'s stream, after the parts `got` already read; `email` must
+/// see the same parts (the empty final part of a stop included) with no defects.
+fn check_with_email(python: &Path, client: &mut Client, mut got: Vec<Part>, min_parts: usize) {
+    let whole = client.reader.read_to_end().expect("a well-framed stream");
+    got.extend(whole.parts.into_iter().chain(whole.stopped));
+    let what = &client.what;
+    assert!(got.len() >= min_parts, "{what}: {} parts", got.len());
+    assert_eq!(parse_with_email(python, client), as_mime(&got), "{what}");
+}
+
+/// Both clients of a stream (plain, and with both browser switches) read it to its end.
+fn check_kind(python: &Path, clients: Vec<Client>, min_parts: usize) {
+    for mut client in clients {
+        check_with_email(python, &mut client, Vec::new(), min_parts);
     }
 }
 
-fn both_ways(addr: std::net::SocketAddr, path: &str) -> Vec<(String, Multipart)> {
+fn both_ways(addr: SocketAddr, path: &str) -> Vec<Client> {
     [
         path.to_owned(),
         format!("{path}?advance_headers=1&dual_final_frames=1"),
     ]
     .into_iter()
-    .map(|target| {
-        let stream = Multipart::open(addr, &target);
-        (target, stream)
+    .map(|what| {
+        let request = format!("GET {what} HTTP/1.1\r\nHost: test\r\n\r\n");
+        let (reader, head) = open_with(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let content_type = head.header("Content-Type").expect("a Content-Type").to_owned();
+        let reader = reader.record();
+        Client {
+            what,
+            content_type,
+            reader,
+        }
     })
     .collect()
+}
+
+/// The next part of a stream that goes on.
+fn next_part(client: &mut Client) -> Part {
+    match client
+        .reader
+        .next()
+        .unwrap_or_else(|e| panic!("{}: {e}", client.what))
+    {
+        Item::Part(part) => part,
+        other => panic!("{}: the stream ended: {other:?}", client.what),
+    }
 }
 
 #[test]
@@ -170,14 +208,13 @@ fn python_email_parses_every_stream_kind_without_defects() {
     let mut parts: Vec<Vec<Part>> = vec![Vec::new(), Vec::new()];
     for id in 1..=3 {
         server.feed(&frame(id, 2000));
-        for ((_, stream), got) in live.iter_mut().zip(&mut parts) {
-            got.push(stream.next_part().unwrap());
+        for (client, got) in live.iter_mut().zip(&mut parts) {
+            got.push(next_part(client));
         }
     }
     server.end_input();
-    for ((what, stream), mut got) in live.iter_mut().zip(parts) {
-        got.extend(stream.read_to_end());
-        assert_eq!(parse_with_email(&python, stream, what), as_mime(&got), "{what}");
+    for (client, got) in live.iter_mut().zip(parts) {
+        check_with_email(&python, client, got, 4);
     }
 
     check_kind(&python, demo, 15);
@@ -186,17 +223,11 @@ fn python_email_parses_every_stream_kind_without_defects() {
 // ---------------------------------------------------------------------------------------
 // ffmpeg: the mpjpeg demuxer over HTTP.
 
-/// Runs a tool to its end (bounded): exit status, stdout and stderr as text.
-fn run_tool(command: &mut Command) -> (std::process::ExitStatus, String, String) {
-    let mut process = Guard::spawn(command, TOOL_LIMIT);
-    let stdout = drain(process.child().stdout.take().unwrap());
-    let stderr = drain(process.child().stderr.take().unwrap());
-    let status = process
-        .wait_for(TOOL_LIMIT)
-        .unwrap_or_else(|| panic!("{command:?} did not finish"));
-    let text =
-        |handle: thread::JoinHandle<Vec<u8>>| String::from_utf8_lossy(&handle.join().unwrap()).into_owned();
-    (status, text(stdout), text(stderr))
+/// Runs ffmpeg with `args` to its end (bounded); fails the test unless it succeeds.
+fn run_ffmpeg(ffmpeg: &Path, args: &[&str], what: &str) -> Output {
+    let done = run(ffmpeg_command(ffmpeg).args(args), None, TOOL_LIMIT);
+    assert!(done.status.success(), "{what}: {}", done.stderr_text());
+    done
 }
 
 fn ffmpeg_command(ffmpeg: &Path) -> Command {
@@ -251,21 +282,24 @@ fn ffmpeg_decodes_every_frame_of_a_folder_stream() {
     };
     let dir = Scratch::new("ffmpeg-dir");
     let pattern = dir.join("f%03d.jpg");
-    let (status, _, stderr) = run_tool(ffmpeg_command(&ffmpeg).args([
+    let pattern = pattern.display().to_string();
+    let frames = [
         "-f",
         "lavfi",
         "-i",
         "testsrc=size=64x48:rate=10",
         "-frames:v",
         "12",
-        &pattern.display().to_string(),
-    ]));
-    assert!(status.success(), "making the frames: {stderr}");
+        &pattern,
+    ];
+    run_ffmpeg(&ffmpeg, &frames, "making the frames");
     // What decoding the files themselves gives, frame for frame.
-    let (status, reference, stderr) =
-        run_tool(ffmpeg_command(&ffmpeg).args(["-i", &pattern.display().to_string(), "-f", "framemd5", "-"]));
-    assert!(status.success(), "decoding the files: {stderr}");
-    let reference = frame_hashes(&reference);
+    let reference = run_ffmpeg(
+        &ffmpeg,
+        &["-i", &pattern, "-f", "framemd5", "-"],
+        "decoding the files",
+    );
+    let reference = frame_hashes(&reference.stdout_text());
     assert_eq!(reference.len(), 12);
 
     let server = Server::start(&[
@@ -273,12 +307,13 @@ fn ffmpeg_decodes_every_frame_of_a_folder_stream() {
         &format!("/cam=dir:{},fps=50,loop=false", dir.path().display()),
     ]);
     let url = format!("http://{}/cam", server.addr());
-    let (status, out, stderr) = run_tool(&mut ffmpeg_client(&ffmpeg, &url));
-    assert!(status.success(), "{stderr}");
-    assert_clean_decode(&stderr, &url);
-    assert_eq!(frame_hashes(&out), reference, "the decoded frames");
+    let done = run(&mut ffmpeg_client(&ffmpeg, &url), None, TOOL_LIMIT);
+    assert!(done.status.success(), "{}", done.stderr_text());
+    assert_clean_decode(&done.stderr_text(), &url);
+    assert_eq!(frame_hashes(&done.stdout_text()), reference, "the decoded frames");
 }
 
+// See: bcc6676 (ffmpeg said "Invalid data found" at the end of a live stream).
 #[test]
 fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     let Some(ffmpeg) = require_tool(&["ffmpeg"], "ffmpeg") else {
@@ -297,29 +332,12 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
         "-",
     ];
     // The reference: the same (deterministic) MJPEG, decoded straight from ffmpeg's output.
-    let (status, mjpeg, stderr) = {
-        let mut process = Guard::spawn(ffmpeg_command(&ffmpeg).args(source), TOOL_LIMIT);
-        let out = drain(process.child().stdout.take().unwrap());
-        let err = drain(process.child().stderr.take().unwrap());
-        let status = process
-            .wait_for(TOOL_LIMIT)
-            .expect("the reference encode finishes");
-        (status, out.join().unwrap(), err.join().unwrap())
-    };
-    assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
+    let mjpeg = run_ffmpeg(&ffmpeg, &source, "the reference encode").stdout;
     let scratch = Scratch::new("ffmpeg-live");
-    let file = scratch.write("reference.mjpeg", &mjpeg);
-    let (status, reference, stderr) = run_tool(ffmpeg_command(&ffmpeg).args([
-        "-f",
-        "mjpeg",
-        "-i",
-        &file.display().to_string(),
-        "-f",
-        "framemd5",
-        "-",
-    ]));
-    assert!(status.success(), "{stderr}");
-    let reference = frame_hashes(&reference);
+    let file = scratch.write("reference.mjpeg", &mjpeg).display().to_string();
+    let decode = ["-f", "mjpeg", "-i", &file, "-f", "framemd5", "-"];
+    let reference = run_ffmpeg(&ffmpeg, &decode, "decoding the reference");
+    let reference = frame_hashes(&reference.stdout_text());
     assert_eq!(reference.len(), FRAMES);
 
     // The client joins first; then ffmpeg, in real time (-re), feeds the server's stdin.
@@ -332,7 +350,7 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     let mut producer = Guard::spawn(ffmpeg_command(&ffmpeg).arg("-re").args(source), TOOL_LIMIT);
     let producer_err = drain(producer.child().stderr.take().unwrap());
     let feeding = pump(producer.child().stdout.take().unwrap(), server.take_stdin());
-    let status = producer.wait_for(TOOL_LIMIT).expect("the producer finishes");
+    let status = producer.wait_exit(TOOL_LIMIT).expect("the producer finishes");
     assert!(
         status.success(),
         "{}",
@@ -345,7 +363,7 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     );
 
     // Its end of output ends the stream, and so the client.
-    let status = client.wait_for(TOOL_LIMIT).expect("the client finishes");
+    let status = client.wait_exit(TOOL_LIMIT).expect("the client finishes");
     let stderr = String::from_utf8_lossy(&client_err.join().unwrap()).into_owned();
     assert!(status.success(), "{stderr}");
     assert_clean_decode(&stderr, &url);
@@ -444,13 +462,12 @@ impl Browser {
     }
 
     /// Sends a command (to a page when `session` is given) and returns its answer.
-    fn call(&mut self, session: Option<&str>, method: &str, params: &str) -> String {
+    fn call(&mut self, session: Option<&str>, method: &str, params: &str) -> json::Value {
         self.next_id += 1;
         let id = self.next_id;
         let session = session.map_or(String::new(), |s| format!(",\"sessionId\":\"{s}\""));
         let message = format!("{{\"id\":{id},\"method\":\"{method}\",\"params\":{params}{session}}}\0");
         self.to_browser.write_all(message.as_bytes()).unwrap();
-        let prefix = format!("{{\"id\":{id},");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -459,9 +476,10 @@ impl Browser {
                 panic!("no answer to {method}: {e}; chromium's log:\n{log}")
             });
             // Events (no id) and answers to nothing else we sent are skipped.
-            if answer.starts_with(&prefix) {
-                assert!(!answer.contains("\"error\":{"), "{method}: {answer}");
-                return answer;
+            let message = json::parse(&answer);
+            if message.find("id") == Some(&json::Value::Num(id as f64)) {
+                assert!(message.find("error").is_none(), "{method}: {answer}");
+                return message;
             }
         }
     }
@@ -478,17 +496,6 @@ fn pipe() -> (File, File) {
 
 fn raw(file: &File) -> i32 {
     std::os::fd::AsRawFd::as_raw_fd(file)
-}
-
-/// The string value of the first `"key":"…"` in a JSON text.
-fn json_string(json: &str, key: &str) -> String {
-    let start = json
-        .find(&format!("\"{key}\":\""))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + key.len()
-        + 4;
-    let end = json[start..].find('"').unwrap() + start;
-    json[start..end].replace("\\/", "/")
 }
 
 const RED: [u8; 3] = [255, 0, 0];
@@ -527,15 +534,15 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     let mut browser = Browser::launch(&chromium);
     let url = format!("http://{}/view", server.addr());
     let target = browser.call(None, "Target.createTarget", &format!("{{\"url\":\"{url}\"}}"));
-    let target = json_string(&target, "targetId");
+    let target = target.get("result").str("targetId");
     let attached = browser.call(
         None,
         "Target.attachToTarget",
         &format!("{{\"targetId\":\"{target}\",\"flatten\":true}}"),
     );
-    let session = json_string(&attached, "sessionId");
+    let session = attached.get("result").str("sessionId");
     browser.call(
-        Some(&session),
+        Some(session),
         "Emulation.setDeviceMetricsOverride",
         "{\"width\":400,\"height\":300,\"deviceScaleFactor\":1,\"mobile\":false}",
     );
@@ -546,10 +553,10 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     let mut seen = Vec::new();
     for _ in 0..40 {
         thread::sleep(Duration::from_millis(150));
-        let shot = browser.call(Some(&session), "Page.captureScreenshot", "{\"format\":\"png\"}");
+        let shot = browser.call(Some(session), "Page.captureScreenshot", "{\"format\":\"png\"}");
         let png = base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
-            json_string(&shot, "data"),
+            shot.get("result").str("data"),
         )
         .unwrap();
         let (red, blue) = (count_pixels(&png, RED), count_pixels(&png, BLUE));

@@ -1,6 +1,8 @@
 //! The command line: bad flags, a taken address, help and version, IPv6.
 
-use crate::common::*;
+use crate::support::http::{check_stream_head, exchange};
+use crate::support::server::{Server, run_binary};
+use crate::support::tools::skip_or_fail;
 
 #[test]
 fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
@@ -26,7 +28,7 @@ fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
         ),
         (&["--listen", "127.0.0.1:0", "stray"], &["stray"]),
     ] {
-        let done = run_cli(args, &[]);
+        let done = run_binary(args, &[]);
         let stderr = done.stderr_text();
         assert_eq!(done.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
@@ -41,7 +43,7 @@ fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
 fn an_address_in_use_exits_1_with_one_line() {
     let server = Server::start(&[]);
     let addr = server.addr().to_string();
-    let done = run_cli(&["--listen", &addr], &[("RUST_LOG", "off")]);
+    let done = run_binary(&["--listen", &addr], &[("RUST_LOG", "off")]);
     let stderr = done.stderr_text();
     assert_eq!(done.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -52,14 +54,14 @@ fn an_address_in_use_exits_1_with_one_line() {
 
 #[test]
 fn help_and_version_exit_0() {
-    let done = run_cli(&["--help"], &[]);
+    let done = run_binary(&["--help"], &[]);
     assert_eq!(done.status.code(), Some(0));
     assert!(
         done.stdout_text().starts_with("Usage: mixreplace"),
         "{}",
         done.stdout_text()
     );
-    let done = run_cli(&["--version"], &[]);
+    let done = run_binary(&["--version"], &[]);
     assert_eq!(done.status.code(), Some(0));
     assert_eq!(
         done.stdout_text(),
@@ -67,15 +69,23 @@ fn help_and_version_exit_0() {
     );
 }
 
+/// The last `--listen` wins: `[::1]:0` after the helpers' `127.0.0.1:0`.
 #[test]
 fn it_listens_on_the_ipv6_loopback_too() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 loopback here");
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        skip_or_fail(&format!(
+            "no IPv6 loopback here ({e}); enable it with sysctl net.ipv6.conf.lo.disable_ipv6=0"
+        ));
         return;
     }
     let server = Server::start(&["--listen", "[::1]:0"]);
-    assert!(server.addr().is_ipv6());
-    let bytes = exchange(server.addr(), b"HEAD / HTTP/1.1\r\nHost: [::1]\r\n\r\n");
-    let (head, _) = split_head(&bytes).unwrap_or_else(|e| panic!("{e}"));
-    check_stream_head(&head, "HTTP/1.1");
+    assert!(server.addr().is_ipv6(), "{}", server.addr());
+    assert!(server.addr().ip().is_loopback(), "{}", server.addr());
+    let response = exchange(server.addr(), b"HEAD / HTTP/1.1\r\nHost: [::1]\r\n\r\n");
+    check_stream_head(&response);
+    assert_eq!(
+        server.stats().answers(200),
+        2,
+        "the HEAD and this /stats, over IPv6"
+    );
 }

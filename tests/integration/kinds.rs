@@ -6,11 +6,15 @@
 //! microseconds), which the server computes from its own timeline: the gaps between them
 //! are exact numbers, whatever the load on the machine.
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::*;
+use crate::support::http::fetch;
+use crate::support::media::{
+    EXIF_JPEG, PROGRESSIVE_JPEG, RESTART_JPEG, assert_bytes, frame, frame_id, solid_png, sum,
+};
+use crate::support::multipart::{Item, Part, PartReader, open};
+use crate::support::server::{Server, run_binary};
+use crate::support::{Scratch, now_us};
 
 /// Gaps between consecutive parts' stamps, in milliseconds (exact: stamps are due times).
 fn gaps_ms(parts: &[Part]) -> Vec<u64> {
@@ -24,15 +28,30 @@ fn gaps_ms(parts: &[Part]) -> Vec<u64> {
         .collect()
 }
 
-/// Each part carries exactly the headers the framing promises.
+/// Each part carries exactly the headers the framing promises (the reader checked their
+/// order and that the length is the body's).
 fn assert_full_headers(part: &Part) {
-    let names: Vec<&str> = part.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        ["Content-Type", "Content-Length", "X-Timestamp"],
-        "{part:?}"
-    );
-    assert_eq!(part.header("Content-Length"), Some(&*part.body.len().to_string()));
+    assert!(part.stamp.is_some() && part.headers.len() == 3, "{part:?}");
+}
+
+/// `count` parts of a stream that goes on.
+fn next_parts(stream: &mut PartReader<std::net::TcpStream>, count: usize) -> Vec<Part> {
+    (0..count).map(|_| next_part(stream)).collect()
+}
+
+/// The next part, which must be one.
+fn next_part(stream: &mut PartReader<std::net::TcpStream>) -> Part {
+    match stream.next().expect("a well-framed part") {
+        Item::Part(part) => part,
+        other => panic!("the stream ended: {other:?}"),
+    }
+}
+
+/// A whole stream that ends with its last part: its parts.
+fn read_whole(mut stream: PartReader<std::net::TcpStream>) -> Vec<Part> {
+    let whole = stream.read_to_end().expect("a well-framed stream");
+    assert!(whole.stopped.is_none(), "stopped early: {:?}", whole.stopped);
+    whole.parts
 }
 
 const EVERY_CONSTRUCT: &str = r#"# Every construct of the script format, in one script.
@@ -78,8 +97,8 @@ fn a_script_with_every_construct_plays_part_for_part_and_wait_for_wait() {
     let server = Server::start(&["--stream", &format!("/s=script:{}", script.display())]);
 
     let asked_at = now_us();
-    let mut stream = Multipart::open(server.addr(), "/s");
-    let parts: Vec<Part> = (0..12).map(|_| stream.next_part().unwrap()).collect();
+    let mut stream = open(server.addr(), "/s");
+    let parts = next_parts(&mut stream, 12);
 
     let text = [
         &b"esc \r\n\t\"\\ \x00\xff # not a comment"[..],
@@ -108,7 +127,10 @@ fn a_script_with_every_construct_plays_part_for_part_and_wait_for_wait() {
         ("application/octet-stream", &octets),
         ("image/png", &b),
     ];
-    let got: Vec<_> = parts.iter().map(|p| (p.content_type(), sum(&p.body))).collect();
+    let got: Vec<_> = parts
+        .iter()
+        .map(|p| (p.content_type.as_str(), sum(&p.body)))
+        .collect();
     let want: Vec<_> = want.iter().map(|(t, b)| (*t, sum(b))).collect();
     assert_eq!(got, want);
     for part in &parts {
@@ -314,7 +336,11 @@ fn every_script_error_names_file_and_line_and_exits_2() {
     let p = script.display().to_string();
     let spec = format!("/s=script:{p}");
     let expect = |what: &str, line: usize, message: &str| {
-        let (code, stderr) = run_to_exit(&["--stream", &spec]);
+        let done = run_binary(
+            &["--listen", "127.0.0.1:0", "--stream", &spec],
+            &[("RUST_LOG", "info")],
+        );
+        let (code, stderr) = (done.status.code(), done.stderr_text());
         assert_eq!(code, Some(2), "{what}: {stderr}");
         assert_eq!(stderr, format!("mixreplace: {p}:{line}: {message}\n"), "{what}");
     };
@@ -389,9 +415,12 @@ fn a_folder_plays_mixed_image_types_in_name_order() {
         &format!("/loop=dir:{d}"),
     ]);
 
-    let parts = Multipart::open(server.addr(), "/once").read_to_end();
+    let parts = read_whole(open(server.addr(), "/once"));
     let want: Vec<(&str, &[u8])> = files.iter().map(|(_, bytes, t)| (*t, *bytes)).collect();
-    let got: Vec<_> = parts.iter().map(|p| (p.content_type(), sum(&p.body))).collect();
+    let got: Vec<_> = parts
+        .iter()
+        .map(|p| (p.content_type.as_str(), sum(&p.body)))
+        .collect();
     let want: Vec<_> = want.iter().map(|(t, b)| (*t, sum(b))).collect();
     assert_eq!(got, want);
     parts.iter().for_each(assert_full_headers);
@@ -401,8 +430,8 @@ fn a_folder_plays_mixed_image_types_in_name_order() {
     assert_eq!(gaps_ms(&parts), [25; 6]);
 
     // Looping by default, at 10 a second: after the last image, the first again.
-    let mut looping = Multipart::open(server.addr(), "/loop");
-    let parts: Vec<Part> = (0..9).map(|_| looping.next_part().unwrap()).collect();
+    let mut looping = open(server.addr(), "/loop");
+    let parts = next_parts(&mut looping, 9);
     let bodies: Vec<_> = parts.iter().map(|p| sum(&p.body)).collect();
     let mut once: Vec<_> = files.iter().map(|(_, bytes, _)| sum(bytes)).collect();
     once.extend([sum(PROGRESSIVE_JPEG), sum(&png)]);
@@ -431,9 +460,9 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     let early = fetch(addr, "GET", "/cam?action=snapshot");
     assert_eq!((early.status, early.header("Retry-After")), (503, Some("1")));
 
-    let mut plain = Multipart::open(addr, "/cam");
-    let mut alias = Multipart::open(addr, "/cam?action=stream");
-    let mut early_headers = Multipart::open(addr, "/cam?advance_headers=1&dual_final_frames=1");
+    let mut plain = open(addr, "/cam");
+    let mut alias = open(addr, "/cam?action=stream");
+    let mut early_headers = open(addr, "/cam?advance_headers=1&dual_final_frames=1").record();
     server.wait_viewers("/cam", 3);
 
     let good: Vec<Vec<u8>> = (1..=4).map(|id| frame(id, 3000 + 1000 * id as usize)).collect();
@@ -447,12 +476,12 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     let oversize = frame(100, 20_000);
     let junk_after = b"trailing junk".to_vec();
     let mut clients = [&mut plain, &mut alias, &mut early_headers];
-    let expect_frame = |clients: &mut [&mut Multipart; 3], id: u32| {
+    let expect_frame = |clients: &mut [&mut PartReader<_>; 3], id: u32| {
         for client in clients.iter_mut() {
-            let part = client.next_part().unwrap();
+            let part = next_part(client);
             assert_eq!(frame_id(&part.body), id);
             assert_bytes(&part.body, &good[id as usize - 1], &format!("frame {id}"));
-            assert_eq!(part.content_type(), "image/jpeg");
+            assert_eq!(part.content_type, "image/jpeg");
         }
     };
 
@@ -489,36 +518,30 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     // clients such as ffmpeg want every part typed) and the closing delimiter; with
     // dual_final_frames the last frame comes once more first.
     server.end_input();
-    let end = plain.next_part().unwrap();
     let typed_empty = [
         ("Content-Type".to_owned(), "image/jpeg".to_owned()),
         ("Content-Length".to_owned(), "0".to_owned()),
     ];
-    assert_eq!(
-        (&end.headers[..], end.body.len(), end.last),
-        (&typed_empty[..], 0, true)
-    );
-    plain.expect_eof();
-    assert!(alias.next_part().unwrap().last);
-    alias.expect_eof();
-    let again = early_headers.next_part().unwrap();
-    assert_eq!((frame_id(&again.body), again.last), (4, false));
-    let end = early_headers.next_part().unwrap();
-    assert_eq!(
-        end.headers,
-        [("Content-Type".to_owned(), "image/jpeg".to_owned())]
-    );
-    assert_eq!((end.body.len(), end.last), (0, true));
-    early_headers.expect_eof();
+    for client in [&mut plain, &mut alias] {
+        match client.next().unwrap() {
+            Item::Stopped(end) => assert_eq!(end.headers, typed_empty),
+            other => panic!("not the typed empty end: {other:?}"),
+        }
+    }
+    let again = next_part(&mut early_headers);
+    assert_eq!((frame_id(&again.body), again.last, again.stamp), (4, false, None));
+    match early_headers.next().unwrap() {
+        Item::Stopped(end) => assert_eq!(end.headers, typed_empty[..1]),
+        other => panic!("not the typed empty end: {other:?}"),
+    }
 
     // The server still serves its other streams.
-    let parts = Multipart::open(addr, "/still").read_to_end();
-    assert_eq!(parts.len(), 1);
-    assert!(server.stats().contains("\"/cam\":0"));
+    assert_eq!(read_whole(open(addr, "/still")).len(), 1);
+    assert_eq!(server.stats().viewers("/cam"), 0);
 
     // The early header of every part after the first was just a content type.
-    let raw = String::from_utf8_lossy(&early_headers.raw).into_owned();
-    let boundary = &early_headers.boundary;
+    let raw = String::from_utf8_lossy(early_headers.raw()).into_owned();
+    let boundary = early_headers.boundary();
     let early = format!("\r\n--{boundary}\r\nContent-Type: image/jpeg\r\n\r\n");
     assert_eq!(
         raw.matches(&early).count(),
@@ -595,12 +618,12 @@ fn snapshots_and_aliases() {
     }
 
     // `action=stream` is the stream itself.
-    let plain = Multipart::open(addr, "/mixed").read_to_end();
-    let alias = Multipart::open(addr, "/mixed?action=stream").read_to_end();
+    let plain = read_whole(open(addr, "/mixed"));
+    let alias = read_whole(open(addr, "/mixed?action=stream"));
     let strip = |parts: Vec<Part>| -> Vec<(String, (usize, u64), bool)> {
         parts
             .into_iter()
-            .map(|p| (p.content_type().to_owned(), sum(&p.body), p.last))
+            .map(|p| (p.content_type, sum(&p.body), p.last))
             .collect()
     };
     let plain = strip(plain);
@@ -608,7 +631,7 @@ fn snapshots_and_aliases() {
     assert_eq!(plain, strip(alias));
 
     // dual_final_frames: the last part twice, only the second one closing.
-    let dual = Multipart::open(addr, "/dir?dual_final_frames=1&action=stream").read_to_end();
+    let dual = read_whole(open(addr, "/dir?dual_final_frames=1&action=stream"));
     let got: Vec<_> = dual.iter().map(|p| (sum(&p.body), p.last)).collect();
     assert_eq!(
         got,
@@ -622,21 +645,19 @@ fn snapshots_and_aliases() {
 
     // advance_headers: each part's header block goes out right after the previous part,
     // ahead of its time: its stamp (when it is due) is still in the future when it arrives.
-    let mut ahead = Multipart::open(addr, "/dir?advance_headers=1");
-    let first = ahead.next_part().unwrap();
+    let mut ahead = open(addr, "/dir?advance_headers=1");
+    let first = next_part(&mut ahead);
     assert_full_headers(&first);
-    let headers = ahead.read_headers().unwrap();
-    let arrived = now_us();
-    let second = ahead.read_body(headers);
+    let second = next_part(&mut ahead);
     assert_full_headers(&second);
     assert_eq!(second.stamp_us() - first.stamp_us(), 500_000);
-    let early_by = second.stamp_us() as i64 - arrived as i64;
+    let early_by = second.stamp_us() as i64 - second.head_at_us as i64;
     assert!(
         early_by > 250_000,
         "the header came only {early_by} µs before its part was due"
     );
     assert!(second.last);
-    ahead.expect_eof();
+    assert!(matches!(ahead.next().unwrap(), Item::End));
 }
 
 #[test]

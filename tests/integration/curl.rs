@@ -1,10 +1,15 @@
 //! curl, a client we did not write: one `curl -sN` and 1,000 concurrent transfers.
 
+use std::path::Path;
 use std::process::Command;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::demo::check_demo;
+use crate::support::multipart::{fetch_stream, parse_all};
+use crate::support::process::{Output, run};
+use crate::support::server::Server;
+use crate::support::tools::require_tool;
 
 const TRANSFERS: usize = 1000;
 /// curl 7.x caps `--parallel-max` at 300 (it silently runs at most 300 at once), so the
@@ -14,33 +19,39 @@ const PER_CURL: usize = 250;
 
 #[test]
 fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
-    if !have_tool("curl") {
+    let Some(curl) = require_tool(&["curl"], "curl") else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let addr = server.addr();
     let url = format!("http://{addr}/");
 
     // Our own client alongside, for the exact size every transfer must report.
-    let reference = thread::spawn(move || fetch_stream(addr, GET, "HTTP/1.1"));
-    let mut single = Command::new("curl");
-    single.args(["-sN", &url]);
-    let single = Proc::spawn(single, None).expect("spawn curl");
+    let reference = thread::spawn(move || fetch_stream(addr, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"));
+    let single = run_curl(&curl, &["-sN", &url], None, Duration::from_secs(30));
     let config: String = (0..PER_CURL)
         .map(|_| format!("url = \"{url}\"\noutput = \"/dev/null\"\n"))
         .collect();
-    let bulk: Vec<Proc> = (0..TRANSFERS / PER_CURL)
+    let parallel = PER_CURL.to_string();
+    let bulk: Vec<JoinHandle<Output>> = (0..TRANSFERS / PER_CURL)
         .map(|_| {
-            let mut curl = Command::new("curl");
-            curl.args(["-Z", "--parallel-immediate", "--parallel-max"])
-                .arg(PER_CURL.to_string())
-                .args(["-s", "-w", "%{http_code} %{size_download}\\n", "-K", "-"]);
-            Proc::spawn(curl, Some(config.clone().into_bytes())).expect("spawn curl")
+            let args = [
+                "-Z",
+                "--parallel-immediate",
+                "--parallel-max",
+                &parallel,
+                "-s",
+                "-w",
+                "%{http_code} %{size_download}\\n",
+                "-K",
+                "-",
+            ];
+            run_curl(&curl, &args, Some(config.clone()), Duration::from_secs(60))
         })
         .collect();
 
     // `curl -sN URL` exits 0 with the whole stream on stdout.
-    let single = single.finish(Duration::from_secs(30));
+    let single = single.join().expect("curl -sN");
     assert!(
         single.status.success(),
         "curl -sN: {:?} {}",
@@ -52,11 +63,10 @@ fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
         .ok()
         .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
         .unwrap_or_else(|| panic!("curl's output does not open with a delimiter"));
-    let multipart = parse_multipart(&single.stdout, boundary).unwrap_or_else(|e| panic!("{e}"));
-    check_demo(&multipart);
-
-    let reference = reference.join().expect("the reference client");
-    let size = reference.body().len();
+    let parts = parse_all(&single.stdout, boundary).unwrap_or_else(|e| panic!("curl's output: {e}"));
+    assert!(parts.stopped.is_none());
+    check_demo(&parts.parts);
+    let size = reference.join().expect("the reference client").raw.len();
     assert_eq!(
         single.stdout.len(),
         size,
@@ -64,7 +74,7 @@ fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
     );
     let expected_line = format!("200 {size}");
     for curl in bulk {
-        let done = curl.finish(Duration::from_secs(60));
+        let done = curl.join().expect("curl -Z");
         assert!(
             done.status.success(),
             "curl -Z: {:?} {}",
@@ -83,8 +93,14 @@ fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
     let stats = server.stats();
     assert!(
         stats.get("peak_clients") >= TRANSFERS as u64,
-        "the transfers did not overlap: {}",
-        stats.0
+        "the transfers did not overlap: {stats}"
     );
-    assert_eq!(stats.get("streams"), TRANSFERS as u64 + 2, "{}", stats.0);
+    assert_eq!(stats.get("streams"), TRANSFERS as u64 + 2, "{stats}");
+}
+
+/// Runs curl with `args` on a thread, so several run at once.
+fn run_curl(curl: &Path, args: &[&str], input: Option<String>, limit: Duration) -> JoinHandle<Output> {
+    let mut command = Command::new(curl);
+    command.args(args);
+    thread::spawn(move || run(&mut command, input.map(String::into_bytes), limit))
 }

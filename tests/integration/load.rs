@@ -4,160 +4,18 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::json;
+use crate::support::process::run;
+use crate::support::server::Server;
+
 /// No test server or run outlives this.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// The real server, for the runs against it.
-#[path = "common/mod.rs"]
-mod common;
-
-mod json {
-    //! Just enough JSON to read the report back, strictly: a malformed report fails.
-
-    #[derive(Debug, PartialEq)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Num(f64),
-        Str(String),
-        Arr(Vec<Value>),
-        Obj(Vec<(String, Value)>),
-    }
-
-    impl Value {
-        pub fn get(&self, key: &str) -> &Value {
-            match self {
-                Value::Obj(fields) => fields
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v)
-                    .unwrap_or_else(|| panic!("no key {key:?} in {self:?}")),
-                _ => panic!("not an object: {self:?}"),
-            }
-        }
-
-        pub fn num(&self, key: &str) -> f64 {
-            match self.get(key) {
-                Value::Num(n) => *n,
-                v => panic!("{key} is not a number: {v:?}"),
-            }
-        }
-
-        pub fn int(&self, key: &str) -> u64 {
-            let n = self.num(key);
-            assert!(n >= 0.0 && n.fract() == 0.0, "{key} = {n}");
-            n as u64
-        }
-
-        pub fn keys(&self) -> Vec<&str> {
-            match self {
-                Value::Obj(fields) => fields.iter().map(|(k, _)| k.as_str()).collect(),
-                _ => panic!("not an object: {self:?}"),
-            }
-        }
-    }
-
-    pub fn parse(text: &str) -> Value {
-        let mut p = Parser {
-            s: text.trim().as_bytes(),
-            i: 0,
-        };
-        let v = p.value();
-        assert_eq!(p.i, p.s.len(), "trailing bytes after the JSON value");
-        v
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn peek(&self) -> u8 {
-            *self.s.get(self.i).expect("unexpected end of JSON")
-        }
-
-        fn eat(&mut self, lit: &str) {
-            assert!(
-                self.s[self.i..].starts_with(lit.as_bytes()),
-                "expected {lit:?} at {}",
-                self.i
-            );
-            self.i += lit.len();
-        }
-
-        fn value(&mut self) -> Value {
-            match self.peek() {
-                b'n' => {
-                    self.eat("null");
-                    Value::Null
-                }
-                b't' => {
-                    self.eat("true");
-                    Value::Bool(true)
-                }
-                b'f' => {
-                    self.eat("false");
-                    Value::Bool(false)
-                }
-                b'"' => Value::Str(self.string()),
-                b'[' => {
-                    self.eat("[");
-                    let mut items = Vec::new();
-                    while self.peek() != b']' {
-                        if !items.is_empty() {
-                            self.eat(",");
-                        }
-                        items.push(self.value());
-                    }
-                    self.eat("]");
-                    Value::Arr(items)
-                }
-                b'{' => {
-                    self.eat("{");
-                    let mut fields = Vec::new();
-                    while self.peek() != b'}' {
-                        if !fields.is_empty() {
-                            self.eat(",");
-                        }
-                        let key = self.string();
-                        self.eat(":");
-                        fields.push((key, self.value()));
-                    }
-                    self.eat("}");
-                    Value::Obj(fields)
-                }
-                _ => {
-                    let start = self.i;
-                    while self.s.get(self.i).is_some_and(|b| b"-+.eE0123456789".contains(b)) {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                    Value::Num(text.parse().unwrap_or_else(|_| panic!("bad number {text:?}")))
-                }
-            }
-        }
-
-        /// Strings in the report are plain keys: no escapes expected (or accepted).
-        fn string(&mut self) -> String {
-            self.eat("\"");
-            let start = self.i;
-            while self.peek() != b'"' {
-                assert_ne!(self.peek(), b'\\', "unexpected escape");
-                self.i += 1;
-            }
-            let s = String::from_utf8(self.s[start..self.i].to_vec()).unwrap();
-            self.i += 1;
-            s
-        }
-    }
-}
 
 /// What a test server does with each connection, by accept order.
 #[derive(Clone)]
@@ -338,38 +196,13 @@ impl Run {
 
 /// Runs the binary to its end, killing it (and failing) past `LIMIT`.
 fn load(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mixreplace-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            r.read_to_string(&mut s).unwrap();
-            s
-        })
-    };
-    let stdout = pipe(Box::new(child.stdout.take().unwrap()));
-    let stderr = pipe(Box::new(child.stderr.take().unwrap()));
-    let end = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mixreplace-load {args:?} did not stop by itself");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mixreplace-load"));
+    command.args(args);
+    let done = run(&mut command, None, LIMIT);
     Run {
-        code: status.code().expect("killed by a signal"),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        code: done.status.code().expect("killed by a signal"),
+        stdout: String::from_utf8(done.stdout).expect("UTF-8 output"),
+        stderr: String::from_utf8(done.stderr).expect("UTF-8 output"),
     }
 }
 
@@ -716,7 +549,7 @@ fn help_and_version() {
 /// early, and the server's own count agrees.
 #[test]
 fn against_the_real_server_every_demo_part_arrives_stamped() {
-    let server = common::Server::start(&[]);
+    let server = Server::start(&[]);
     let url = format!("http://{}/", server.addr());
     let run = load(&[
         "--url",
@@ -744,7 +577,7 @@ fn against_the_real_server_every_demo_part_arrives_stamped() {
 /// the run ends by itself with every client accounted for.
 #[test]
 fn against_the_real_server_at_its_cap_the_rest_get_503_and_nothing_hangs() {
-    let server = common::Server::start(&["--max-clients", "5"]);
+    let server = Server::start(&["--max-clients", "5"]);
     let url = format!("http://{}/", server.addr());
     let run = load(&["--url", &url, "-c", "20", "--timeout-s", "20", "--json", "-q"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -755,5 +588,5 @@ fn against_the_real_server_at_its_cap_the_rest_get_503_and_nothing_hangs() {
     assert_eq!(failed(&r, "bad_status"), refused);
     assert_eq!(r.int("completed") + refused, 20);
     assert_eq!(r.get("bad_status_codes").keys(), ["503"]);
-    assert_eq!(server.stats().get("503"), refused);
+    assert_eq!(server.stats().answers(503), refused);
 }

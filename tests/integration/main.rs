@@ -1,0 +1,34 @@
+//! The integration tests: one binary (one release+LTO link), so every test runs in the
+//! harness's parallel pool. Most start the real `mixreplace` binary on `127.0.0.1:0` and
+//! talk to it over real sockets; most of their time is spent waiting on the 6.4 s demo,
+//! not on the CPU. `tests/emfile.rs` stays a binary of its own.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+// Everything but a stream: HEAD, 404, 405, 400, 431, 408, a body nobody asked for, /stats.
+mod answers;
+// 200 clients leaving at random leave nothing behind; clients that stop reading are let go.
+mod churn;
+// The command line: bad flags, a taken address, help and version, IPv6.
+mod cli;
+// Chromium shows /view, ffmpeg decodes MJPEG, Python's email parses every stream kind.
+mod clients;
+// curl, a client we did not write: one `curl -sN` and 1,000 transfers at once.
+mod curl;
+// The demo stream byte for byte and on time, over HTTP/1.1 and 1.0, and in Python's email.
+mod demo;
+// Hostile and careless clients beside an on-time demo client.
+mod hostile;
+// Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
+mod kinds;
+// mixreplace-load against test servers and against the real server.
+mod load;
+// Seeded random inputs for the request parser, scripts and the JPEG splitter (library only).
+mod randomized;
+// The test readers themselves: what they accept and what they refuse.
+mod readers;
+// A live viewer that stops reading holds no backlog and stalls nobody.
+mod slow_reader;
+// Stopping: /quit, SIGTERM and SIGINT, a second signal, and clients that hold a stop up.
+mod stop;
