@@ -26,12 +26,13 @@ use std::rc::Rc;
 use log::debug;
 use mio::net::TcpStream;
 
-use crate::clock::{Clock, Micros, tick_of_deadline};
+use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
 use crate::routes::access::{self, Access};
 use crate::routes::stats::{Reason, Stats};
 use crate::routes::view;
 use crate::routes::{Route, Routes};
+use crate::server::Timer;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::stream::multipart::Stamp;
 use crate::stream::{Cursor, Next, Stream, Viewer};
@@ -42,21 +43,6 @@ use crate::wheel::{TimerId, Wheel};
 /// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
-/// Timer payload: which connection, and which incarnation of its slab slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
-    Conn {
-        key: usize,
-        serial: u32,
-    },
-    /// The graceful stop's deadline: past it the server exits whatever is still open.
-    StopDeadline,
-    /// Accepting was paused after accept failed (out of file descriptors, say); try again.
-    ResumeAccept,
-    /// The live input's fps cap allows the frame it held back.
-    LiveFrame,
-}
-
 /// Timeouts and budgets, from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -65,6 +51,18 @@ pub struct Limits {
     pub linger: Micros,
     /// Bytes one connection may write per loop turn before the others get their turn.
     pub write_budget: usize,
+}
+
+/// The command line's defaults.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head_timeout: ms(10_000),
+            send_timeout: ms(30_000),
+            linger: ms(2_000),
+            write_budget: 256 * 1024,
+        }
+    }
 }
 
 /// Everything a connection may use while it handles one input.
@@ -82,6 +80,9 @@ pub struct Cx<'a> {
     /// Connections that used up their turn with more to read or write: driven again
     /// next turn with this input (key, serial, input).
     pub again: &'a mut Vec<(usize, u32, Input)>,
+    /// The live stream's wake list (key, serial): a connection that starts watching the
+    /// live stream adds itself; the loop wakes the list with [`Input::Frame`].
+    pub watchers: &'a mut Vec<(usize, u32)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
 }
@@ -111,7 +112,8 @@ enum State {
     Stream {
         stream: Viewer,
         cursor: Cursor,
-        options: StreamOptions,
+        /// See [`StreamOptions`].
+        advance_headers: bool,
         /// `advance_headers`: the next part's header block already went out.
         header_sent: bool,
     },
@@ -129,7 +131,8 @@ struct StreamOptions {
     /// Chrome shows a part only once the next part's headers have arrived
     /// (crbug.com/527446), so without this it lags one part behind.
     advance_headers: bool,
-    /// `dual_final_frames=1`: send a finished stream's last part twice, so Chrome shows it.
+    /// `dual_final_frames=1`: send a finished stream's last part twice, so Chrome shows it
+    /// (kept in the connection's [`Cursor`]).
     dual_final: bool,
 }
 
@@ -141,6 +144,17 @@ impl StreamOptions {
             dual_final: on("dual_final_frames"),
         }
     }
+}
+
+/// What [`Conn::queue_next`] left in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    /// A part or the stream's end was queued: write it.
+    Queued,
+    /// Nothing is due before this time.
+    WaitUntil(Micros),
+    /// Nothing until a live frame arrives (the loop wakes the connection then).
+    WaitForFrame,
 }
 
 /// Sent ahead of a live frame that has not arrived yet, with `advance_headers`: its
@@ -156,13 +170,17 @@ pub struct Conn {
     timer: Option<TimerId>,
     /// The last write hit `WouldBlock`; wait for a writable event.
     write_blocked: bool,
+    /// A write blocked since the outbox was last empty: once it empties, the client, not
+    /// the schedule, has set the pace, so the stream's timeline waits for it
+    /// ([`Cursor::client_waited`]).
+    client_held: bool,
     /// When the last byte was written (or the blocked write began): the send timeout
     /// counts from here.
     progress_at: Micros,
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx) -> Conn {
+    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> Conn {
         let mut conn = Conn {
             socket,
             serial,
@@ -170,6 +188,7 @@ impl Conn {
             out: Outbox::default(),
             timer: None,
             write_blocked: false,
+            client_held: false,
             progress_at: cx.now,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
@@ -177,9 +196,9 @@ impl Conn {
     }
 
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
-    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx) -> (Conn, Outcome) {
+    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> (Conn, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
-        let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+        let extra = retry_later_headers(cx.access);
         let outcome = conn.answer(Status::ServiceUnavailable, Version::Http11, false, &extra, cx);
         (conn, outcome)
     }
@@ -194,12 +213,12 @@ impl Conn {
     }
 
     /// The one transition function.
-    pub fn handle(&mut self, input: Input, cx: &mut Cx) -> Outcome {
+    pub fn handle(&mut self, input: Input, cx: &mut Cx<'_>) -> Outcome {
         match input {
             Input::Readable => self.on_readable(cx),
             Input::Writable => {
-                let resumed = std::mem::take(&mut self.write_blocked);
-                self.pump(cx, resumed)
+                self.write_blocked = false;
+                self.pump(cx)
             }
             Input::Timer => {
                 self.timer = None;
@@ -207,7 +226,7 @@ impl Conn {
             }
             Input::Stop => self.on_stop(cx),
             // A live frame arrived: take it now unless a part is still going out.
-            Input::Frame if self.out.is_empty() => self.pump(cx, false),
+            Input::Frame if self.out.is_empty() => self.pump(cx),
             Input::Frame => Outcome::Continue,
         }
     }
@@ -219,14 +238,14 @@ impl Conn {
         }
     }
 
-    fn on_readable(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_readable(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head { .. } => self.read_head(cx),
             _ => self.discard_input(cx),
         }
     }
 
-    fn on_timer(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head { .. } => self.answer(
                 Status::RequestTimeout,
@@ -237,32 +256,32 @@ impl Conn {
             ),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
-            State::Stream { .. } | State::Finishing => self.pump(cx, false),
+            State::Stream { .. } | State::Finishing => self.pump(cx),
         }
     }
 
-    fn on_stop(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
             State::Head { .. } => Outcome::Close(Reason::Stopped),
             State::Stream {
                 stream,
                 cursor,
-                options,
                 header_sent,
+                ..
             } => {
                 // Close the stream after the part in flight (never cut a part), unless the
                 // closing delimiter already went out with the last part.
-                if !stream.closed_for(cursor, options.dual_final) {
+                if !stream.closed_for(cursor) {
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
-                self.pump(cx, false)
+                self.pump(cx)
             }
             State::Finishing | State::Lingering => Outcome::Continue,
         }
     }
 
-    fn read_head(&mut self, cx: &mut Cx) -> Outcome {
+    fn read_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             let n = match self.socket.read(cx.scratch) {
                 Ok(0) => return Outcome::Close(Reason::ClientGone),
@@ -304,7 +323,7 @@ impl Conn {
         Outcome::Continue
     }
 
-    fn respond(&mut self, request: &Request, cx: &mut Cx) -> Outcome {
+    fn respond(&mut self, request: &Request, cx: &mut Cx<'_>) -> Outcome {
         let version = request.version;
         let head_only = request.method == Method::Head;
         let access = cx.access;
@@ -385,7 +404,7 @@ impl Conn {
         content_type: &str,
         body: &[u8],
         head_only: bool,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         let bytes = http::response(
             Status::Ok,
@@ -404,39 +423,38 @@ impl Conn {
         version: Version,
         head_only: bool,
         options: StreamOptions,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         cx.stats.answered(Status::Ok);
         self.disarm(cx);
         self.out.push(Chunk::Shared(stream.head(version).clone()));
         if head_only {
             self.state = State::Finishing;
-            return self.pump(cx, false);
+            return self.pump(cx);
         }
         cx.stats.streams += 1;
         self.out.push(Chunk::Shared(stream.opening().clone()));
-        stream.watch(cx.key, self.serial);
+        if stream.as_live().is_some() {
+            cx.watchers.push((cx.key, self.serial));
+        }
         self.state = State::Stream {
-            cursor: stream.cursor(cx.now),
+            cursor: stream.cursor(cx.now, options.dual_final),
             stream: Viewer::new(stream),
-            options,
+            advance_headers: options.advance_headers,
             header_sent: false,
         };
         // The first part (when due at once) goes out with the head, in the same write.
         let _ = self.queue_next(cx);
-        self.pump(cx, false)
+        self.pump(cx)
     }
 
     /// `?action=snapshot`: the stream's latest image as a single response.
-    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx) -> Outcome {
+    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         let Some(part) = stream.snapshot() else {
             // A live stream before its first frame: come back shortly.
-            let (status, extra) = match stream.is_live() {
-                true => (
-                    Status::ServiceUnavailable,
-                    format!("Retry-After: 1\r\n{}", cx.access.headers()),
-                ),
-                false => (Status::NotFound, cx.access.headers().to_owned()),
+            let (status, extra) = match stream.as_live() {
+                Some(_) => (Status::ServiceUnavailable, retry_later_headers(cx.access)),
+                None => (Status::NotFound, cx.access.headers().to_owned()),
             };
             return self.answer(status, version, head_only, &extra, cx);
         };
@@ -463,7 +481,7 @@ impl Conn {
         version: Version,
         head_only: bool,
         extra: &str,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
@@ -471,23 +489,20 @@ impl Conn {
         self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
     }
 
-    fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx) -> Outcome {
+    fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx<'_>) -> Outcome {
         self.out.push(chunk);
         self.finish_with_queued(cx)
     }
 
-    fn finish_with_queued(&mut self, cx: &mut Cx) -> Outcome {
+    fn finish_with_queued(&mut self, cx: &mut Cx<'_>) -> Outcome {
         self.state = State::Finishing;
         self.disarm(cx);
-        self.pump(cx, false)
+        self.pump(cx)
     }
 
     /// Writes what is queued, then moves the state on: queues the parts that are due,
-    /// or arms the timer for the next one, or finishes. `resumed`: the outbox was
-    /// blocked until now, so the client, not the schedule, decides when the next part
-    /// may go (its timeline waits).
-    fn pump(&mut self, cx: &mut Cx, resumed: bool) -> Outcome {
-        let mut resumed = resumed;
+    /// or arms the timer for the next one, or finishes.
+    fn pump(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let mut budget = cx.limits.write_budget;
         loop {
             if self.write_blocked {
@@ -505,6 +520,7 @@ impl Conn {
             match flush {
                 Flush::Blocked => {
                     self.write_blocked = true;
+                    self.client_held = true;
                     if self.timer.is_none() {
                         self.progress_at = cx.now;
                         self.arm(cx, cx.now + cx.limits.send_timeout);
@@ -519,14 +535,16 @@ impl Conn {
             }
             match &mut self.state {
                 State::Stream { cursor, .. } => {
-                    if std::mem::take(&mut resumed) {
+                    if std::mem::take(&mut self.client_held) {
                         cursor.client_waited(cx.now);
                     }
-                    if let Some(at) = self.queue_next(cx) {
-                        if let Some(at) = at {
+                    match self.queue_next(cx) {
+                        Pending::Queued => {}
+                        Pending::WaitUntil(at) => {
                             self.arm(cx, at);
+                            return Outcome::Continue;
                         }
-                        return Outcome::Continue;
+                        Pending::WaitForFrame => return Outcome::Continue,
                     }
                 }
                 State::Finishing => return self.linger(cx),
@@ -536,53 +554,55 @@ impl Conn {
     }
 
     /// Queues what the stream has next: a part (stamped with the moment it was due), or
-    /// the end. `None`: something was queued, write it. `Some(Some(at))`: nothing before
-    /// `at`; `Some(None)`: nothing until a live frame arrives.
-    fn queue_next(&mut self, cx: &mut Cx) -> Option<Option<Micros>> {
+    /// the end.
+    fn queue_next(&mut self, cx: &mut Cx<'_>) -> Pending {
         let State::Stream {
             stream,
             cursor,
-            options,
+            advance_headers,
             header_sent,
         } = &mut self.state
         else {
-            return Some(None);
+            return Pending::WaitForFrame;
         };
-        let (part, at) = match stream.next(cursor, cx.now, options.dual_final) {
+        let (part, at) = match stream.next(cursor, cx.now) {
             Next::Part { part, at } => (part, at),
-            Next::At(at) => return Some(Some(at)),
-            Next::Idle => return Some(None),
+            Next::At(at) => return Pending::WaitUntil(at),
+            Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
                 if closing {
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
-                return None;
+                return Pending::Queued;
             }
         };
+        // A slow reader makes its own timeline wait rather than queueing parts: memory
+        // per connection stays bounded by the largest part (see the module header).
+        debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
         let stamp = Stamp::new(cx.clock.epoch_us(at));
-        if !options.advance_headers {
+        if !*advance_headers {
             self.out.push(Chunk::Part(part, stamp));
-            return None;
+            return Pending::Queued;
         }
         if !*header_sent {
             self.out.push(Chunk::PartHeader(part.clone(), stamp));
         }
         self.out.push(Chunk::PartBody(part));
         *header_sent = true;
-        match stream.peek(cursor, options.dual_final) {
+        match stream.peek(cursor) {
             Some((next, due)) => self
                 .out
                 .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due)))),
-            None if stream.is_live() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
+            None if stream.as_live().is_some() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
             None => *header_sent = false,
         }
-        None
+        Pending::Queued
     }
 
     /// Everything is sent: shut our side and read until the client closes.
-    fn linger(&mut self, cx: &mut Cx) -> Outcome {
+    fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
         if let Err(e) = self.socket.shutdown(Shutdown::Write) {
             return Outcome::Close(classify(&e));
         }
@@ -591,7 +611,7 @@ impl Conn {
         self.discard_input(cx)
     }
 
-    fn check_send_timeout(&mut self, cx: &mut Cx) -> Outcome {
+    fn check_send_timeout(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let deadline = self.progress_at + cx.limits.send_timeout;
         if cx.now >= deadline {
             debug!("#{} made no write progress for the send timeout", cx.key);
@@ -603,7 +623,7 @@ impl Conn {
     }
 
     /// Reads and drops input, to see the client's EOF or reset.
-    fn discard_input(&mut self, cx: &mut Cx) -> Outcome {
+    fn discard_input(&mut self, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
                 Ok(0) => return self.on_client_eof(),
@@ -627,7 +647,7 @@ impl Conn {
         }
     }
 
-    fn arm(&mut self, cx: &mut Cx, at: Micros) {
+    fn arm(&mut self, cx: &mut Cx<'_>, at: Micros) {
         self.disarm(cx);
         let timer = Timer::Conn {
             key: cx.key,
@@ -636,11 +656,17 @@ impl Conn {
         self.timer = Some(cx.timers.insert(tick_of_deadline(at), timer));
     }
 
-    fn disarm(&mut self, cx: &mut Cx) {
+    fn disarm(&mut self, cx: &mut Cx<'_>) {
         if let Some(id) = self.timer.take() {
             cx.timers.cancel(id);
         }
     }
+}
+
+/// The headers of a `503` that asks the client to come back shortly: past the client
+/// cap, or a live snapshot before the first frame.
+fn retry_later_headers(access: &Access) -> String {
+    format!("Retry-After: 1\r\n{}", access.headers())
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error.
