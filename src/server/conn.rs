@@ -27,14 +27,14 @@ use log::debug;
 use mio::net::TcpStream;
 
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
-use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
-use crate::routes::access::{self, Access};
+use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::routes::Routes;
+use crate::routes::access::Access;
+use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Reason, Stats};
-use crate::routes::view;
-use crate::routes::{Route, Routes};
 use crate::server::Timer;
 use crate::server::outbox::{Chunk, Flush, Outbox};
-use crate::stream::multipart::Stamp;
+use crate::stream::multipart::{Part, Stamp};
 use crate::stream::{Cursor, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
@@ -123,29 +123,6 @@ enum State {
     Lingering,
 }
 
-/// Per-request switches for the browsers' quirks (query parameters, as ustreamer names
-/// them).
-#[derive(Clone, Copy, Debug, Default)]
-struct StreamOptions {
-    /// `advance_headers=1`: send each part's header block right after the previous part.
-    /// Chrome shows a part only once the next part's headers have arrived
-    /// (crbug.com/527446), so without this it lags one part behind.
-    advance_headers: bool,
-    /// `dual_final_frames=1`: send a finished stream's last part twice, so Chrome shows it
-    /// (kept in the connection's [`Cursor`]).
-    dual_final: bool,
-}
-
-impl StreamOptions {
-    fn of(request: &Request) -> StreamOptions {
-        let on = |name| matches!(request.query_param(name), Some("1" | "true" | "yes"));
-        StreamOptions {
-            advance_headers: on("advance_headers"),
-            dual_final: on("dual_final_frames"),
-        }
-    }
-}
-
 /// What [`Conn::queue_next`] left in the outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
@@ -198,8 +175,7 @@ impl Conn {
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
     pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> (Conn, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
-        let extra = retry_later_headers(cx.access);
-        let outcome = conn.answer(Status::ServiceUnavailable, Version::Http11, false, &extra, cx);
+        let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
 
@@ -307,7 +283,9 @@ impl Conn {
                 }
                 Ok(None) => self.state = State::Head { buf },
                 Ok(Some(request)) => {
-                    return match self.respond(&request, cx) {
+                    let reply = respond::respond(&request, cx.routes, cx.access);
+                    let head_only = request.method == Method::Head;
+                    return match self.reply(reply, request.version, head_only, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
                         Outcome::Continue if !drained => self.discard_input(cx),
@@ -323,76 +301,22 @@ impl Conn {
         Outcome::Continue
     }
 
-    fn respond(&mut self, request: &Request, cx: &mut Cx<'_>) -> Outcome {
-        let version = request.version;
-        let head_only = request.method == Method::Head;
-        let access = cx.access;
-        // Browsers send CORS preflights without credentials: answer them before auth.
-        if request.method == Method::Options && access.cors_enabled() {
-            return self.answer(Status::NoContent, version, false, &access.preflight_headers(), cx);
-        }
-        if !access.allows(request.authorization) {
-            let extra = format!("{}{}", access::CHALLENGE, access.headers());
-            return self.answer(Status::Unauthorized, version, head_only, &extra, cx);
-        }
-        let Some(route) = cx.routes.get(request.path) else {
-            return self.answer(Status::NotFound, version, head_only, access.headers(), cx);
-        };
-        let (allowed, method_ok) = match route {
-            Route::Quit => ("GET", request.method == Method::Get),
-            _ => (
-                access.allowed_methods(),
-                matches!(request.method, Method::Get | Method::Head),
-            ),
-        };
-        if !method_ok {
-            let extra = format!("Allow: {allowed}\r\n{}", access.headers());
-            return self.answer(Status::MethodNotAllowed, version, head_only, &extra, cx);
-        }
-        match route {
-            Route::Quit => {
+    /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
+    fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
+        match reply {
+            Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
+            Reply::Page(page) => {
+                // Stats count the answer that carries them, as they count its connection.
+                cx.stats.answered(Status::Ok);
+                let body = page.render(cx.stats, cx.now, cx.routes);
+                self.send(version, page.content_type(), body.as_bytes(), head_only, cx)
+            }
+            Reply::Stream { stream, options } => self.start_stream(stream, version, head_only, options, cx),
+            Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
+            Reply::Quit => {
                 *cx.stop_requested = true;
-                self.answer(Status::Accepted, version, false, access.headers(), cx)
+                self.answer(Status::Accepted, version, head_only, cx.access.headers(), cx)
             }
-            // Stats count the answer that carries them, as they count its connection.
-            Route::Stats => {
-                cx.stats.answered(Status::Ok);
-                let body = cx.stats.to_json(cx.now, cx.routes);
-                self.send(version, "application/json", body.as_bytes(), head_only, cx)
-            }
-            Route::Metrics => {
-                cx.stats.answered(Status::Ok);
-                let body = cx.stats.to_metrics(cx.now, cx.routes);
-                self.send(
-                    version,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    body.as_bytes(),
-                    head_only,
-                    cx,
-                )
-            }
-            Route::View => {
-                cx.stats.answered(Status::Ok);
-                let page = view::page(cx.routes);
-                self.send(
-                    version,
-                    "text/html; charset=utf-8",
-                    page.as_bytes(),
-                    head_only,
-                    cx,
-                )
-            }
-            Route::Stream(stream) => match request.query_param("action") {
-                None | Some("stream") => {
-                    let stream = stream.clone();
-                    self.start_stream(stream, version, head_only, StreamOptions::of(request), cx)
-                }
-                Some("snapshot") => {
-                    let stream = stream.clone();
-                    self.snapshot(&stream, version, head_only, cx)
-                }
-                Some(_) => self.answer(Status::BadRequest, version, head_only, access.headers(), cx),
-            },
         }
     }
 
@@ -448,16 +372,8 @@ impl Conn {
         self.pump(cx)
     }
 
-    /// `?action=snapshot`: the stream's latest image as a single response.
-    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
-        let Some(part) = stream.snapshot() else {
-            // A live stream before its first frame: come back shortly.
-            let (status, extra) = match stream.as_live() {
-                Some(_) => (Status::ServiceUnavailable, retry_later_headers(cx.access)),
-                None => (Status::NotFound, cx.access.headers().to_owned()),
-            };
-            return self.answer(status, version, head_only, &extra, cx);
-        };
+    /// `?action=snapshot`: one image as a single response.
+    fn snapshot(&mut self, part: Rc<Part>, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         cx.stats.answered(Status::Ok);
         let head = http::response(
             Status::Ok,
@@ -661,12 +577,6 @@ impl Conn {
             cx.timers.cancel(id);
         }
     }
-}
-
-/// The headers of a `503` that asks the client to come back shortly: past the client
-/// cap, or a live snapshot before the first frame.
-fn retry_later_headers(access: &Access) -> String {
-    format!("Retry-After: 1\r\n{}", access.headers())
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error.
