@@ -18,8 +18,13 @@
 //!   close, as nginx does), so the client reads the answer instead of a reset.
 //! - A connection never touches `Poll`; it reports `Close` and the loop removes it after
 //!   the event batch.
+//!
+//! The socket is anything that is a [`Socket`] (read, write with `writev`, shut down the
+//! write side): the loop gives it mio's `TcpStream`, the unit tests below and the `conn`
+//! fuzz target an in-memory one ([`super::memory`]), with explicit times.
 
-use std::io::{self, Read};
+use std::fmt;
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
 
@@ -42,6 +47,21 @@ use crate::wheel::{TimerId, Wheel};
 /// no new event comes for data already queued, so a connection that yields before
 /// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
+
+/// What a connection needs of its socket. Writes go out through
+/// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
+/// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
+pub trait Socket: Read + Write {
+    /// Shuts down the write side: the client reads the end of the response, and the
+    /// connection still reads what the client sends (lingering close).
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
 
 /// Timeouts and budgets, from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +107,16 @@ pub struct Cx<'a> {
     pub stop_requested: &'a mut bool,
 }
 
+impl fmt::Debug for Cx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("now", &self.now)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a connection: the one transition function [`Conn::handle`] takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
     Readable,
@@ -98,6 +128,7 @@ pub enum Input {
     Frame,
 }
 
+/// What the loop does with a connection after an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Continue,
@@ -138,13 +169,15 @@ enum Pending {
 /// length and stamp are not known, so the client finds its end by the delimiter.
 const LIVE_ADVANCE_HEADER: &[u8] = b"Content-Type: image/jpeg\r\n\r\n";
 
+/// One client connection (see the module header).
 #[derive(Debug)]
-pub struct Conn {
-    socket: TcpStream,
+pub struct Conn<S: Socket = TcpStream> {
+    socket: S,
     serial: u32,
     state: State,
     out: Outbox,
-    timer: Option<TimerId>,
+    /// The one timer, and the deadline it was set for.
+    timer: Option<(TimerId, Micros)>,
     /// The last write hit `WouldBlock`; wait for a writable event.
     write_blocked: bool,
     /// A write blocked since the outbox was last empty: once it empties, the client, not
@@ -156,8 +189,10 @@ pub struct Conn {
     progress_at: Micros,
 }
 
-impl Conn {
-    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> Conn {
+impl<S: Socket> Conn<S> {
+    /// A connection just accepted: it waits for the request head, at most the head
+    /// timeout.
+    pub fn new(socket: S, serial: u32, cx: &mut Cx<'_>) -> Conn<S> {
         let mut conn = Conn {
             socket,
             serial,
@@ -173,7 +208,7 @@ impl Conn {
     }
 
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
-    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> (Conn, Outcome) {
+    pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
         let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
@@ -181,6 +216,16 @@ impl Conn {
 
     pub fn serial(&self) -> u32 {
         self.serial
+    }
+
+    /// The socket: the unit tests and the fuzz target feed an in-memory one through it.
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    /// When the connection's one timer is due, if it has one.
+    pub fn deadline(&self) -> Option<Micros> {
+        self.timer.map(|(_, at)| at)
     }
 
     /// Whether a stream is being sent (a live stream wakes only such connections).
@@ -209,7 +254,7 @@ impl Conn {
 
     /// Frees what the connection holds outside itself: its timer.
     pub fn release(&mut self, timers: &mut Wheel<Timer>) {
-        if let Some(id) = self.timer.take() {
+        if let Some((id, _)) = self.timer.take() {
             timers.cancel(id);
         }
     }
@@ -519,7 +564,7 @@ impl Conn {
 
     /// Everything is sent: shut our side and read until the client closes.
     fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
-        if let Err(e) = self.socket.shutdown(Shutdown::Write) {
+        if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
         self.state = State::Lingering;
@@ -569,11 +614,11 @@ impl Conn {
             key: cx.key,
             serial: self.serial,
         };
-        self.timer = Some(cx.timers.insert(tick_of_deadline(at), timer));
+        self.timer = Some((cx.timers.insert(tick_of_deadline(at), timer), at));
     }
 
     fn disarm(&mut self, cx: &mut Cx<'_>) {
-        if let Some(id) = self.timer.take() {
+        if let Some((id, _)) = self.timer.take() {
             cx.timers.cancel(id);
         }
     }
@@ -585,5 +630,501 @@ fn classify(e: &io::Error) -> Reason {
     match e.kind() {
         BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => Reason::ClientGone,
         _ => Reason::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Route;
+    use crate::server::SCRATCH;
+    use crate::server::memory::{Harness, MemorySocket, PeerEnd};
+    use crate::stream::PartSpec;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    const SECOND: Micros = 1_000_000;
+
+    /// `/`: three images due at 0, 100 and 300 ms, the last one closing the stream;
+    /// `/live`: a live stream; `/big`: one 10,000-byte part; `/quit`, `/stats`.
+    fn routes() -> Routes {
+        let mut routes = Routes::default();
+        let parts = [
+            PartSpec::new("image/png", "one", 100),
+            PartSpec::new("image/png", "two", 200),
+            PartSpec::new("image/png", "three", 0),
+        ];
+        let scripted = Stream::scripted(&parts, 0, None, "").unwrap();
+        routes.add("/", Route::Stream(Rc::new(scripted)));
+        routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
+        let big = Stream::synthetic(1, &[b'x'; 10_000], 0, "").unwrap();
+        routes.add("/big", Route::Stream(Rc::new(big)));
+        routes.add("/quit", Route::Quit);
+        routes.add("/stats", Route::Stats);
+        routes
+    }
+
+    fn harness() -> Harness {
+        Harness::new(routes(), Access::default(), Limits::default())
+    }
+
+    /// A connection whose client sent `request`, handed its first readable event.
+    fn requested(h: &mut Harness, request: &[u8], socket: MemorySocket) -> (Conn<MemorySocket>, Outcome) {
+        let mut conn = h.open(socket);
+        conn.socket.incoming.push_back(request.to_vec());
+        let outcome = h.input(&mut conn, Input::Readable);
+        (conn, outcome)
+    }
+
+    fn state(conn: &Conn<MemorySocket>) -> &'static str {
+        match conn.state {
+            State::Head { .. } => "head",
+            State::Stream { .. } => "stream",
+            State::Finishing => "finishing",
+            State::Lingering => "lingering",
+        }
+    }
+
+    fn text(conn: &Conn<MemorySocket>) -> String {
+        String::from_utf8_lossy(&conn.socket.written).into_owned()
+    }
+
+    /// The output with every `X-Timestamp` value blanked (stamps follow the clock) and
+    /// the boundary written `B` (each stream draws its own).
+    fn unstamped(conn: &Conn<MemorySocket>) -> String {
+        let text = text(conn);
+        let text = match text.split_once("boundary=") {
+            Some((_, rest)) => text.replace(&rest[..rest.find("\r\n").unwrap()], "B"),
+            None => text,
+        };
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("X-Timestamp: ") {
+            let (before, after) = rest.split_at(at + "X-Timestamp: ".len());
+            out.push_str(before);
+            out.push('_');
+            rest = after.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The stamps of the parts written, in microseconds since the Unix epoch.
+    fn stamps(conn: &Conn<MemorySocket>) -> Vec<u64> {
+        text(conn)
+            .split("X-Timestamp: ")
+            .skip(1)
+            .map(|s| {
+                let value: String = s
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                (value.parse::<f64>().unwrap() * 1e6).round() as u64
+            })
+            .collect()
+    }
+
+    /// Fires the connection's timer until it lingers or closes (bounded).
+    fn play_out(h: &mut Harness, conn: &mut Conn<MemorySocket>) -> Outcome {
+        for _ in 0..100 {
+            if state(conn) == "lingering" {
+                return Outcome::Continue;
+            }
+            let Some(at) = conn.deadline() else {
+                return Outcome::Continue;
+            };
+            if let Outcome::Close(reason) = h.advance(conn, at) {
+                return Outcome::Close(reason);
+            }
+        }
+        panic!("the stream never ended");
+    }
+
+    /// The whole of `/` as a client that reads at once receives it.
+    fn reference() -> String {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET, MemorySocket::default());
+        play_out(&mut h, &mut conn);
+        unstamped(&conn)
+    }
+
+    #[test]
+    fn a_stream_goes_from_head_through_finishing_and_lingering_to_closed() {
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        assert_eq!((state(&conn), conn.deadline()), ("head", Some(10 * SECOND)));
+        conn.socket.incoming.push_back(GET.to_vec());
+        assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+        assert_eq!(state(&conn), "stream");
+        let out = text(&conn);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("\r\n\r\none\r\n--") && !out.contains("two"), "{out}");
+        // The next part's due time is the one timer.
+        assert_eq!(conn.deadline(), Some(100_000));
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        assert!(text(&conn).contains("\r\n\r\ntwo\r\n--"));
+        assert_eq!(conn.deadline(), Some(300_000));
+        // The last part carries the closing delimiter: then the server shuts its side.
+        assert_eq!(h.advance(&mut conn, 300_000), Outcome::Continue);
+        assert!(unstamped(&conn).ends_with("\r\n\r\nthree\r\n--B--\r\n"));
+        assert_eq!(state(&conn), "lingering");
+        assert!(conn.socket.shut);
+        assert_eq!(conn.deadline(), Some(2_300_000));
+        // Parts are stamped with the moment they were due.
+        let stamps = stamps(&conn);
+        assert_eq!((stamps[1] - stamps[0], stamps[2] - stamps[0]), (100_000, 300_000));
+        conn.socket.end = PeerEnd::Fin;
+        assert_eq!(
+            h.input(&mut conn, Input::Readable),
+            Outcome::Close(Reason::Finished)
+        );
+        assert_eq!(h.stats().parts, 3);
+    }
+
+    #[test]
+    fn a_short_answer_goes_from_head_through_finishing_to_closed() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 20,
+            ..MemorySocket::default()
+        };
+        let (mut conn, outcome) = requested(&mut h, b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", socket);
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "finishing"));
+        assert_eq!(conn.socket.written, b"HTTP/1.1 404 Not Fou");
+        // The head deadline gave way to the send timeout.
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.advance(&mut conn, SECOND), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        assert!(
+            text(&conn).ends_with("\r\n\r\n404 Not Found\n"),
+            "{}",
+            text(&conn)
+        );
+        // A client that never closes is let go when lingering ends.
+        assert_eq!(conn.deadline(), Some(3 * SECOND));
+        assert_eq!(h.advance(&mut conn, 3 * SECOND), Outcome::Close(Reason::Finished));
+    }
+
+    #[test]
+    fn a_request_split_at_any_byte_gets_the_same_answer() {
+        let request = b"GET /nowhere?x=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (whole, _) = requested(&mut harness(), request, MemorySocket::default());
+        assert!(text(&whole).starts_with("HTTP/1.1 404 "));
+        for split in 1..request.len() {
+            let mut h = harness();
+            let (mut conn, outcome) = requested(&mut h, &request[..split], MemorySocket::default());
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "head"), "{split}");
+            assert!(conn.socket.written.is_empty());
+            conn.socket.incoming.push_back(request[split..].to_vec());
+            assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+            assert_eq!(conn.socket.written, whole.socket.written, "split at {split}");
+        }
+        // Byte by byte, with a readable event for each.
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        for &byte in request {
+            conn.socket.incoming.push_back(vec![byte]);
+            assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+        }
+        assert_eq!(conn.socket.written, whole.socket.written);
+    }
+
+    #[test]
+    fn short_writes_of_any_size_deliver_the_same_bytes() {
+        let reference = reference();
+        for step in [1, 2, 3, 5, 7, 16, 64, 100, 1000] {
+            let mut h = harness();
+            let socket = MemorySocket {
+                step,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, GET, socket);
+            play_out(&mut h, &mut conn);
+            assert_eq!(unstamped(&conn), reference, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_blocked_write_resumes_when_writable_at_any_room() {
+        let reference = reference();
+        for room in [1, 2, 10, 99, 100, 101, 1000] {
+            let mut h = harness();
+            let socket = MemorySocket {
+                room,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, GET, socket);
+            for _ in 0..10_000 {
+                if state(&conn) == "lingering" {
+                    break;
+                }
+                if conn.write_blocked {
+                    assert_eq!(conn.socket.written.len() % room, 0);
+                    conn.socket.room = room;
+                    assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+                } else {
+                    let at = conn.deadline().expect("a timer while streaming");
+                    assert_eq!(h.advance(&mut conn, at), Outcome::Continue);
+                }
+            }
+            assert_eq!(unstamped(&conn), reference, "room {room}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_blocks_makes_its_own_timeline_wait() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 10,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert!(conn.write_blocked);
+        // The client takes the first part only at 150 ms, after the second was due.
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.advance(&mut conn, 150_000), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        let stamps = stamps(&conn);
+        assert_eq!(stamps.len(), 2, "{}", text(&conn));
+        // The second part goes out now, stamped now, and the third keeps its delay.
+        assert_eq!(stamps[1] - stamps[0], 150_000);
+        assert_eq!(conn.deadline(), Some(350_000));
+    }
+
+    #[test]
+    fn the_send_timeout_closes_a_client_that_stops_reading() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 100,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        // Progress at 10 s moves the deadline to 40 s.
+        conn.socket.room = 10;
+        assert_eq!(h.advance(&mut conn, 10 * SECOND), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(h.advance(&mut conn, 30 * SECOND), Outcome::Continue);
+        assert_eq!(conn.deadline(), Some(40 * SECOND));
+        assert_eq!(
+            h.advance(&mut conn, 40 * SECOND),
+            Outcome::Close(Reason::SendTimeout)
+        );
+    }
+
+    #[test]
+    fn the_head_timeout_answers_408() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, b"GET / HTTP/1.1\r\n", MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, 10 * SECOND - 1), Outcome::Continue);
+        assert!(conn.socket.written.is_empty());
+        assert_eq!(h.advance(&mut conn, 10 * SECOND), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+        assert_eq!(state(&conn), "lingering");
+        assert_eq!(h.stats().parts, 0);
+    }
+
+    #[test]
+    fn bad_heads_get_their_status() {
+        let too_large = [b"GET /".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        let cases: [(&[u8], &str); 3] = [
+            (b"nonsense\r\n\r\n", "HTTP/1.1 400 "),
+            (&too_large, "HTTP/1.1 431 "),
+            (b"GET /?action=nope HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "),
+        ];
+        for (request, status) in cases {
+            let (conn, outcome) = requested(&mut harness(), request, MemorySocket::default());
+            assert_eq!(outcome, Outcome::Continue);
+            assert!(text(&conn).starts_with(status), "{}", text(&conn));
+            assert_eq!(state(&conn), "lingering");
+        }
+    }
+
+    #[test]
+    fn head_snapshot_quit_and_pages_are_answered_then_lingered() {
+        let cases: [(&[u8], &str, &str); 4] = [
+            (
+                b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "\r\n\r\n",
+            ),
+            (
+                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "\r\n\r\none",
+            ),
+            (
+                b"GET /quit HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 202 ",
+                "202 Accepted\n",
+            ),
+            (b"GET /stats HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK\r\n", "}}\n"),
+        ];
+        for (request, starts, ends) in cases {
+            let mut h = harness();
+            let (conn, outcome) = requested(&mut h, request, MemorySocket::default());
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "lingering"));
+            let out = text(&conn);
+            assert!(out.starts_with(starts) && out.ends_with(ends), "{out}");
+            assert_eq!(h.stop_requested(), out.starts_with("HTTP/1.1 202"));
+        }
+    }
+
+    #[test]
+    fn a_client_past_the_cap_gets_503_with_retry_after() {
+        let mut h = harness();
+        let (conn, outcome) = h.refuse(MemorySocket::default());
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "lingering"));
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 503 ") && out.contains("\r\nRetry-After: 1\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_reset_closes_the_connection_as_the_client_leaving_in_every_state() {
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        // (request, room, the state before the reset, the input that meets it)
+        let cases: [(&[u8], usize, &str, Input); 5] = [
+            (b"GET / HT", usize::MAX, "head", Input::Readable),
+            (GET, usize::MAX, "stream", Input::Readable),
+            (GET, 10, "stream", Input::Writable),
+            (nowhere, 10, "finishing", Input::Writable),
+            (nowhere, usize::MAX, "lingering", Input::Readable),
+        ];
+        for (request, room, before, input) in cases {
+            let mut h = harness();
+            let socket = MemorySocket {
+                room,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, request, socket);
+            assert_eq!(state(&conn), before);
+            conn.socket.end = PeerEnd::Reset;
+            let outcome = h.input(&mut conn, input);
+            assert_eq!(outcome, Outcome::Close(Reason::ClientGone), "{before} {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_stream_after_the_part_in_flight() {
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Close(Reason::Stopped));
+
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 50,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+        assert_eq!(state(&conn), "finishing");
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        let out = text(&conn);
+        // The first part whole, then an empty final part and the closing delimiter.
+        assert!(
+            out.contains("\r\n\r\none\r\n--") && out.ends_with("--\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("two"));
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+    }
+
+    #[test]
+    fn a_live_client_gets_each_newest_frame_when_it_is_free() {
+        let mut h = harness();
+        let (mut conn, _) = requested(
+            &mut h,
+            b"GET /live HTTP/1.1\r\nHost: t\r\n\r\n",
+            MemorySocket::default(),
+        );
+        assert_eq!(state(&conn), "stream");
+        assert_eq!(h.watchers(), [(0, 1)]);
+        // No timer while waiting for the first frame.
+        assert_eq!(conn.deadline(), None);
+        let head = conn.socket.written.len();
+        let Some(Route::Stream(stream)) = h.routes().get("/live") else {
+            panic!("no /live");
+        };
+        let stream = stream.clone();
+        let live = stream.as_live().unwrap();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert_eq!(conn.socket.written.len(), head);
+        live.publish(b"f1", 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(
+            unstamped(&conn).ends_with("\r\n\r\nf1\r\n--B\r\n"),
+            "{}",
+            text(&conn)
+        );
+        // A frame that comes while the last one is still going out waits for it; the
+        // newest goes next, and the ones in between are skipped.
+        conn.socket.room = 0;
+        live.publish(b"f2", 2);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        live.publish(b"f3", 3);
+        live.publish(b"f4", 4);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        let out = unstamped(&conn);
+        assert!(out.contains("f2") && !out.contains("f3") && out.ends_with("\r\n\r\nf4\r\n--B\r\n"));
+        assert_eq!(stream.skipped(), 1);
+        live.end();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).ends_with("--\r\n"));
+        assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_big_part_goes_out_a_budget_at_a_time() {
+        let limits = Limits {
+            write_budget: 1000,
+            ..Limits::default()
+        };
+        let mut h = Harness::new(routes(), Access::default(), limits);
+        // Writes of at most 300 bytes, so the budget is checked between them.
+        let socket = MemorySocket {
+            step: 300,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", socket);
+        let mut turns = 1;
+        while h.wants_again() {
+            // The budget is checked between writes: a turn ends within one write past it.
+            assert!(conn.socket.written.len() <= turns * (1000 + 300), "{turns}");
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+            turns += 1;
+        }
+        assert_eq!(state(&conn), "lingering");
+        assert!(turns >= 8, "{turns} turns");
+        assert!(text(&conn).ends_with("--\r\n"));
+    }
+
+    #[test]
+    fn a_large_body_is_read_and_dropped_a_few_reads_a_turn() {
+        let mut h = harness();
+        let mut first = b"GET /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 400000\r\n\r\n".to_vec();
+        first.resize(SCRATCH, b'b');
+        let mut socket = MemorySocket::sending(&first);
+        for _ in 0..READS_PER_WAKE + 1 {
+            socket.incoming.push_back(vec![b'b'; SCRATCH]);
+        }
+        let mut conn = h.open(socket);
+        assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 404 "));
+        assert!(h.wants_again());
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        assert!(conn.socket.incoming.is_empty() && !h.wants_again());
+        conn.socket.end = PeerEnd::Fin;
+        assert_eq!(
+            h.input(&mut conn, Input::Readable),
+            Outcome::Close(Reason::Finished)
+        );
     }
 }

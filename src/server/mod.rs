@@ -18,8 +18,10 @@
 //! While any of 4–6 has work left, `poll` does not sleep.
 
 pub mod conn;
+pub mod memory;
 pub mod outbox;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -117,6 +119,22 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(routes: Routes, access: Access, limits: Limits) -> Shared {
+        Shared {
+            clock: Clock::new(),
+            now: 0,
+            timers: Wheel::with_capacity(1024),
+            routes,
+            access,
+            limits,
+            stats: Stats::default(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            again: Vec::new(),
+            watchers: Vec::new(),
+            stop_requested: false,
+        }
+    }
+
     fn cx(&mut self, key: usize) -> Cx<'_> {
         Cx {
             now: self.now,
@@ -135,6 +153,7 @@ impl Shared {
     }
 }
 
+/// The server: bound by [`Server::bind`], serving in [`Server::run`].
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -163,6 +182,16 @@ pub struct Server {
     live_ready: bool,
     /// A frame held back by the fps cap has its timer set.
     live_held: bool,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.conns.len())
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -194,19 +223,7 @@ impl Server {
             local_addr,
             signals,
             conns: Slab::with_capacity(1024),
-            shared: Shared {
-                clock: Clock::new(),
-                now: 0,
-                timers: Wheel::with_capacity(1024),
-                routes,
-                access: config.access.clone(),
-                limits: config.limits,
-                stats: Stats::default(),
-                scratch: vec![0; SCRATCH].into_boxed_slice(),
-                again: Vec::new(),
-                watchers: Vec::new(),
-                stop_requested: false,
-            },
+            shared: Shared::new(routes, config.access.clone(), config.limits),
             max_clients: config.max_clients,
             fd_warning: None,
             closed: Vec::new(),
