@@ -9,7 +9,7 @@
 //! Invariants:
 //! - A connection has at most one pending timer; what it means follows from the state:
 //!   the head deadline, the next part's due time, the send timeout (while a write is
-//!   blocked), or the end of lingering.
+//!   blocked, or after the client's EOF), or the end of lingering.
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
@@ -18,6 +18,16 @@
 //!   close, as nginx does), so the client reads the answer instead of a reset.
 //! - A connection never touches `Poll`; it reports `Close` and the loop removes it after
 //!   the event batch.
+//! - The client's end of input is seen whatever the packet timing. Readiness is
+//!   edge-triggered: after a short read, what arrives later (data, FIN, reset) raises a
+//!   new edge, but a FIN that came with the request raised its edge already; the loop
+//!   passes mio's read-closed hint in with [`Input::Readable`], and then reading goes on
+//!   to the EOF.
+//! - A client that half-closes after its request (`nc -N`) is served until a write fails,
+//!   and a departed client is never held: a FIN cannot tell the two apart, so once the
+//!   client's EOF has been read, a stream that writes nothing for the send timeout (a
+//!   live input that stalls or has not started, a long scripted wait) is closed as
+//!   `client_gone`. A reset, or a failed write, closes it as `client_gone` at once.
 //!
 //! The socket is anything that is a [`Socket`] (read, write with `writev`, shut down the
 //! write side): the loop gives it mio's `TcpStream`, the unit tests below and the `conn`
@@ -119,7 +129,12 @@ impl fmt::Debug for Cx<'_> {
 /// What happened to a connection: the one transition function [`Conn::handle`] takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
-    Readable,
+    /// The socket has something to read. `read_closed`: the readiness also says the
+    /// client's side is closed (mio's `is_read_closed()`), so a short read does not mean
+    /// nothing more is coming: read on to the EOF.
+    Readable {
+        read_closed: bool,
+    },
     Writable,
     Timer,
     /// The server is stopping: end the stream with its closing delimiter.
@@ -187,6 +202,8 @@ pub struct Conn<S: Socket = TcpStream> {
     /// When the last byte was written (or the blocked write began): the send timeout
     /// counts from here.
     progress_at: Micros,
+    /// The client's end of input was read: it may still read (a half-close) or be gone.
+    client_eof: bool,
 }
 
 impl<S: Socket> Conn<S> {
@@ -202,6 +219,7 @@ impl<S: Socket> Conn<S> {
             write_blocked: false,
             client_held: false,
             progress_at: cx.now,
+            client_eof: false,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
@@ -236,7 +254,7 @@ impl<S: Socket> Conn<S> {
     /// The one transition function.
     pub fn handle(&mut self, input: Input, cx: &mut Cx<'_>) -> Outcome {
         match input {
-            Input::Readable => self.on_readable(cx),
+            Input::Readable { read_closed } => self.on_readable(read_closed, cx),
             Input::Writable => {
                 self.write_blocked = false;
                 self.pump(cx)
@@ -246,8 +264,12 @@ impl<S: Socket> Conn<S> {
                 self.on_timer(cx)
             }
             Input::Stop => self.on_stop(cx),
-            // A live frame arrived: take it now unless a part is still going out.
-            Input::Frame if self.out.is_empty() => self.pump(cx),
+            // A live frame arrived: take it now unless a part is still going out. The
+            // timer of the wait (after the client's EOF) is set again by `pump`.
+            Input::Frame if self.out.is_empty() => {
+                self.disarm(cx);
+                self.pump(cx)
+            }
             Input::Frame => Outcome::Continue,
         }
     }
@@ -259,10 +281,10 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    fn on_readable(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
-            State::Head { .. } => self.read_head(cx),
-            _ => self.discard_input(cx),
+            State::Head { .. } => self.read_head(read_closed, cx),
+            _ => self.discard_input(read_closed, cx),
         }
     }
 
@@ -277,6 +299,13 @@ impl<S: Socket> Conn<S> {
             ),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
+            State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {
+                debug!(
+                    "#{} sent its EOF and nothing was written for the send timeout",
+                    cx.key
+                );
+                Outcome::Close(Reason::ClientGone)
+            }
             State::Stream { .. } | State::Finishing => self.pump(cx),
         }
     }
@@ -302,7 +331,7 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    fn read_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    fn read_head(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             let n = match self.socket.read(cx.scratch) {
                 Ok(0) => return Outcome::Close(Reason::ClientGone),
@@ -312,8 +341,9 @@ impl<S: Socket> Conn<S> {
                 Err(e) => return Outcome::Close(classify(&e)),
             };
             // A short read emptied the socket: what arrives later (data, FIN, reset)
-            // raises a new edge, so there is no need to read on to WouldBlock.
-            let drained = n < cx.scratch.len();
+            // raises a new edge, so there is no need to read on to WouldBlock, unless
+            // the FIN is already in (see the module header).
+            let drained = n < cx.scratch.len() && !read_closed;
             let State::Head { buf } = &mut self.state else {
                 unreachable!("read_head outside the Head state")
             };
@@ -333,7 +363,7 @@ impl<S: Socket> Conn<S> {
                     return match self.reply(reply, request.version, head_only, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
-                        Outcome::Continue if !drained => self.discard_input(cx),
+                        Outcome::Continue if !drained => self.discard_input(read_closed, cx),
                         close => close,
                     };
                 }
@@ -342,7 +372,8 @@ impl<S: Socket> Conn<S> {
                 }
             }
         }
-        cx.again.push((cx.key, self.serial, Input::Readable));
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
         Outcome::Continue
     }
 
@@ -502,10 +533,16 @@ impl<S: Socket> Conn<S> {
                     match self.queue_next(cx) {
                         Pending::Queued => {}
                         Pending::WaitUntil(at) => {
+                            let at = self.departure_deadline(cx).map_or(at, |gone| gone.min(at));
                             self.arm(cx, at);
                             return Outcome::Continue;
                         }
-                        Pending::WaitForFrame => return Outcome::Continue,
+                        Pending::WaitForFrame => {
+                            if let Some(gone) = self.departure_deadline(cx) {
+                                self.arm(cx, gone);
+                            }
+                            return Outcome::Continue;
+                        }
                     }
                 }
                 State::Finishing => return self.linger(cx),
@@ -569,7 +606,7 @@ impl<S: Socket> Conn<S> {
         }
         self.state = State::Lingering;
         self.arm(cx, cx.now + cx.limits.linger);
-        self.discard_input(cx)
+        self.discard_input(false, cx)
     }
 
     fn check_send_timeout(&mut self, cx: &mut Cx<'_>) -> Outcome {
@@ -583,29 +620,47 @@ impl<S: Socket> Conn<S> {
         Outcome::Continue
     }
 
-    /// Reads and drops input, to see the client's EOF or reset.
-    fn discard_input(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    /// Reads and drops input, to see the client's EOF or reset; `read_closed`: as for
+    /// [`Input::Readable`].
+    fn discard_input(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
-                Ok(0) => return self.on_client_eof(),
-                Ok(n) if n < cx.scratch.len() => return Outcome::Continue,
+                Ok(0) => return self.on_client_eof(cx),
+                Ok(n) if n < cx.scratch.len() && !read_closed => return Outcome::Continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Outcome::Close(classify(&e)),
             }
         }
-        cx.again.push((cx.key, self.serial, Input::Readable));
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
         Outcome::Continue
     }
 
-    fn on_client_eof(&mut self) -> Outcome {
+    fn on_client_eof(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let first = !std::mem::replace(&mut self.client_eof, true);
         match self.state {
-            // The answer is still going out to a client that only half-closed.
+            State::Head { .. } => Outcome::Close(Reason::ClientGone),
+            // The answer is still going out to a client that only half-closed; the send
+            // timeout bounds it as always.
             State::Finishing => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
-            State::Head { .. } | State::Stream { .. } => Outcome::Close(Reason::ClientGone),
+            // Served on (see the module header). While a part goes out the send timeout
+            // runs already; while the stream waits, its timer is set again to bound the
+            // wait.
+            State::Stream { .. } if first && self.out.is_empty() => {
+                self.disarm(cx);
+                self.pump(cx)
+            }
+            State::Stream { .. } => Outcome::Continue,
         }
+    }
+
+    /// After the client's EOF: when a stream that has written nothing since is taken as
+    /// the client gone (see the module header).
+    fn departure_deadline(&self, cx: &Cx<'_>) -> Option<Micros> {
+        self.client_eof.then(|| self.progress_at + cx.limits.send_timeout)
     }
 
     fn arm(&mut self, cx: &mut Cx<'_>, at: Micros) {
@@ -624,11 +679,14 @@ impl<S: Socket> Conn<S> {
     }
 }
 
-/// Peer hang-ups are the normal end of a stream; anything else is an error.
+/// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
+/// down a socket the client has reset answers `NotConnected` (ENOTCONN): a hang-up too.
 fn classify(e: &io::Error) -> Reason {
     use io::ErrorKind::*;
     match e.kind() {
-        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => Reason::ClientGone,
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof | WriteZero => {
+            Reason::ClientGone
+        }
         _ => Reason::Error,
     }
 }
@@ -671,7 +729,7 @@ mod tests {
     fn requested(h: &mut Harness, request: &[u8], socket: MemorySocket) -> (Conn<MemorySocket>, Outcome) {
         let mut conn = h.open(socket);
         conn.socket.incoming.push_back(request.to_vec());
-        let outcome = h.input(&mut conn, Input::Readable);
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: false });
         (conn, outcome)
     }
 
@@ -753,7 +811,10 @@ mod tests {
         let mut conn = h.open(MemorySocket::default());
         assert_eq!((state(&conn), conn.deadline()), ("head", Some(10 * SECOND)));
         conn.socket.incoming.push_back(GET.to_vec());
-        assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
         assert_eq!(state(&conn), "stream");
         let out = text(&conn);
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
@@ -774,7 +835,7 @@ mod tests {
         assert_eq!((stamps[1] - stamps[0], stamps[2] - stamps[0]), (100_000, 300_000));
         conn.socket.end = PeerEnd::Fin;
         assert_eq!(
-            h.input(&mut conn, Input::Readable),
+            h.input(&mut conn, Input::Readable { read_closed: false }),
             Outcome::Close(Reason::Finished)
         );
         assert_eq!(h.stats().parts, 3);
@@ -817,7 +878,10 @@ mod tests {
             assert_eq!((outcome, state(&conn)), (Outcome::Continue, "head"), "{split}");
             assert!(conn.socket.written.is_empty());
             conn.socket.incoming.push_back(request[split..].to_vec());
-            assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
             assert_eq!(conn.socket.written, whole.socket.written, "split at {split}");
         }
         // Byte by byte, with a readable event for each.
@@ -825,7 +889,10 @@ mod tests {
         let mut conn = h.open(MemorySocket::default());
         for &byte in request {
             conn.socket.incoming.push_back(vec![byte]);
-            assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
         }
         assert_eq!(conn.socket.written, whole.socket.written);
     }
@@ -988,11 +1055,21 @@ mod tests {
         let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
         // (request, room, the state before the reset, the input that meets it)
         let cases: [(&[u8], usize, &str, Input); 5] = [
-            (b"GET / HT", usize::MAX, "head", Input::Readable),
-            (GET, usize::MAX, "stream", Input::Readable),
+            (
+                b"GET / HT",
+                usize::MAX,
+                "head",
+                Input::Readable { read_closed: false },
+            ),
+            (GET, usize::MAX, "stream", Input::Readable { read_closed: false }),
             (GET, 10, "stream", Input::Writable),
             (nowhere, 10, "finishing", Input::Writable),
-            (nowhere, usize::MAX, "lingering", Input::Readable),
+            (
+                nowhere,
+                usize::MAX,
+                "lingering",
+                Input::Readable { read_closed: false },
+            ),
         ];
         for (request, room, before, input) in cases {
             let mut h = harness();
@@ -1048,10 +1125,7 @@ mod tests {
         // No timer while waiting for the first frame.
         assert_eq!(conn.deadline(), None);
         let head = conn.socket.written.len();
-        let Some(Route::Stream(stream)) = h.routes().get("/live") else {
-            panic!("no /live");
-        };
-        let stream = stream.clone();
+        let stream = live_stream(&h);
         let live = stream.as_live().unwrap();
         assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
         assert_eq!(conn.socket.written.len(), head);
@@ -1116,15 +1190,173 @@ mod tests {
             socket.incoming.push_back(vec![b'b'; SCRATCH]);
         }
         let mut conn = h.open(socket);
-        assert_eq!(h.input(&mut conn, Input::Readable), Outcome::Continue);
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
         assert!(text(&conn).starts_with("HTTP/1.1 404 "));
         assert!(h.wants_again());
         assert_eq!(h.again(&mut conn), Outcome::Continue);
         assert!(conn.socket.incoming.is_empty() && !h.wants_again());
         conn.socket.end = PeerEnd::Fin;
         assert_eq!(
-            h.input(&mut conn, Input::Readable),
+            h.input(&mut conn, Input::Readable { read_closed: false }),
             Outcome::Close(Reason::Finished)
         );
+    }
+
+    /// The live stream of [`routes`], to publish frames into.
+    fn live_stream(h: &Harness) -> Rc<Stream> {
+        match h.routes().get("/live") {
+            Some(Route::Stream(stream)) => stream.clone(),
+            _ => panic!("no /live"),
+        }
+    }
+
+    const GET_LIVE: &[u8] = b"GET /live HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /// A connection that read `request` and the client's FIN: in the same read when
+    /// `with_request`, else in a later one (each with the readiness's read-closed hint).
+    fn half_closed(h: &mut Harness, request: &[u8], with_request: bool) -> (Conn<MemorySocket>, Outcome) {
+        let mut conn = h.open(MemorySocket::sending(request));
+        if with_request {
+            conn.socket.end = PeerEnd::Fin;
+            let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+            return (conn, outcome);
+        }
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        (conn, outcome)
+    }
+
+    // See: issue 12, FIN read with the request (the outcome depended on packet timing)
+    #[test]
+    fn a_client_that_half_closes_after_its_request_is_served_to_the_end_whatever_the_timing() {
+        let reference = reference();
+        for with_request in [true, false] {
+            let mut h = harness();
+            let (mut conn, outcome) = half_closed(&mut h, GET, with_request);
+            assert_eq!(
+                (outcome, state(&conn)),
+                (Outcome::Continue, "stream"),
+                "{with_request}"
+            );
+            // Its EOF is already read: lingering ends at once, as finished.
+            assert_eq!(play_out(&mut h, &mut conn), Outcome::Close(Reason::Finished));
+            assert_eq!(unstamped(&conn), reference, "{with_request}");
+        }
+    }
+
+    // See: issue 12, a departed client held forever by a live stream that has not started
+    #[test]
+    fn a_client_gone_while_a_live_stream_is_quiet_is_closed_at_the_send_timeout() {
+        for with_request in [true, false] {
+            let mut h = harness();
+            let (mut conn, outcome) = half_closed(&mut h, GET_LIVE, with_request);
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "stream"));
+            assert_eq!(conn.deadline(), Some(30 * SECOND), "{with_request}");
+            assert_eq!(h.advance(&mut conn, 30 * SECOND - 1), Outcome::Continue);
+            assert_eq!(
+                h.advance(&mut conn, 30 * SECOND),
+                Outcome::Close(Reason::ClientGone)
+            );
+        }
+    }
+
+    // See: issue 12, a departed client held by a long scripted wait
+    #[test]
+    fn after_the_clients_eof_the_send_timeout_runs_between_parts_too() {
+        let mut routes = routes();
+        let parts = [
+            PartSpec::new("text/plain", "now", 40_000),
+            PartSpec::new("text/plain", "later", 0),
+        ];
+        routes.add(
+            "/slow",
+            Route::Stream(Rc::new(Stream::scripted(&parts, 0, None, "").unwrap())),
+        );
+        let mut h = Harness::new(routes, Access::default(), Limits::default());
+        let (mut conn, _) = half_closed(&mut h, b"GET /slow HTTP/1.0\r\n\r\n", false);
+        // The next part is due at 40 s, but nothing written for 30 s ends it first.
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        assert_eq!(
+            h.advance(&mut conn, 30 * SECOND),
+            Outcome::Close(Reason::ClientGone)
+        );
+        assert!(!text(&conn).contains("later"));
+    }
+
+    #[test]
+    fn writes_after_the_clients_eof_keep_the_stream_going() {
+        let mut h = harness();
+        let (mut conn, _) = half_closed(&mut h, GET_LIVE, true);
+        let live = live_stream(&h);
+        assert_eq!(h.advance(&mut conn, 20 * SECOND), Outcome::Continue);
+        live.as_live().unwrap().publish(b"f1", 20 * SECOND);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).contains("f1"));
+        assert_eq!(conn.deadline(), Some(50 * SECOND));
+        // A client that left resets on the write: gone at once.
+        conn.socket.end = PeerEnd::Reset;
+        live.as_live().unwrap().publish(b"f2", 21 * SECOND);
+        assert_eq!(
+            h.input(&mut conn, Input::Frame),
+            Outcome::Close(Reason::ClientGone)
+        );
+    }
+
+    // See: issue 12, FIN read with a request head not yet complete
+    #[test]
+    fn a_client_that_half_closes_inside_its_request_head_is_gone_whatever_the_timing() {
+        for with_request in [true, false] {
+            let (conn, outcome) = half_closed(&mut harness(), b"GET / HTTP/1.1\r\nHo", with_request);
+            assert_eq!(outcome, Outcome::Close(Reason::ClientGone), "{with_request}");
+            assert!(conn.socket.written.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_short_answer_to_a_half_closed_client_is_finished_then_closed() {
+        for with_request in [true, false] {
+            let mut h = harness();
+            let socket_room = 10;
+            let mut conn = h.open(MemorySocket {
+                room: socket_room,
+                ..MemorySocket::sending(b"GET /nowhere HTTP/1.0\r\n\r\n")
+            });
+            conn.socket.end = if with_request { PeerEnd::Fin } else { PeerEnd::Open };
+            let read_closed = with_request;
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed }),
+                Outcome::Continue
+            );
+            conn.socket.end = PeerEnd::Fin;
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: true }),
+                Outcome::Continue
+            );
+            assert_eq!(state(&conn), "finishing");
+            conn.socket.room = usize::MAX;
+            assert_eq!(
+                h.input(&mut conn, Input::Writable),
+                Outcome::Close(Reason::Finished)
+            );
+            assert!(text(&conn).ends_with("404 Not Found\n"));
+        }
+    }
+
+    // See: issue 12, a reset while the server shuts down its side counted as an error
+    #[test]
+    fn a_reset_met_while_shutting_down_is_the_client_leaving() {
+        let socket = MemorySocket {
+            shutdown_error: Some(io::ErrorKind::NotConnected),
+            ..MemorySocket::default()
+        };
+        let (_, outcome) = requested(&mut harness(), b"GET /nowhere HTTP/1.0\r\n\r\n", socket);
+        assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
     }
 }

@@ -265,7 +265,8 @@ impl Server {
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.drive(key, Input::Readable);
+                            let read_closed = event.is_read_closed();
+                            self.drive(key, Input::Readable { read_closed });
                         }
                         if event.is_writable() || event.is_error() {
                             self.drive(key, Input::Writable);
