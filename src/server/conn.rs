@@ -1,4 +1,6 @@
-//! One client connection: a state machine driven by readiness and timer inputs.
+//! One client connection: a state machine driven by readiness and timer inputs. What a
+//! request gets is decided by [`respond`](crate::routes::respond::respond); the
+//! connection carries the reply out.
 //!
 //! ```text
 //!  Head ──request──▶ Stream ──last part / stop──▶ Finishing ──all sent──▶ Lingering ──▶ closed

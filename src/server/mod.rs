@@ -3,10 +3,12 @@
 //! Each turn of the loop:
 //! 1. sleep in `poll` until an event or the wheel's next deadline (0% CPU when idle);
 //! 2. sample "now" once;
-//! 3. hand each readiness event to its connection (the listener only sets a flag);
+//! 3. hand each readiness event to its connection, with mio's read-closed hint (the
+//!    listener and standard input only set a flag);
 //! 4. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 5. read the live input, if any, and wake the clients of a new frame;
+//! 5. read the live input, if any, and wake the clients of a new frame (the loop keeps
+//!    the live stream's wake list: a connection adds itself when it starts watching);
 //! 6. give connections that used up their turn before `WouldBlock`, reading or writing,
 //!    another one (edge-triggered readiness will not report them again);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);

@@ -6,9 +6,11 @@
 //!   start: part `k` is due at start + the delays before it, whatever time the earlier
 //!   writes took, so lateness never accumulates. A client that reads slower than the
 //!   timeline makes its own timeline wait ([`Cursor::client_waited`]); others never notice.
-//! - **Live** (frames from a pipe): one current frame, replaced as frames arrive. A client
-//!   gets the newest frame once it has finished sending the previous one; frames it had
-//!   no time for are skipped (and counted), never queued, and a part is never cut.
+//! - **Live** (frames from a pipe, published through [`Stream::as_live`]): one current
+//!   frame, replaced as frames arrive. A client gets the newest frame once it has
+//!   finished sending the previous one; frames it had no time for are skipped (and
+//!   counted), never queued, and a part is never cut. Which connections to wake is the
+//!   loop's business, not the stream's.
 //!
 //! Connections share the encoded parts (`Rc`); a connection holds only a [`Cursor`].
 
