@@ -29,7 +29,9 @@
 //!   and a departed client is never held: a FIN cannot tell the two apart, so once the
 //!   client's EOF has been read, a stream that writes nothing for the send timeout (a
 //!   live input that stalls or has not started, a long scripted wait) is closed as
-//!   `client_gone`. A reset, or a failed write, closes it as `client_gone` at once.
+//!   `client_gone`, and a stream whose closing delimiter is out does not wait out its
+//!   final pause (it lingers and closes as `finished`). A reset, or a failed write,
+//!   closes it as `client_gone` at once.
 //!
 //! The socket is anything that is a [`Socket`] (read, write with `writev`, shut down the
 //! write side): the loop gives it mio's `TcpStream`, the unit tests below and the `conn`
@@ -528,9 +530,16 @@ impl<S: Socket> Conn<S> {
                 Flush::Done => {}
             }
             match &mut self.state {
-                State::Stream { cursor, .. } => {
+                State::Stream { stream, cursor, .. } => {
                     if std::mem::take(&mut self.client_held) {
                         cursor.client_waited(cx.now);
+                    }
+                    // Past its closing delimiter a stream only waits out its final pause
+                    // before it closes: a client that sent its EOF has nothing left to
+                    // wait for, so it is not held for the pause.
+                    if self.client_eof && stream.closed_for(cursor) {
+                        self.state = State::Finishing;
+                        continue;
                     }
                     match self.queue_next(cx) {
                         Pending::Queued => {}
@@ -1360,5 +1369,44 @@ mod tests {
         };
         let (_, outcome) = requested(&mut harness(), b"GET /nowhere HTTP/1.0\r\n\r\n", socket);
         assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
+    }
+
+    // See: tests/load.rs, at the cap the next client got 503 while finished ones were held
+    #[test]
+    fn a_client_that_leaves_after_the_closing_delimiter_is_not_held_for_the_final_pause() {
+        let mut routes = routes();
+        let parts = [
+            PartSpec::new("text/plain", "a", 10),
+            PartSpec::new("text/plain", "b", 5_000),
+        ];
+        routes.add(
+            "/paused",
+            Route::Stream(Rc::new(Stream::scripted(&parts, 0, None, "").unwrap())),
+        );
+        let request: &[u8] = b"GET /paused HTTP/1.0\r\n\r\n";
+        // A client that stays: the connection closes after the pause.
+        let mut h = Harness::new(routes, Access::default(), Limits::default());
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, 10_000), Outcome::Continue);
+        assert!(text(&conn).ends_with("--\r\n"));
+        assert_eq!((state(&conn), conn.deadline()), ("stream", Some(5_010_000)));
+        h.close(conn);
+        // One that leaves once it has it all is done at once.
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        let start = h.now();
+        assert_eq!(h.advance(&mut conn, start + 10_000), Outcome::Continue);
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::Finished));
+        assert!(conn.socket.shut);
+        h.close(conn);
+        // So is one that half-closed after its request, once the last part is out.
+        let (mut conn, _) = half_closed(&mut h, request, true);
+        let start = h.now();
+        assert_eq!(
+            h.advance(&mut conn, start + 10_000),
+            Outcome::Close(Reason::Finished)
+        );
+        assert!(text(&conn).ends_with("--\r\n"));
     }
 }
