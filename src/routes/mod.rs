@@ -1,6 +1,8 @@
-//! What each path serves.
+//! What a request gets: the route table (what each path serves), and [`respond::respond`], which
+//! holds every routing decision.
 
 pub mod access;
+pub mod respond;
 pub mod stats;
 pub mod view;
 

@@ -1,4 +1,6 @@
-//! One client connection: a state machine driven by readiness and timer inputs.
+//! One client connection: a state machine driven by readiness and timer inputs. What a
+//! request gets is decided by [`respond`](crate::routes::respond::respond); the
+//! connection carries the reply out.
 //!
 //! ```text
 //!  Head ──request──▶ Stream ──last part / stop──▶ Finishing ──all sent──▶ Lingering ──▶ closed
@@ -9,7 +11,7 @@
 //! Invariants:
 //! - A connection has at most one pending timer; what it means follows from the state:
 //!   the head deadline, the next part's due time, the send timeout (while a write is
-//!   blocked), or the end of lingering.
+//!   blocked, or after the client's EOF), or the end of lingering.
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
@@ -18,22 +20,40 @@
 //!   close, as nginx does), so the client reads the answer instead of a reset.
 //! - A connection never touches `Poll`; it reports `Close` and the loop removes it after
 //!   the event batch.
+//! - The client's end of input is seen whatever the packet timing. Readiness is
+//!   edge-triggered: after a short read, what arrives later (data, FIN, reset) raises a
+//!   new edge, but a FIN that came with the request raised its edge already; the loop
+//!   passes mio's read-closed hint in with [`Input::Readable`], and then reading goes on
+//!   to the EOF.
+//! - A client that half-closes after its request (`nc -N`) is served until a write fails,
+//!   and a departed client is never held: a FIN cannot tell the two apart, so once the
+//!   client's EOF has been read, a stream that writes nothing for the send timeout (a
+//!   live input that stalls or has not started, a long scripted wait) is closed as
+//!   `client_gone`, and a stream whose closing delimiter is out does not wait out its
+//!   final pause (it lingers and closes as `finished`). A reset, or a failed write,
+//!   closes it as `client_gone` at once.
+//!
+//! The socket is anything that is a [`Socket`] (read, write with `writev`, shut down the
+//! write side): the loop gives it mio's `TcpStream`, the unit tests below and the `conn`
+//! fuzz target an in-memory one ([`super::memory`]), with explicit times.
 
-use std::io::{self, Read};
+use std::fmt;
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
 
 use log::debug;
 use mio::net::TcpStream;
 
-use crate::clock::{Clock, Micros, tick_of_deadline};
-use crate::http::{self, MAX_HEAD, Method, Request, Status, Version};
-use crate::routes::access::{self, Access};
+use crate::clock::{Clock, Micros, ms, tick_of_deadline};
+use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::routes::Routes;
+use crate::routes::access::Access;
+use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Reason, Stats};
-use crate::routes::view;
-use crate::routes::{Route, Routes};
+use crate::server::Timer;
 use crate::server::outbox::{Chunk, Flush, Outbox};
-use crate::stream::multipart::Stamp;
+use crate::stream::multipart::{Part, Stamp};
 use crate::stream::{Cursor, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
@@ -42,19 +62,19 @@ use crate::wheel::{TimerId, Wheel};
 /// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
-/// Timer payload: which connection, and which incarnation of its slab slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
-    Conn {
-        key: usize,
-        serial: u32,
-    },
-    /// The graceful stop's deadline: past it the server exits whatever is still open.
-    StopDeadline,
-    /// Accepting was paused after accept failed (out of file descriptors, say); try again.
-    ResumeAccept,
-    /// The live input's fps cap allows the frame it held back.
-    LiveFrame,
+/// What a connection needs of its socket. Writes go out through
+/// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
+/// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
+pub trait Socket: Read + Write {
+    /// Shuts down the write side: the client reads the end of the response, and the
+    /// connection still reads what the client sends (lingering close).
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
 }
 
 /// Timeouts and budgets, from the command line.
@@ -67,8 +87,19 @@ pub struct Limits {
     pub write_budget: usize,
 }
 
+/// The command line's defaults.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head_timeout: ms(10_000),
+            send_timeout: ms(30_000),
+            linger: ms(2_000),
+            write_budget: 256 * 1024,
+        }
+    }
+}
+
 /// Everything a connection may use while it handles one input.
-#[derive(Debug)]
 pub struct Cx<'a> {
     pub now: Micros,
     pub key: usize,
@@ -83,13 +114,31 @@ pub struct Cx<'a> {
     /// Connections that used up their turn with more to read or write: driven again
     /// next turn with this input (key, serial, input).
     pub again: &'a mut Vec<(usize, u32, Input)>,
+    /// The live stream's wake list (key, serial): a connection that starts watching the
+    /// live stream adds itself; the loop wakes the list with [`Input::Frame`].
+    pub watchers: &'a mut Vec<(usize, u32)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
 }
 
+impl fmt::Debug for Cx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("now", &self.now)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a connection: the one transition function [`Conn::handle`] takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
-    Readable,
+    /// The socket has something to read. `read_closed`: the readiness also says the
+    /// client's side is closed (mio's `is_read_closed()`), so a short read does not mean
+    /// nothing more is coming: read on to the EOF.
+    Readable {
+        read_closed: bool,
+    },
     Writable,
     Timer,
     /// The server is stopping: end the stream with its closing delimiter.
@@ -98,6 +147,7 @@ pub enum Input {
     Frame,
 }
 
+/// What the loop does with a connection after an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Continue,
@@ -112,7 +162,8 @@ enum State {
     Stream {
         stream: Viewer,
         cursor: Cursor,
-        options: StreamOptions,
+        /// See [`StreamOptions`].
+        advance_headers: bool,
         /// `advance_headers`: the next part's header block already went out.
         header_sent: bool,
     },
@@ -122,48 +173,47 @@ enum State {
     Lingering,
 }
 
-/// Per-request switches for the browsers' quirks (query parameters, as ustreamer names
-/// them).
-#[derive(Clone, Copy, Debug, Default)]
-struct StreamOptions {
-    /// `advance_headers=1`: send each part's header block right after the previous part.
-    /// Chrome shows a part only once the next part's headers have arrived
-    /// (crbug.com/527446), so without this it lags one part behind.
-    advance_headers: bool,
-    /// `dual_final_frames=1`: send a finished stream's last part twice, so Chrome shows it.
-    dual_final: bool,
-}
-
-impl StreamOptions {
-    fn of(request: &Request<'_>) -> StreamOptions {
-        let on = |name| matches!(request.query_param(name), Some("1" | "true" | "yes"));
-        StreamOptions {
-            advance_headers: on("advance_headers"),
-            dual_final: on("dual_final_frames"),
-        }
-    }
+/// What [`Conn::queue_next`] left in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    /// A part or the stream's end was queued: write it.
+    Queued,
+    /// Nothing is due before this time.
+    WaitUntil(Micros),
+    /// Nothing until a live frame arrives (the loop wakes the connection then).
+    WaitForFrame,
 }
 
 /// Sent ahead of a live frame that has not arrived yet, with `advance_headers`: its
 /// length and stamp are not known, so the client finds its end by the delimiter.
 const LIVE_ADVANCE_HEADER: &[u8] = b"Content-Type: image/jpeg\r\n\r\n";
 
+/// One client connection (see the module header).
 #[derive(Debug)]
-pub struct Conn {
-    socket: TcpStream,
+pub struct Conn<S: Socket = TcpStream> {
+    socket: S,
     serial: u32,
     state: State,
     out: Outbox,
-    timer: Option<TimerId>,
+    /// The one timer, and the deadline it was set for.
+    timer: Option<(TimerId, Micros)>,
     /// The last write hit `WouldBlock`; wait for a writable event.
     write_blocked: bool,
+    /// A write blocked since the outbox was last empty: once it empties, the client, not
+    /// the schedule, has set the pace, so the stream's timeline waits for it
+    /// ([`Cursor::client_waited`]).
+    client_held: bool,
     /// When the last byte was written (or the blocked write began): the send timeout
     /// counts from here.
     progress_at: Micros,
+    /// The client's end of input was read: it may still read (a half-close) or be gone.
+    client_eof: bool,
 }
 
-impl Conn {
-    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> Conn {
+impl<S: Socket> Conn<S> {
+    /// A connection just accepted: it waits for the request head, at most the head
+    /// timeout.
+    pub fn new(socket: S, serial: u32, cx: &mut Cx<'_>) -> Conn<S> {
         let mut conn = Conn {
             socket,
             serial,
@@ -171,22 +221,33 @@ impl Conn {
             out: Outbox::default(),
             timer: None,
             write_blocked: false,
+            client_held: false,
             progress_at: cx.now,
+            client_eof: false,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
     }
 
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
-    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> (Conn, Outcome) {
+    pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
-        let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
-        let outcome = conn.answer(Status::ServiceUnavailable, Version::Http11, false, &extra, cx);
+        let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
 
     pub fn serial(&self) -> u32 {
         self.serial
+    }
+
+    /// The socket: the unit tests and the fuzz target feed an in-memory one through it.
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    /// When the connection's one timer is due, if it has one.
+    pub fn deadline(&self) -> Option<Micros> {
+        self.timer.map(|(_, at)| at)
     }
 
     /// Whether a stream is being sent (a live stream wakes only such connections).
@@ -197,33 +258,37 @@ impl Conn {
     /// The one transition function.
     pub fn handle(&mut self, input: Input, cx: &mut Cx<'_>) -> Outcome {
         match input {
-            Input::Readable => self.on_readable(cx),
+            Input::Readable { read_closed } => self.on_readable(read_closed, cx),
             Input::Writable => {
-                let resumed = std::mem::take(&mut self.write_blocked);
-                self.pump(cx, resumed)
+                self.write_blocked = false;
+                self.pump(cx)
             }
             Input::Timer => {
                 self.timer = None;
                 self.on_timer(cx)
             }
             Input::Stop => self.on_stop(cx),
-            // A live frame arrived: take it now unless a part is still going out.
-            Input::Frame if self.out.is_empty() => self.pump(cx, false),
+            // A live frame arrived: take it now unless a part is still going out. The
+            // timer of the wait (after the client's EOF) is set again by `pump`.
+            Input::Frame if self.out.is_empty() => {
+                self.disarm(cx);
+                self.pump(cx)
+            }
             Input::Frame => Outcome::Continue,
         }
     }
 
     /// Frees what the connection holds outside itself: its timer.
     pub fn release(&mut self, timers: &mut Wheel<Timer>) {
-        if let Some(id) = self.timer.take() {
+        if let Some((id, _)) = self.timer.take() {
             timers.cancel(id);
         }
     }
 
-    fn on_readable(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
-            State::Head { .. } => self.read_head(cx),
-            _ => self.discard_input(cx),
+            State::Head { .. } => self.read_head(read_closed, cx),
+            _ => self.discard_input(read_closed, cx),
         }
     }
 
@@ -238,7 +303,14 @@ impl Conn {
             ),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
-            State::Stream { .. } | State::Finishing => self.pump(cx, false),
+            State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {
+                debug!(
+                    "#{} sent its EOF and nothing was written for the send timeout",
+                    cx.key
+                );
+                Outcome::Close(Reason::ClientGone)
+            }
+            State::Stream { .. } | State::Finishing => self.pump(cx),
         }
     }
 
@@ -248,22 +320,22 @@ impl Conn {
             State::Stream {
                 stream,
                 cursor,
-                options,
                 header_sent,
+                ..
             } => {
                 // Close the stream after the part in flight (never cut a part), unless the
                 // closing delimiter already went out with the last part.
-                if !stream.closed_for(cursor, options.dual_final) {
+                if !stream.closed_for(cursor) {
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
-                self.pump(cx, false)
+                self.pump(cx)
             }
             State::Finishing | State::Lingering => Outcome::Continue,
         }
     }
 
-    fn read_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    fn read_head(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             let n = match self.socket.read(cx.scratch) {
                 Ok(0) => return Outcome::Close(Reason::ClientGone),
@@ -273,8 +345,9 @@ impl Conn {
                 Err(e) => return Outcome::Close(classify(&e)),
             };
             // A short read emptied the socket: what arrives later (data, FIN, reset)
-            // raises a new edge, so there is no need to read on to WouldBlock.
-            let drained = n < cx.scratch.len();
+            // raises a new edge, so there is no need to read on to WouldBlock, unless
+            // the FIN is already in (see the module header).
+            let drained = n < cx.scratch.len() && !read_closed;
             let State::Head { buf } = &mut self.state else {
                 unreachable!("read_head outside the Head state")
             };
@@ -289,10 +362,12 @@ impl Conn {
                 }
                 Ok(None) => self.state = State::Head { buf },
                 Ok(Some(request)) => {
-                    return match self.respond(&request, cx) {
+                    let reply = respond::respond(&request, cx.routes, cx.access);
+                    let head_only = request.method == Method::Head;
+                    return match self.reply(reply, request.version, head_only, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
-                        Outcome::Continue if !drained => self.discard_input(cx),
+                        Outcome::Continue if !drained => self.discard_input(read_closed, cx),
                         close => close,
                     };
                 }
@@ -301,80 +376,27 @@ impl Conn {
                 }
             }
         }
-        cx.again.push((cx.key, self.serial, Input::Readable));
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
         Outcome::Continue
     }
 
-    fn respond(&mut self, request: &Request<'_>, cx: &mut Cx<'_>) -> Outcome {
-        let version = request.version;
-        let head_only = request.method == Method::Head;
-        let access = cx.access;
-        // Browsers send CORS preflights without credentials: answer them before auth.
-        if request.method == Method::Options && access.cors_enabled() {
-            return self.answer(Status::NoContent, version, false, &access.preflight_headers(), cx);
-        }
-        if !access.allows(request.authorization) {
-            let extra = format!("{}{}", access::CHALLENGE, access.headers());
-            return self.answer(Status::Unauthorized, version, head_only, &extra, cx);
-        }
-        let Some(route) = cx.routes.get(&request.path) else {
-            return self.answer(Status::NotFound, version, head_only, access.headers(), cx);
-        };
-        let (allowed, method_ok) = match route {
-            Route::Quit => ("GET", request.method == Method::Get),
-            _ => (
-                access.allowed_methods(),
-                matches!(request.method, Method::Get | Method::Head),
-            ),
-        };
-        if !method_ok {
-            let extra = format!("Allow: {allowed}\r\n{}", access.headers());
-            return self.answer(Status::MethodNotAllowed, version, head_only, &extra, cx);
-        }
-        match route {
-            Route::Quit => {
+    /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
+    fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
+        match reply {
+            Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
+            Reply::Page(page) => {
+                // Stats count the answer that carries them, as they count its connection.
+                cx.stats.answered(Status::Ok);
+                let body = page.render(cx.stats, cx.now, cx.routes);
+                self.send(version, page.content_type(), body.as_bytes(), head_only, cx)
+            }
+            Reply::Stream { stream, options } => self.start_stream(stream, version, head_only, options, cx),
+            Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
+            Reply::Quit => {
                 *cx.stop_requested = true;
-                self.answer(Status::Accepted, version, false, access.headers(), cx)
+                self.answer(Status::Accepted, version, head_only, cx.access.headers(), cx)
             }
-            // Stats count the answer that carries them, as they count its connection.
-            Route::Stats => {
-                cx.stats.answered(Status::Ok);
-                let body = cx.stats.to_json(cx.now, cx.routes);
-                self.send(version, "application/json", body.as_bytes(), head_only, cx)
-            }
-            Route::Metrics => {
-                cx.stats.answered(Status::Ok);
-                let body = cx.stats.to_metrics(cx.now, cx.routes);
-                self.send(
-                    version,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    body.as_bytes(),
-                    head_only,
-                    cx,
-                )
-            }
-            Route::View => {
-                cx.stats.answered(Status::Ok);
-                let page = view::page(cx.routes);
-                self.send(
-                    version,
-                    "text/html; charset=utf-8",
-                    page.as_bytes(),
-                    head_only,
-                    cx,
-                )
-            }
-            Route::Stream(stream) => match request.query_param("action") {
-                None | Some("stream") => {
-                    let stream = stream.clone();
-                    self.start_stream(stream, version, head_only, StreamOptions::of(request), cx)
-                }
-                Some("snapshot") => {
-                    let stream = stream.clone();
-                    self.snapshot(&stream, version, head_only, cx)
-                }
-                Some(_) => self.answer(Status::BadRequest, version, head_only, access.headers(), cx),
-            },
         }
     }
 
@@ -412,35 +434,26 @@ impl Conn {
         self.out.push(Chunk::Shared(stream.head(version).clone()));
         if head_only {
             self.state = State::Finishing;
-            return self.pump(cx, false);
+            return self.pump(cx);
         }
         cx.stats.streams += 1;
         self.out.push(Chunk::Shared(stream.opening().clone()));
-        stream.watch(cx.key, self.serial);
+        if stream.as_live().is_some() {
+            cx.watchers.push((cx.key, self.serial));
+        }
         self.state = State::Stream {
-            cursor: stream.cursor(cx.now),
+            cursor: stream.cursor(cx.now, options.dual_final),
             stream: Viewer::new(stream),
-            options,
+            advance_headers: options.advance_headers,
             header_sent: false,
         };
         // The first part (when due at once) goes out with the head, in the same write.
         let _ = self.queue_next(cx);
-        self.pump(cx, false)
+        self.pump(cx)
     }
 
-    /// `?action=snapshot`: the stream's latest image as a single response.
-    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
-        let Some(part) = stream.snapshot() else {
-            // A live stream before its first frame: come back shortly.
-            let (status, extra) = match stream.is_live() {
-                true => (
-                    Status::ServiceUnavailable,
-                    format!("Retry-After: 1\r\n{}", cx.access.headers()),
-                ),
-                false => (Status::NotFound, cx.access.headers().to_owned()),
-            };
-            return self.answer(status, version, head_only, &extra, cx);
-        };
+    /// `?action=snapshot`: one image as a single response.
+    fn snapshot(&mut self, part: Rc<Part>, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         cx.stats.answered(Status::Ok);
         let head = http::response(
             Status::Ok,
@@ -480,15 +493,12 @@ impl Conn {
     fn finish_with_queued(&mut self, cx: &mut Cx<'_>) -> Outcome {
         self.state = State::Finishing;
         self.disarm(cx);
-        self.pump(cx, false)
+        self.pump(cx)
     }
 
     /// Writes what is queued, then moves the state on: queues the parts that are due,
-    /// or arms the timer for the next one, or finishes. `resumed`: the outbox was
-    /// blocked until now, so the client, not the schedule, decides when the next part
-    /// may go (its timeline waits).
-    fn pump(&mut self, cx: &mut Cx<'_>, resumed: bool) -> Outcome {
-        let mut resumed = resumed;
+    /// or arms the timer for the next one, or finishes.
+    fn pump(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let mut budget = cx.limits.write_budget;
         loop {
             if self.write_blocked {
@@ -506,6 +516,7 @@ impl Conn {
             match flush {
                 Flush::Blocked => {
                     self.write_blocked = true;
+                    self.client_held = true;
                     if self.timer.is_none() {
                         self.progress_at = cx.now;
                         self.arm(cx, cx.now + cx.limits.send_timeout);
@@ -519,15 +530,30 @@ impl Conn {
                 Flush::Done => {}
             }
             match &mut self.state {
-                State::Stream { cursor, .. } => {
-                    if std::mem::take(&mut resumed) {
+                State::Stream { stream, cursor, .. } => {
+                    if std::mem::take(&mut self.client_held) {
                         cursor.client_waited(cx.now);
                     }
-                    if let Some(at) = self.queue_next(cx) {
-                        if let Some(at) = at {
+                    // Past its closing delimiter a stream only waits out its final pause
+                    // before it closes: a client that sent its EOF has nothing left to
+                    // wait for, so it is not held for the pause.
+                    if self.client_eof && stream.closed_for(cursor) {
+                        self.state = State::Finishing;
+                        continue;
+                    }
+                    match self.queue_next(cx) {
+                        Pending::Queued => {}
+                        Pending::WaitUntil(at) => {
+                            let at = self.departure_deadline(cx).map_or(at, |gone| gone.min(at));
                             self.arm(cx, at);
+                            return Outcome::Continue;
                         }
-                        return Outcome::Continue;
+                        Pending::WaitForFrame => {
+                            if let Some(gone) = self.departure_deadline(cx) {
+                                self.arm(cx, gone);
+                            }
+                            return Outcome::Continue;
+                        }
                     }
                 }
                 State::Finishing => return self.linger(cx),
@@ -537,59 +563,61 @@ impl Conn {
     }
 
     /// Queues what the stream has next: a part (stamped with the moment it was due), or
-    /// the end. `None`: something was queued, write it. `Some(Some(at))`: nothing before
-    /// `at`; `Some(None)`: nothing until a live frame arrives.
-    fn queue_next(&mut self, cx: &mut Cx<'_>) -> Option<Option<Micros>> {
+    /// the end.
+    fn queue_next(&mut self, cx: &mut Cx<'_>) -> Pending {
         let State::Stream {
             stream,
             cursor,
-            options,
+            advance_headers,
             header_sent,
         } = &mut self.state
         else {
-            return Some(None);
+            return Pending::WaitForFrame;
         };
-        let (part, at) = match stream.next(cursor, cx.now, options.dual_final) {
+        let (part, at) = match stream.next(cursor, cx.now) {
             Next::Part { part, at } => (part, at),
-            Next::At(at) => return Some(Some(at)),
-            Next::Idle => return Some(None),
+            Next::At(at) => return Pending::WaitUntil(at),
+            Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
                 if closing {
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
-                return None;
+                return Pending::Queued;
             }
         };
+        // A slow reader makes its own timeline wait rather than queueing parts: memory
+        // per connection stays bounded by the largest part (see the module header).
+        debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
         let stamp = Stamp::new(cx.clock.epoch_us(at));
-        if !options.advance_headers {
+        if !*advance_headers {
             self.out.push(Chunk::Part(part, stamp));
-            return None;
+            return Pending::Queued;
         }
         if !*header_sent {
             self.out.push(Chunk::PartHeader(part.clone(), stamp));
         }
         self.out.push(Chunk::PartBody(part));
         *header_sent = true;
-        match stream.peek(cursor, options.dual_final) {
+        match stream.peek(cursor) {
             Some((next, due)) => self
                 .out
                 .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due)))),
-            None if stream.is_live() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
+            None if stream.as_live().is_some() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
             None => *header_sent = false,
         }
-        None
+        Pending::Queued
     }
 
     /// Everything is sent: shut our side and read until the client closes.
     fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
-        if let Err(e) = self.socket.shutdown(Shutdown::Write) {
+        if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
         self.state = State::Lingering;
         self.arm(cx, cx.now + cx.limits.linger);
-        self.discard_input(cx)
+        self.discard_input(false, cx)
     }
 
     fn check_send_timeout(&mut self, cx: &mut Cx<'_>) -> Outcome {
@@ -603,29 +631,47 @@ impl Conn {
         Outcome::Continue
     }
 
-    /// Reads and drops input, to see the client's EOF or reset.
-    fn discard_input(&mut self, cx: &mut Cx<'_>) -> Outcome {
+    /// Reads and drops input, to see the client's EOF or reset; `read_closed`: as for
+    /// [`Input::Readable`].
+    fn discard_input(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
-                Ok(0) => return self.on_client_eof(),
-                Ok(n) if n < cx.scratch.len() => return Outcome::Continue,
+                Ok(0) => return self.on_client_eof(cx),
+                Ok(n) if n < cx.scratch.len() && !read_closed => return Outcome::Continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Outcome::Close(classify(&e)),
             }
         }
-        cx.again.push((cx.key, self.serial, Input::Readable));
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
         Outcome::Continue
     }
 
-    fn on_client_eof(&mut self) -> Outcome {
+    fn on_client_eof(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let first = !std::mem::replace(&mut self.client_eof, true);
         match self.state {
-            // The answer is still going out to a client that only half-closed.
+            State::Head { .. } => Outcome::Close(Reason::ClientGone),
+            // The answer is still going out to a client that only half-closed; the send
+            // timeout bounds it as always.
             State::Finishing => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
-            State::Head { .. } | State::Stream { .. } => Outcome::Close(Reason::ClientGone),
+            // Served on (see the module header). While a part goes out the send timeout
+            // runs already; while the stream waits, its timer is set again to bound the
+            // wait.
+            State::Stream { .. } if first && self.out.is_empty() => {
+                self.disarm(cx);
+                self.pump(cx)
+            }
+            State::Stream { .. } => Outcome::Continue,
         }
+    }
+
+    /// After the client's EOF: when a stream that has written nothing since is taken as
+    /// the client gone (see the module header).
+    fn departure_deadline(&self, cx: &Cx<'_>) -> Option<Micros> {
+        self.client_eof.then(|| self.progress_at + cx.limits.send_timeout)
     }
 
     fn arm(&mut self, cx: &mut Cx<'_>, at: Micros) {
@@ -634,21 +680,735 @@ impl Conn {
             key: cx.key,
             serial: self.serial,
         };
-        self.timer = Some(cx.timers.insert(tick_of_deadline(at), timer));
+        self.timer = Some((cx.timers.insert(tick_of_deadline(at), timer), at));
     }
 
     fn disarm(&mut self, cx: &mut Cx<'_>) {
-        if let Some(id) = self.timer.take() {
+        if let Some((id, _)) = self.timer.take() {
             cx.timers.cancel(id);
         }
     }
 }
 
-/// Peer hang-ups are the normal end of a stream; anything else is an error.
+/// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
+/// down a socket the client has reset answers `NotConnected` (ENOTCONN): a hang-up too.
 fn classify(e: &io::Error) -> Reason {
     use io::ErrorKind::*;
     match e.kind() {
-        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | WriteZero => Reason::ClientGone,
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof | WriteZero => {
+            Reason::ClientGone
+        }
         _ => Reason::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Route;
+    use crate::server::SCRATCH;
+    use crate::server::memory::{Harness, MemorySocket, PeerEnd};
+    use crate::stream::PartSpec;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    const SECOND: Micros = 1_000_000;
+
+    /// `/`: three images due at 0, 100 and 300 ms, the last one closing the stream;
+    /// `/live`: a live stream; `/big`: one 10,000-byte part; `/quit`, `/stats`.
+    fn routes() -> Routes {
+        let mut routes = Routes::default();
+        let parts = [
+            PartSpec::new("image/png", "one", 100),
+            PartSpec::new("image/png", "two", 200),
+            PartSpec::new("image/png", "three", 0),
+        ];
+        let scripted = Stream::scripted(parts.to_vec(), 0, None, "").unwrap();
+        routes.add("/", Route::Stream(Rc::new(scripted)));
+        routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
+        let big = Stream::synthetic(1, &[b'x'; 10_000], 0, "").unwrap();
+        routes.add("/big", Route::Stream(Rc::new(big)));
+        routes.add("/quit", Route::Quit);
+        routes.add("/stats", Route::Stats);
+        routes
+    }
+
+    fn harness() -> Harness {
+        Harness::new(routes(), Access::default(), Limits::default())
+    }
+
+    /// A connection whose client sent `request`, handed its first readable event.
+    fn requested(h: &mut Harness, request: &[u8], socket: MemorySocket) -> (Conn<MemorySocket>, Outcome) {
+        let mut conn = h.open(socket);
+        conn.socket.incoming.push_back(request.to_vec());
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: false });
+        (conn, outcome)
+    }
+
+    fn state(conn: &Conn<MemorySocket>) -> &'static str {
+        match conn.state {
+            State::Head { .. } => "head",
+            State::Stream { .. } => "stream",
+            State::Finishing => "finishing",
+            State::Lingering => "lingering",
+        }
+    }
+
+    fn text(conn: &Conn<MemorySocket>) -> String {
+        String::from_utf8_lossy(&conn.socket.written).into_owned()
+    }
+
+    /// The output with every `X-Timestamp` value blanked (stamps follow the clock) and
+    /// the boundary written `B` (each stream draws its own).
+    fn unstamped(conn: &Conn<MemorySocket>) -> String {
+        let text = text(conn);
+        let text = match text.split_once("boundary=") {
+            Some((_, rest)) => text.replace(&rest[..rest.find("\r\n").unwrap()], "B"),
+            None => text,
+        };
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("X-Timestamp: ") {
+            let (before, after) = rest.split_at(at + "X-Timestamp: ".len());
+            out.push_str(before);
+            out.push('_');
+            rest = after.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The stamps of the parts written, in microseconds since the Unix epoch.
+    fn stamps(conn: &Conn<MemorySocket>) -> Vec<u64> {
+        text(conn)
+            .split("X-Timestamp: ")
+            .skip(1)
+            .map(|s| {
+                let value: String = s
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                (value.parse::<f64>().unwrap() * 1e6).round() as u64
+            })
+            .collect()
+    }
+
+    /// Fires the connection's timer until it lingers or closes (bounded).
+    fn play_out(h: &mut Harness, conn: &mut Conn<MemorySocket>) -> Outcome {
+        for _ in 0..100 {
+            if state(conn) == "lingering" {
+                return Outcome::Continue;
+            }
+            let Some(at) = conn.deadline() else {
+                return Outcome::Continue;
+            };
+            if let Outcome::Close(reason) = h.advance(conn, at) {
+                return Outcome::Close(reason);
+            }
+        }
+        panic!("the stream never ended");
+    }
+
+    /// The whole of `/` as a client that reads at once receives it.
+    fn reference() -> String {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET, MemorySocket::default());
+        play_out(&mut h, &mut conn);
+        unstamped(&conn)
+    }
+
+    #[test]
+    fn a_stream_goes_from_head_through_finishing_and_lingering_to_closed() {
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        assert_eq!((state(&conn), conn.deadline()), ("head", Some(10 * SECOND)));
+        conn.socket.incoming.push_back(GET.to_vec());
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        assert_eq!(state(&conn), "stream");
+        let out = text(&conn);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("\r\n\r\none\r\n--") && !out.contains("two"), "{out}");
+        // The next part's due time is the one timer.
+        assert_eq!(conn.deadline(), Some(100_000));
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        assert!(text(&conn).contains("\r\n\r\ntwo\r\n--"));
+        assert_eq!(conn.deadline(), Some(300_000));
+        // The last part carries the closing delimiter: then the server shuts its side.
+        assert_eq!(h.advance(&mut conn, 300_000), Outcome::Continue);
+        assert!(unstamped(&conn).ends_with("\r\n\r\nthree\r\n--B--\r\n"));
+        assert_eq!(state(&conn), "lingering");
+        assert!(conn.socket.shut);
+        assert_eq!(conn.deadline(), Some(2_300_000));
+        // Parts are stamped with the moment they were due.
+        let stamps = stamps(&conn);
+        assert_eq!((stamps[1] - stamps[0], stamps[2] - stamps[0]), (100_000, 300_000));
+        conn.socket.end = PeerEnd::Fin;
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Close(Reason::Finished)
+        );
+        assert_eq!(h.stats().parts, 3);
+    }
+
+    #[test]
+    fn a_short_answer_goes_from_head_through_finishing_to_closed() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 20,
+            ..MemorySocket::default()
+        };
+        let (mut conn, outcome) = requested(&mut h, b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", socket);
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "finishing"));
+        assert_eq!(conn.socket.written, b"HTTP/1.1 404 Not Fou");
+        // The head deadline gave way to the send timeout.
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.advance(&mut conn, SECOND), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        assert!(
+            text(&conn).ends_with("\r\n\r\n404 Not Found\n"),
+            "{}",
+            text(&conn)
+        );
+        // A client that never closes is let go when lingering ends.
+        assert_eq!(conn.deadline(), Some(3 * SECOND));
+        assert_eq!(h.advance(&mut conn, 3 * SECOND), Outcome::Close(Reason::Finished));
+    }
+
+    #[test]
+    fn a_request_split_at_any_byte_gets_the_same_answer() {
+        let request = b"GET /nowhere?x=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (whole, _) = requested(&mut harness(), request, MemorySocket::default());
+        assert!(text(&whole).starts_with("HTTP/1.1 404 "));
+        for split in 1..request.len() {
+            let mut h = harness();
+            let (mut conn, outcome) = requested(&mut h, &request[..split], MemorySocket::default());
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "head"), "{split}");
+            assert!(conn.socket.written.is_empty());
+            conn.socket.incoming.push_back(request[split..].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            assert_eq!(conn.socket.written, whole.socket.written, "split at {split}");
+        }
+        // Byte by byte, with a readable event for each.
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        for &byte in request {
+            conn.socket.incoming.push_back(vec![byte]);
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+        }
+        assert_eq!(conn.socket.written, whole.socket.written);
+    }
+
+    #[test]
+    fn short_writes_of_any_size_deliver_the_same_bytes() {
+        let reference = reference();
+        for step in [1, 2, 3, 5, 7, 16, 64, 100, 1000] {
+            let mut h = harness();
+            let socket = MemorySocket {
+                step,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, GET, socket);
+            play_out(&mut h, &mut conn);
+            assert_eq!(unstamped(&conn), reference, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_blocked_write_resumes_when_writable_at_any_room() {
+        let reference = reference();
+        for room in [1, 2, 10, 99, 100, 101, 1000] {
+            let mut h = harness();
+            let socket = MemorySocket {
+                room,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, GET, socket);
+            for _ in 0..10_000 {
+                if state(&conn) == "lingering" {
+                    break;
+                }
+                if conn.write_blocked {
+                    assert_eq!(conn.socket.written.len() % room, 0);
+                    conn.socket.room = room;
+                    assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+                } else {
+                    let at = conn.deadline().expect("a timer while streaming");
+                    assert_eq!(h.advance(&mut conn, at), Outcome::Continue);
+                }
+            }
+            assert_eq!(unstamped(&conn), reference, "room {room}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_blocks_makes_its_own_timeline_wait() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 10,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert!(conn.write_blocked);
+        // The client takes the first part only at 150 ms, after the second was due.
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.advance(&mut conn, 150_000), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        let stamps = stamps(&conn);
+        assert_eq!(stamps.len(), 2, "{}", text(&conn));
+        // The second part goes out now, stamped now, and the third keeps its delay.
+        assert_eq!(stamps[1] - stamps[0], 150_000);
+        assert_eq!(conn.deadline(), Some(350_000));
+    }
+
+    #[test]
+    fn the_send_timeout_closes_a_client_that_stops_reading() {
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 100,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        // Progress at 10 s moves the deadline to 40 s.
+        conn.socket.room = 10;
+        assert_eq!(h.advance(&mut conn, 10 * SECOND), Outcome::Continue);
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(h.advance(&mut conn, 30 * SECOND), Outcome::Continue);
+        assert_eq!(conn.deadline(), Some(40 * SECOND));
+        assert_eq!(
+            h.advance(&mut conn, 40 * SECOND),
+            Outcome::Close(Reason::SendTimeout)
+        );
+    }
+
+    #[test]
+    fn the_head_timeout_answers_408() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, b"GET / HTTP/1.1\r\n", MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, 10 * SECOND - 1), Outcome::Continue);
+        assert!(conn.socket.written.is_empty());
+        assert_eq!(h.advance(&mut conn, 10 * SECOND), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+        assert_eq!(state(&conn), "lingering");
+        assert_eq!(h.stats().parts, 0);
+    }
+
+    #[test]
+    fn bad_heads_get_their_status() {
+        let long_target = [b"GET /".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        let long_fields = [b"GET / HTTP/1.1\r\nX-A: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        let cases: [(&[u8], &str); 4] = [
+            (b"nonsense\r\n\r\n", "HTTP/1.1 400 "),
+            (&long_target, "HTTP/1.1 414 "),
+            (&long_fields, "HTTP/1.1 431 "),
+            (b"GET /?action=nope HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "),
+        ];
+        for (request, status) in cases {
+            let (conn, outcome) = requested(&mut harness(), request, MemorySocket::default());
+            assert_eq!(outcome, Outcome::Continue);
+            assert!(text(&conn).starts_with(status), "{}", text(&conn));
+            assert_eq!(state(&conn), "lingering");
+        }
+    }
+
+    #[test]
+    fn head_snapshot_quit_and_pages_are_answered_then_lingered() {
+        let cases: [(&[u8], &str, &str); 4] = [
+            (
+                b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "\r\n\r\n",
+            ),
+            (
+                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "\r\n\r\none",
+            ),
+            (
+                b"GET /quit HTTP/1.1\r\nHost: t\r\n\r\n",
+                "HTTP/1.1 202 ",
+                "202 Accepted\n",
+            ),
+            (b"GET /stats HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK\r\n", "}}\n"),
+        ];
+        for (request, starts, ends) in cases {
+            let mut h = harness();
+            let (conn, outcome) = requested(&mut h, request, MemorySocket::default());
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "lingering"));
+            let out = text(&conn);
+            assert!(out.starts_with(starts) && out.ends_with(ends), "{out}");
+            assert_eq!(h.stop_requested(), out.starts_with("HTTP/1.1 202"));
+        }
+    }
+
+    #[test]
+    fn a_client_past_the_cap_gets_503_with_retry_after() {
+        let mut h = harness();
+        let (conn, outcome) = h.refuse(MemorySocket::default());
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "lingering"));
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 503 ") && out.contains("\r\nRetry-After: 1\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_reset_closes_the_connection_as_the_client_leaving_in_every_state() {
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        // (request, room, the state before the reset, the input that meets it)
+        let cases: [(&[u8], usize, &str, Input); 5] = [
+            (
+                b"GET / HT",
+                usize::MAX,
+                "head",
+                Input::Readable { read_closed: false },
+            ),
+            (GET, usize::MAX, "stream", Input::Readable { read_closed: false }),
+            (GET, 10, "stream", Input::Writable),
+            (nowhere, 10, "finishing", Input::Writable),
+            (
+                nowhere,
+                usize::MAX,
+                "lingering",
+                Input::Readable { read_closed: false },
+            ),
+        ];
+        for (request, room, before, input) in cases {
+            let mut h = harness();
+            let socket = MemorySocket {
+                room,
+                ..MemorySocket::default()
+            };
+            let (mut conn, _) = requested(&mut h, request, socket);
+            assert_eq!(state(&conn), before);
+            conn.socket.end = PeerEnd::Reset;
+            let outcome = h.input(&mut conn, input);
+            assert_eq!(outcome, Outcome::Close(Reason::ClientGone), "{before} {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_stream_after_the_part_in_flight() {
+        let mut h = harness();
+        let mut conn = h.open(MemorySocket::default());
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Close(Reason::Stopped));
+
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 50,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, GET, socket);
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+        assert_eq!(state(&conn), "finishing");
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        let out = text(&conn);
+        // The first part whole, then an empty final part and the closing delimiter.
+        assert!(
+            out.contains("\r\n\r\none\r\n--") && out.ends_with("--\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("two"));
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+    }
+
+    #[test]
+    fn a_live_client_gets_each_newest_frame_when_it_is_free() {
+        let mut h = harness();
+        let (mut conn, _) = requested(
+            &mut h,
+            b"GET /live HTTP/1.1\r\nHost: t\r\n\r\n",
+            MemorySocket::default(),
+        );
+        assert_eq!(state(&conn), "stream");
+        assert_eq!(h.watchers(), [(0, 1)]);
+        // No timer while waiting for the first frame.
+        assert_eq!(conn.deadline(), None);
+        let head = conn.socket.written.len();
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert_eq!(conn.socket.written.len(), head);
+        live.publish(b"f1", 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(
+            unstamped(&conn).ends_with("\r\n\r\nf1\r\n--B\r\n"),
+            "{}",
+            text(&conn)
+        );
+        // A frame that comes while the last one is still going out waits for it; the
+        // newest goes next, and the ones in between are skipped.
+        conn.socket.room = 0;
+        live.publish(b"f2", 2);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        live.publish(b"f3", 3);
+        live.publish(b"f4", 4);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        let out = unstamped(&conn);
+        assert!(out.contains("f2") && !out.contains("f3") && out.ends_with("\r\n\r\nf4\r\n--B\r\n"));
+        assert_eq!(stream.skipped(), 1);
+        live.end();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).ends_with("--\r\n"));
+        assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_big_part_goes_out_a_budget_at_a_time() {
+        let limits = Limits {
+            write_budget: 1000,
+            ..Limits::default()
+        };
+        let mut h = Harness::new(routes(), Access::default(), limits);
+        // Writes of at most 300 bytes, so the budget is checked between them.
+        let socket = MemorySocket {
+            step: 300,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", socket);
+        let mut turns = 1;
+        while h.wants_again() {
+            // The budget is checked between writes: a turn ends within one write past it.
+            assert!(conn.socket.written.len() <= turns * (1000 + 300), "{turns}");
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+            turns += 1;
+        }
+        assert_eq!(state(&conn), "lingering");
+        assert!(turns >= 8, "{turns} turns");
+        assert!(text(&conn).ends_with("--\r\n"));
+    }
+
+    #[test]
+    fn a_large_body_is_read_and_dropped_a_few_reads_a_turn() {
+        let mut h = harness();
+        let mut first = b"GET /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 400000\r\n\r\n".to_vec();
+        first.resize(SCRATCH, b'b');
+        let mut socket = MemorySocket::sending(&first);
+        for _ in 0..READS_PER_WAKE + 1 {
+            socket.incoming.push_back(vec![b'b'; SCRATCH]);
+        }
+        let mut conn = h.open(socket);
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        assert!(text(&conn).starts_with("HTTP/1.1 404 "));
+        assert!(h.wants_again());
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        assert!(conn.socket.incoming.is_empty() && !h.wants_again());
+        conn.socket.end = PeerEnd::Fin;
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Close(Reason::Finished)
+        );
+    }
+
+    /// The live stream of [`routes`], to publish frames into.
+    fn live_stream(h: &Harness) -> Rc<Stream> {
+        match h.routes().get("/live") {
+            Some(Route::Stream(stream)) => stream.clone(),
+            _ => panic!("no /live"),
+        }
+    }
+
+    const GET_LIVE: &[u8] = b"GET /live HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /// A connection that read `request` and the client's FIN: in the same read when
+    /// `with_request`, else in a later one (each with the readiness's read-closed hint).
+    fn half_closed(h: &mut Harness, request: &[u8], with_request: bool) -> (Conn<MemorySocket>, Outcome) {
+        let mut conn = h.open(MemorySocket::sending(request));
+        if with_request {
+            conn.socket.end = PeerEnd::Fin;
+            let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+            return (conn, outcome);
+        }
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        (conn, outcome)
+    }
+
+    // See: issue 12, FIN read with the request (the outcome depended on packet timing)
+    #[test]
+    fn a_client_that_half_closes_after_its_request_is_served_to_the_end_whatever_the_timing() {
+        let reference = reference();
+        for with_request in [true, false] {
+            let mut h = harness();
+            let (mut conn, outcome) = half_closed(&mut h, GET, with_request);
+            assert_eq!(
+                (outcome, state(&conn)),
+                (Outcome::Continue, "stream"),
+                "{with_request}"
+            );
+            // Its EOF is already read: lingering ends at once, as finished.
+            assert_eq!(play_out(&mut h, &mut conn), Outcome::Close(Reason::Finished));
+            assert_eq!(unstamped(&conn), reference, "{with_request}");
+        }
+    }
+
+    // See: issue 12, a departed client held forever by a live stream that has not started
+    #[test]
+    fn a_client_gone_while_a_live_stream_is_quiet_is_closed_at_the_send_timeout() {
+        for with_request in [true, false] {
+            let mut h = harness();
+            let (mut conn, outcome) = half_closed(&mut h, GET_LIVE, with_request);
+            assert_eq!((outcome, state(&conn)), (Outcome::Continue, "stream"));
+            assert_eq!(conn.deadline(), Some(30 * SECOND), "{with_request}");
+            assert_eq!(h.advance(&mut conn, 30 * SECOND - 1), Outcome::Continue);
+            assert_eq!(
+                h.advance(&mut conn, 30 * SECOND),
+                Outcome::Close(Reason::ClientGone)
+            );
+        }
+    }
+
+    // See: issue 12, a departed client held by a long scripted wait
+    #[test]
+    fn after_the_clients_eof_the_send_timeout_runs_between_parts_too() {
+        let mut routes = routes();
+        let parts = [
+            PartSpec::new("text/plain", "now", 40_000),
+            PartSpec::new("text/plain", "later", 0),
+        ];
+        routes.add(
+            "/slow",
+            Route::Stream(Rc::new(Stream::scripted(parts.to_vec(), 0, None, "").unwrap())),
+        );
+        let mut h = Harness::new(routes, Access::default(), Limits::default());
+        let (mut conn, _) = half_closed(&mut h, b"GET /slow HTTP/1.0\r\n\r\n", false);
+        // The next part is due at 40 s, but nothing written for 30 s ends it first.
+        assert_eq!(conn.deadline(), Some(30 * SECOND));
+        assert_eq!(
+            h.advance(&mut conn, 30 * SECOND),
+            Outcome::Close(Reason::ClientGone)
+        );
+        assert!(!text(&conn).contains("later"));
+    }
+
+    #[test]
+    fn writes_after_the_clients_eof_keep_the_stream_going() {
+        let mut h = harness();
+        let (mut conn, _) = half_closed(&mut h, GET_LIVE, true);
+        let live = live_stream(&h);
+        assert_eq!(h.advance(&mut conn, 20 * SECOND), Outcome::Continue);
+        live.as_live().unwrap().publish(b"f1", 20 * SECOND);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).contains("f1"));
+        assert_eq!(conn.deadline(), Some(50 * SECOND));
+        // A client that left resets on the write: gone at once.
+        conn.socket.end = PeerEnd::Reset;
+        live.as_live().unwrap().publish(b"f2", 21 * SECOND);
+        assert_eq!(
+            h.input(&mut conn, Input::Frame),
+            Outcome::Close(Reason::ClientGone)
+        );
+    }
+
+    // See: issue 12, FIN read with a request head not yet complete
+    #[test]
+    fn a_client_that_half_closes_inside_its_request_head_is_gone_whatever_the_timing() {
+        for with_request in [true, false] {
+            let (conn, outcome) = half_closed(&mut harness(), b"GET / HTTP/1.1\r\nHo", with_request);
+            assert_eq!(outcome, Outcome::Close(Reason::ClientGone), "{with_request}");
+            assert!(conn.socket.written.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_short_answer_to_a_half_closed_client_is_finished_then_closed() {
+        for with_request in [true, false] {
+            let mut h = harness();
+            let socket_room = 10;
+            let mut conn = h.open(MemorySocket {
+                room: socket_room,
+                ..MemorySocket::sending(b"GET /nowhere HTTP/1.0\r\n\r\n")
+            });
+            conn.socket.end = if with_request { PeerEnd::Fin } else { PeerEnd::Open };
+            let read_closed = with_request;
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed }),
+                Outcome::Continue
+            );
+            conn.socket.end = PeerEnd::Fin;
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: true }),
+                Outcome::Continue
+            );
+            assert_eq!(state(&conn), "finishing");
+            conn.socket.room = usize::MAX;
+            assert_eq!(
+                h.input(&mut conn, Input::Writable),
+                Outcome::Close(Reason::Finished)
+            );
+            assert!(text(&conn).ends_with("404 Not Found\n"));
+        }
+    }
+
+    // See: issue 12, a reset while the server shuts down its side counted as an error
+    #[test]
+    fn a_reset_met_while_shutting_down_is_the_client_leaving() {
+        let socket = MemorySocket {
+            shutdown_error: Some(io::ErrorKind::NotConnected),
+            ..MemorySocket::default()
+        };
+        let (_, outcome) = requested(&mut harness(), b"GET /nowhere HTTP/1.0\r\n\r\n", socket);
+        assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
+    }
+
+    // See: tests/load.rs, at the cap the next client got 503 while finished ones were held
+    #[test]
+    fn a_client_that_leaves_after_the_closing_delimiter_is_not_held_for_the_final_pause() {
+        let mut routes = routes();
+        let parts = [
+            PartSpec::new("text/plain", "a", 10),
+            PartSpec::new("text/plain", "b", 5_000),
+        ];
+        routes.add(
+            "/paused",
+            Route::Stream(Rc::new(Stream::scripted(parts.to_vec(), 0, None, "").unwrap())),
+        );
+        let request: &[u8] = b"GET /paused HTTP/1.0\r\n\r\n";
+        // A client that stays: the connection closes after the pause.
+        let mut h = Harness::new(routes, Access::default(), Limits::default());
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, 10_000), Outcome::Continue);
+        assert!(text(&conn).ends_with("--\r\n"));
+        assert_eq!((state(&conn), conn.deadline()), ("stream", Some(5_010_000)));
+        h.close(conn);
+        // One that leaves once it has it all is done at once.
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        let start = h.now();
+        assert_eq!(h.advance(&mut conn, start + 10_000), Outcome::Continue);
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::Finished));
+        assert!(conn.socket.shut);
+        h.close(conn);
+        // So is one that half-closed after its request, once the last part is out.
+        let (mut conn, _) = half_closed(&mut h, request, true);
+        let start = h.now();
+        assert_eq!(
+            h.advance(&mut conn, start + 10_000),
+            Outcome::Close(Reason::Finished)
+        );
+        assert!(text(&conn).ends_with("--\r\n"));
     }
 }

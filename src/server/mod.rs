@@ -3,19 +3,24 @@
 //! Each turn of the loop:
 //! 1. sleep in `poll` until an event or the wheel's next deadline (0% CPU when idle);
 //! 2. sample "now" once;
-//! 3. hand each readiness event to its connection (the listener only sets a flag);
+//! 3. hand each readiness event to its connection, with mio's read-closed hint (the
+//!    listener and standard input only set a flag);
 //! 4. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 5. read the live input, if any, and wake the clients of a new frame;
+//! 5. read the live input, if any, and wake the clients of a new frame (the loop keeps
+//!    the live stream's wake list: a connection adds itself when it starts watching);
 //! 6. give connections that used up their turn before `WouldBlock`, reading or writing,
 //!    another one (edge-triggered readiness will not report them again);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
-//! 8. remove the connections that closed during the turn, never in the middle of it, so
+//! 8. begin a requested stop (`/quit` or a first signal): stop accepting and end every
+//!    stream with its closing delimiter;
+//! 9. remove the connections that closed during the turn, never in the middle of it, so
 //!    a reused slab key cannot receive an event meant for its previous owner.
 //!
 //! While any of 4–6 has work left, `poll` does not sleep.
 
 pub mod conn;
+pub mod memory;
 pub mod outbox;
 
 use std::fmt;
@@ -31,11 +36,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::clock::{self, Clock, Micros, ms, tick_of_deadline, tick_of_now};
+use crate::clock::{self, Clock, Micros, tick_of_deadline, tick_of_now};
 use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::stats::{Reason, Stats};
-use crate::server::conn::{Conn, Cx, Input, Limits, Outcome, Timer};
+use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
 use crate::stream::Stream;
 use crate::stream::live::{LiveConfig, LiveInput};
 use crate::sys;
@@ -55,6 +60,20 @@ const ACCEPT_PAUSE: Micros = 100_000;
 const LOG_EVERY: Micros = 10_000_000;
 /// The shared read buffer: request heads are at most 8 KiB; live input reads in 64 KiB.
 const SCRATCH: usize = 64 * 1024;
+
+/// Timer payload: what the wheel wakes when a deadline passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// A connection's one timer: which connection, and which incarnation of its slab
+    /// slot (a timer for a connection that left is ignored).
+    Conn { key: usize, serial: u32 },
+    /// The graceful stop's deadline: past it the server exits whatever is still open.
+    StopDeadline,
+    /// Accepting was paused after accept failed (out of file descriptors, say); try again.
+    ResumeAccept,
+    /// The live input's fps cap allows the frame it held back.
+    LiveFrame,
+}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -94,10 +113,30 @@ struct Shared {
     stats: Stats,
     scratch: Box<[u8]>,
     again: Vec<(usize, u32, Input)>,
+    /// The live stream's clients, to wake when a frame arrives: (slab key, serial). A
+    /// connection adds itself when it starts watching; entries of connections that left
+    /// are dropped when the list is walked, or when they outnumber the viewers.
+    watchers: Vec<(usize, u32)>,
     stop_requested: bool,
 }
 
 impl Shared {
+    fn new(routes: Routes, access: Access, limits: Limits) -> Shared {
+        Shared {
+            clock: Clock::new(),
+            now: 0,
+            timers: Wheel::with_capacity(1024),
+            routes,
+            access,
+            limits,
+            stats: Stats::default(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            again: Vec::new(),
+            watchers: Vec::new(),
+            stop_requested: false,
+        }
+    }
+
     fn cx(&mut self, key: usize) -> Cx<'_> {
         Cx {
             now: self.now,
@@ -110,11 +149,13 @@ impl Shared {
             stats: &mut self.stats,
             scratch: &mut self.scratch,
             again: &mut self.again,
+            watchers: &mut self.watchers,
             stop_requested: &mut self.stop_requested,
         }
     }
 }
 
+/// The server: bound by [`Server::bind`], serving in [`Server::run`].
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -169,7 +210,7 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let live_stream = routes
             .streams()
-            .find(|(_, s)| s.is_live())
+            .find(|(_, s)| s.as_live().is_some())
             .map(|(_, s)| s.clone());
         let live = match (config.live, &live_stream) {
             (Some(live_config), Some(stream)) => {
@@ -185,18 +226,7 @@ impl Server {
             local_addr,
             signals,
             conns: Slab::with_capacity(1024),
-            shared: Shared {
-                clock: Clock::new(),
-                now: 0,
-                timers: Wheel::with_capacity(1024),
-                routes,
-                access: config.access.clone(),
-                limits: config.limits,
-                stats: Stats::default(),
-                scratch: vec![0; SCRATCH].into_boxed_slice(),
-                again: Vec::new(),
-                stop_requested: false,
-            },
+            shared: Shared::new(routes, config.access.clone(), config.limits),
             max_clients: config.max_clients,
             fd_warning: None,
             closed: Vec::new(),
@@ -238,7 +268,8 @@ impl Server {
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.drive(key, Input::Readable);
+                            let read_closed = event.is_read_closed();
+                            self.drive(key, Input::Readable { read_closed });
                         }
                         if event.is_writable() || event.is_error() {
                             self.drive(key, Input::Writable);
@@ -433,30 +464,30 @@ impl Server {
 
     /// Wakes every client of the live stream; those that left drop off the list.
     fn wake_live_watchers(&mut self) {
-        let Some(stream) = self.live_stream.clone() else {
-            return;
-        };
-        let mut watchers = stream.take_watchers();
-        for &(key, serial) in &watchers {
+        // By index: a woken connection never adds itself again, but the list is the
+        // loop's and `drive` borrows the rest of the loop.
+        for i in 0..self.shared.watchers.len() {
+            let (key, serial) = self.shared.watchers[i];
             if self.is_watching(key, serial) {
                 self.drive(key, Input::Frame);
             }
         }
-        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
-        stream.keep_watchers(watchers);
+        self.drop_gone_watchers();
     }
 
     /// Drops the watchers that left, once they outnumber the viewers: frames may stop
     /// coming while clients come and go, and the list must not grow with them.
     fn compact_live_watchers(&mut self) {
-        let Some(stream) = self.live_stream.clone() else {
-            return;
-        };
-        if stream.watcher_count() as u64 > 2 * stream.viewers() + 64 {
-            let mut watchers = stream.take_watchers();
-            watchers.retain(|&(key, serial)| self.is_watching(key, serial));
-            stream.keep_watchers(watchers);
+        let viewers = self.live_stream.as_ref().map_or(0, |stream| stream.viewers());
+        if self.shared.watchers.len() as u64 > 2 * viewers + 64 {
+            self.drop_gone_watchers();
         }
+    }
+
+    fn drop_gone_watchers(&mut self) {
+        let mut watchers = std::mem::take(&mut self.shared.watchers);
+        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
+        self.shared.watchers = watchers;
     }
 
     /// Whether the connection at `key` is still the one with `serial`, streaming.
@@ -508,17 +539,5 @@ impl Server {
             debug!("#{key} closed: {}", reason.name());
         }
         self.compact_live_watchers();
-    }
-}
-
-/// Default limits.
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            head_timeout: ms(10_000),
-            send_timeout: ms(30_000),
-            linger: ms(2_000),
-            write_budget: 256 * 1024,
-        }
     }
 }

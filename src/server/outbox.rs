@@ -83,6 +83,17 @@ impl Outbox {
         self.chunks.is_empty()
     }
 
+    /// Whether any part (or part of one) is still queued: the connection checks it before
+    /// queueing the next, as it holds at most one part at a time.
+    pub fn holds_part(&self) -> bool {
+        self.chunks.iter().any(|chunk| {
+            matches!(
+                chunk,
+                Chunk::Part(..) | Chunk::PartHeader(..) | Chunk::PartBody(_) | Chunk::Body(_)
+            )
+        })
+    }
+
     /// Bytes queued and not yet written (the tests check the write accounting with it).
     #[cfg(test)]
     fn pending(&self) -> usize {

@@ -128,7 +128,7 @@ impl LiveInput {
         splitter.push(data, |frame| {
             let next_slot = last_published.map_or(0, |last| last.saturating_add(*min_interval));
             if now >= next_slot && held.is_none() {
-                if stream.publish(frame, now) {
+                if stream.as_live().is_some_and(|live| live.publish(frame, now)) {
                     *last_published = Some(now);
                     progress.published = true;
                 }
@@ -143,7 +143,7 @@ impl LiveInput {
     }
 
     fn publish(&mut self, frame: &[u8], now: Micros) -> bool {
-        let published = self.stream.publish(frame, now);
+        let published = self.stream.as_live().is_some_and(|live| live.publish(frame, now));
         if published {
             self.last_published = Some(now);
         } else {
@@ -161,7 +161,9 @@ impl LiveInput {
             "standard input ended: {} frames, {} junk bytes, {} oversize frames dropped",
             stats.frames, stats.junk_bytes, stats.oversize_dropped
         );
-        self.stream.end();
+        if let Some(live) = self.stream.as_live() {
+            live.end();
+        }
         progress.ended = true;
     }
 }

@@ -6,9 +6,11 @@
 //!   start: part `k` is due at start + the delays before it, whatever time the earlier
 //!   writes took, so lateness never accumulates. A client that reads slower than the
 //!   timeline makes its own timeline wait ([`Cursor::client_waited`]); others never notice.
-//! - **Live** (frames from a pipe): one current frame, replaced as frames arrive. A client
-//!   gets the newest frame once it has finished sending the previous one; frames it had
-//!   no time for are skipped (and counted), never queued, and a part is never cut.
+//! - **Live** (frames from a pipe, published through [`Stream::as_live`]): one current
+//!   frame, replaced as frames arrive. A client gets the newest frame once it has
+//!   finished sending the previous one; frames it had no time for are skipped (and
+//!   counted), never queued, and a part is never cut. Which connections to wake is the
+//!   loop's business, not the stream's.
 //!
 //! Connections share the encoded parts (`Rc`); a connection holds only a [`Cursor`].
 
@@ -75,14 +77,35 @@ enum Timeline {
     Live(Live),
 }
 
-/// The live state: the newest frame, and who waits for the next.
-#[derive(Debug, Default)]
-struct Live {
+/// A live stream's state: the newest frame, replaced as frames arrive (reached by
+/// [`Stream::as_live`]). Who waits for the next frame is the loop's business: it keeps
+/// the wake list and wakes those connections after [`Live::publish`] or [`Live::end`].
+#[derive(Debug)]
+pub struct Live {
+    /// The stream's boundary, to frame each frame and to refuse a frame that holds it.
+    boundary: Boundary,
     current: RefCell<Option<Frame>>,
     ended: Cell<bool>,
-    /// Connections to wake when a frame arrives: slab key and serial. Entries of
-    /// connections that left are dropped when the list is next walked.
-    watchers: RefCell<Vec<(usize, u32)>>,
+}
+
+impl Live {
+    /// Makes `body` the current frame. `false` (frame dropped) when the body holds the
+    /// boundary, which would cut the part short for every client.
+    pub fn publish(&self, body: &[u8], now: Micros) -> bool {
+        if self.boundary.occurs_in(body) {
+            return false;
+        }
+        let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
+        let mut current = self.current.borrow_mut();
+        let seq = current.as_ref().map_or(1, |f| f.seq + 1);
+        *current = Some(Frame { part, seq, at: now });
+        true
+    }
+
+    /// The input ended; every client gets the closing delimiter.
+    pub fn end(&self) {
+        self.ended.set(true);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -101,7 +124,10 @@ pub struct Cursor {
     next: u64,
     /// Scripted: when the next step is due.
     due: Micros,
-    /// Live with `dual_final_frames`: the last frame was sent a second time.
+    /// `?dual_final_frames=1`: send the last part twice (Chrome shows a part only once
+    /// the next one's headers arrive, so a single final part would never be shown).
+    dual_final: bool,
+    /// Live with `dual_final`: the last frame was sent a second time.
     repeated_last: bool,
 }
 
@@ -133,7 +159,6 @@ pub struct Stream {
     viewers: Cell<u64>,
     /// Live frames skipped because a client was still busy with an earlier one.
     skipped: Cell<u64>,
-    boundary: Boundary,
     heads: [Rc<[u8]>; 2],
     opening: Rc<[u8]>,
     closing: Rc<[u8]>,
@@ -196,7 +221,7 @@ impl Stream {
             loop_from,
             last_again,
         };
-        Ok(Stream::framed(boundary, timeline, images, &final_type, extra))
+        Ok(Stream::framed(&boundary, timeline, images, &final_type, extra))
     }
 
     /// `count` parts of `body`, `interval_ms` apart.
@@ -218,7 +243,7 @@ impl Stream {
             count,
         };
         Ok(Stream::framed(
-            boundary,
+            &boundary,
             timeline,
             false,
             "application/octet-stream",
@@ -226,20 +251,31 @@ impl Stream {
         ))
     }
 
-    /// A live stream of JPEG frames, fed by [`Stream::publish`].
+    /// A live stream of JPEG frames, fed through [`Stream::as_live`].
     pub fn live(extra: &str) -> io::Result<Self> {
         let boundary = Boundary::random()?;
+        let live = Live {
+            boundary: boundary.clone(),
+            current: RefCell::new(None),
+            ended: Cell::new(false),
+        };
         Ok(Stream::framed(
-            boundary,
-            Timeline::Live(Live::default()),
+            &boundary,
+            Timeline::Live(live),
             true,
             "image/jpeg",
             extra,
         ))
     }
 
-    fn framed(boundary: Boundary, timeline: Timeline, images: bool, final_type: &str, extra: &str) -> Stream {
-        let head = |version| Rc::from(http::stream_head(version, &boundary, extra).into_bytes());
+    fn framed(
+        boundary: &Boundary,
+        timeline: Timeline,
+        images: bool,
+        final_type: &str,
+        extra: &str,
+    ) -> Stream {
+        let head = |version| Rc::from(http::stream_head(version, boundary, extra).into_bytes());
         Stream {
             viewers: Cell::new(0),
             skipped: Cell::new(0),
@@ -247,7 +283,6 @@ impl Stream {
             opening: Rc::from(boundary.opening()),
             closing: Rc::from(boundary.closing(final_type)),
             close_delimiter: Rc::from(boundary.close_delimiter().into_bytes()),
-            boundary,
             images,
             timeline,
         }
@@ -261,13 +296,12 @@ impl Stream {
         self.skipped.get()
     }
 
-    #[cfg(test)]
-    fn boundary(&self) -> &Boundary {
-        &self.boundary
-    }
-
-    pub fn is_live(&self) -> bool {
-        matches!(self.timeline, Timeline::Live(_))
+    /// The live state, for a live stream.
+    pub fn as_live(&self) -> Option<&Live> {
+        match &self.timeline {
+            Timeline::Live(live) => Some(live),
+            _ => None,
+        }
     }
 
     pub fn is_images(&self) -> bool {
@@ -295,8 +329,8 @@ impl Stream {
         }
     }
 
-    /// A cursor for a client that starts now.
-    pub fn cursor(&self, now: Micros) -> Cursor {
+    /// A cursor for a client that starts now; `dual_final`: see [`Cursor`].
+    pub fn cursor(&self, now: Micros, dual_final: bool) -> Cursor {
         let (next, due) = match &self.timeline {
             Timeline::Steps { lead, .. } => (0, now + lead),
             Timeline::Synthetic { .. } => (0, now),
@@ -306,21 +340,20 @@ impl Stream {
         Cursor {
             next,
             due,
+            dual_final,
             repeated_last: false,
         }
     }
 
-    /// What the client at `cursor` gets next, moving the cursor past it. `dual_final`:
-    /// send the last part twice (Chrome shows a part only once the next one's headers
-    /// arrive, so a single final part would never be shown).
-    pub fn next(&self, cursor: &mut Cursor, now: Micros, dual_final: bool) -> Next {
+    /// What the client at `cursor` gets next, moving the cursor past it.
+    pub fn next(&self, cursor: &mut Cursor, now: Micros) -> Next {
         if let Timeline::Live(live) = &self.timeline {
-            return self.next_live(live, cursor, dual_final);
+            return self.next_live(live, cursor);
         }
         if cursor.due > now {
             return Next::At(cursor.due);
         }
-        match self.step(cursor.next, dual_final) {
+        match self.step(cursor.next, cursor.dual_final) {
             Some((part, delay)) => {
                 let at = cursor.due;
                 cursor.next += 1;
@@ -336,13 +369,13 @@ impl Stream {
 
     /// Whether the client at `cursor` already got the closing delimiter (with the last
     /// part of a scripted stream).
-    pub fn closed_for(&self, cursor: &Cursor, dual_final: bool) -> bool {
-        !self.is_live() && self.step(cursor.next, dual_final).is_none()
+    pub fn closed_for(&self, cursor: &Cursor) -> bool {
+        self.as_live().is_none() && self.step(cursor.next, cursor.dual_final).is_none()
     }
 
     /// The part after the cursor and when it is due, if known now (not for live streams).
-    pub fn peek(&self, cursor: &Cursor, dual_final: bool) -> Option<(Rc<Part>, Micros)> {
-        let (part, _) = self.step(cursor.next, dual_final)?;
+    pub fn peek(&self, cursor: &Cursor) -> Option<(Rc<Part>, Micros)> {
+        let (part, _) = self.step(cursor.next, cursor.dual_final)?;
         Some((part.clone(), cursor.due))
     }
 
@@ -389,7 +422,7 @@ impl Stream {
         }
     }
 
-    fn next_live(&self, live: &Live, cursor: &mut Cursor, dual_final: bool) -> Next {
+    fn next_live(&self, live: &Live, cursor: &mut Cursor) -> Next {
         let current = live.current.borrow();
         if let Some(frame) = current.as_ref().filter(|f| f.seq >= cursor.next) {
             self.skipped.set(self.skipped.get() + (frame.seq - cursor.next));
@@ -403,7 +436,7 @@ impl Stream {
             return Next::Idle;
         }
         match current.as_ref() {
-            Some(frame) if dual_final && !cursor.repeated_last => {
+            Some(frame) if cursor.dual_final && !cursor.repeated_last => {
                 cursor.repeated_last = true;
                 Next::Part {
                     part: frame.part.clone(),
@@ -411,62 +444,6 @@ impl Stream {
                 }
             }
             _ => Next::End { closing: true },
-        }
-    }
-
-    /// Live: makes `body` the current frame. `false` (frame dropped) when the body holds
-    /// the boundary, which would cut the part short for every client.
-    pub fn publish(&self, body: &[u8], now: Micros) -> bool {
-        let Timeline::Live(live) = &self.timeline else {
-            return false;
-        };
-        if self.boundary.occurs_in(body) {
-            return false;
-        }
-        let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
-        let mut current = live.current.borrow_mut();
-        let seq = current.as_ref().map_or(1, |f| f.seq + 1);
-        *current = Some(Frame { part, seq, at: now });
-        true
-    }
-
-    /// Live: the input ended; every client gets the closing delimiter.
-    pub fn end(&self) {
-        if let Timeline::Live(live) = &self.timeline {
-            live.ended.set(true);
-        }
-    }
-
-    /// Live: wake this connection when a frame arrives.
-    pub fn watch(&self, key: usize, serial: u32) {
-        if let Timeline::Live(live) = &self.timeline {
-            live.watchers.borrow_mut().push((key, serial));
-        }
-    }
-
-    /// Live: how many connections are on the wake list (some may have left).
-    pub fn watcher_count(&self) -> usize {
-        match &self.timeline {
-            Timeline::Live(live) => live.watchers.borrow().len(),
-            _ => 0,
-        }
-    }
-
-    /// Live: the connections to wake; hand back those still watching with
-    /// [`Stream::keep_watchers`].
-    pub fn take_watchers(&self) -> Vec<(usize, u32)> {
-        match &self.timeline {
-            Timeline::Live(live) => live.watchers.take(),
-            _ => Vec::new(),
-        }
-    }
-
-    pub fn keep_watchers(&self, watchers: Vec<(usize, u32)>) {
-        if let Timeline::Live(live) = &self.timeline {
-            let mut list = live.watchers.borrow_mut();
-            // Watchers that joined meanwhile stay too.
-            let joined = std::mem::replace(&mut *list, watchers);
-            list.extend(joined);
         }
     }
 
@@ -523,11 +500,11 @@ mod tests {
     /// Walks a stream as a client reading instantly would, up to `limit` parts:
     /// (body, due time in ms) of each part.
     fn walk(stream: &Stream, dual_final: bool, limit: usize) -> (Vec<(String, u64)>, bool) {
-        let mut cursor = stream.cursor(0);
+        let mut cursor = stream.cursor(0, dual_final);
         let mut now = 0;
         let mut got = vec![];
         while got.len() < limit {
-            match stream.next(&mut cursor, now, dual_final) {
+            match stream.next(&mut cursor, now) {
                 Next::Part { part, at } => got.push((String::from_utf8_lossy(part.body()).into(), at / 1000)),
                 Next::At(at) => now = at,
                 Next::Idle => unreachable!("scripted streams are never idle"),
@@ -554,13 +531,13 @@ mod tests {
     #[test]
     fn only_the_last_part_closes_and_dual_final_repeats_it() {
         let stream = Stream::scripted(parts(2), 0, None, "").unwrap();
-        let mut cursor = stream.cursor(0);
+        let mut cursor = stream.cursor(0, false);
         let closes = |next: Next| match next {
             Next::Part { part, .. } => part.halves().1.ends_with(b"--\r\n"),
             other => panic!("{other:?}"),
         };
-        assert!(!closes(stream.next(&mut cursor, 1_000_000, false)));
-        assert!(closes(stream.next(&mut cursor, 1_000_000, false)));
+        assert!(!closes(stream.next(&mut cursor, 1_000_000)));
+        assert!(closes(stream.next(&mut cursor, 1_000_000)));
         let (got, ended) = walk(&stream, true, 10);
         assert!(ended);
         assert_eq!(bodies(&got), ["p0", "p1", "p1"]);
@@ -595,50 +572,38 @@ mod tests {
     #[test]
     fn a_live_client_gets_the_newest_frame_and_skips_the_rest() {
         let stream = Stream::live("").unwrap();
-        let mut early = stream.cursor(0);
-        assert!(matches!(stream.next(&mut early, 0, false), Next::Idle));
-        assert!(stream.publish(b"f1", 10));
-        let mut late = stream.cursor(20);
+        let live = stream.as_live().unwrap();
+        let mut early = stream.cursor(0, false);
+        assert!(matches!(stream.next(&mut early, 0), Next::Idle));
+        assert!(live.publish(b"f1", 10));
+        let mut late = stream.cursor(20, true);
         let body = |next: Next| match next {
             Next::Part { part, .. } => part.body().to_vec(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(body(stream.next(&mut early, 20, false)), b"f1");
+        assert_eq!(body(stream.next(&mut early, 20)), b"f1");
         // A client that joins gets the current frame at once.
-        assert_eq!(body(stream.next(&mut late, 20, false)), b"f1");
-        stream.publish(b"f2", 30);
-        stream.publish(b"f3", 40);
-        assert_eq!(body(stream.next(&mut early, 40, false)), b"f3");
+        assert_eq!(body(stream.next(&mut late, 20)), b"f1");
+        live.publish(b"f2", 30);
+        live.publish(b"f3", 40);
+        assert_eq!(body(stream.next(&mut early, 40)), b"f3");
         assert_eq!(stream.skipped(), 1);
-        assert!(matches!(stream.next(&mut early, 50, false), Next::Idle));
-        stream.end();
-        assert!(matches!(
-            stream.next(&mut early, 60, false),
-            Next::End { closing: true }
-        ));
-        assert_eq!(body(stream.next(&mut late, 60, true)), b"f3");
-        assert_eq!(body(stream.next(&mut late, 60, true)), b"f3");
-        assert!(matches!(
-            stream.next(&mut late, 60, true),
-            Next::End { closing: true }
-        ));
+        assert!(matches!(stream.next(&mut early, 50), Next::Idle));
+        live.end();
+        assert!(matches!(stream.next(&mut early, 60), Next::End { closing: true }));
+        // With `dual_final`, the last frame goes out twice.
+        assert_eq!(body(stream.next(&mut late, 60)), b"f3");
+        assert_eq!(body(stream.next(&mut late, 60)), b"f3");
+        assert!(matches!(stream.next(&mut late, 60), Next::End { closing: true }));
     }
 
     #[test]
     fn a_live_frame_holding_the_boundary_is_dropped() {
         let stream = Stream::live("").unwrap();
-        let body = format!("x{}y", stream.boundary());
-        assert!(!stream.publish(body.as_bytes(), 0));
+        let live = stream.as_live().unwrap();
+        let body = format!("x{}y", live.boundary);
+        assert!(!live.publish(body.as_bytes(), 0));
         assert!(stream.snapshot().is_none());
-    }
-
-    #[test]
-    fn watchers_that_join_while_frames_are_handed_out_stay() {
-        let stream = Stream::live("").unwrap();
-        stream.watch(1, 1);
-        let watchers = stream.take_watchers();
-        stream.watch(2, 1);
-        stream.keep_watchers(watchers);
-        assert_eq!(stream.take_watchers(), [(1, 1), (2, 1)]);
+        assert!(Stream::synthetic(1, b"x", 0, "").unwrap().as_live().is_none());
     }
 }

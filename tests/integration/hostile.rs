@@ -367,40 +367,69 @@ fn any_origin_without_auth() {
     assert_eq!(response.header("allow"), Some("GET, HEAD"));
 }
 
-/// The half-close rule, in one place. Today a client's end of input while it streams is
-/// taken as the client leaving, as nginx takes it (a client abort) for a long response:
-/// browsers and curl never half-close, and a client that closed its socket says no more
-/// than a FIN either, so reading EOF is the one way to free its connection at once rather
-/// than at the next write. A client that half-closes after its request (`nc -N`)
-/// therefore gets the parts written before its FIN was read, and then the connection
-/// closes (counted as `client_gone`).
-///
-/// Issue 13 changes the rule: such a client is served until a write fails. Flipping this
-/// test then means expecting the whole demo (`check_demo`) and a close as `finished`.
-// See: 17d484d and ffc17a3 (the half-close pinned as the client leaving).
+/// The half-close rule, in one place: a client that half-closes after its request
+/// (`printf 'GET / HTTP/1.0\r\n\r\n' | nc -N host port`) is served until a write fails,
+/// whatever the packet timing: its FIN may arrive with the request (read in the same read)
+/// or later, and both get the whole stream and a close counted as `finished`.
+// See: issue 12, "a departed client can be held forever"; the old rule (ffc17a3) took the
+// FIN as the client leaving, and a FIN read with the request went unnoticed.
 #[test]
-fn a_client_that_half_closes_after_its_request_is_taken_as_gone() {
+fn a_client_that_half_closes_after_its_request_is_served_to_the_end() {
     let server = Server::start(&[]);
     let before = server.stats();
-    let (mut reader, _) = open_with(server.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    reader.get_mut().shutdown(Shutdown::Write).unwrap();
-    let mut parts = Vec::new();
-    let ended = loop {
-        match reader.next() {
-            Ok(Item::Part(part)) => parts.push(part),
-            other => break other,
+    // The FIN right behind the request (often read with it), and one after three parts.
+    for fin_after_parts in [0, 3] {
+        let (mut reader, _) = open_with(server.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut parts = Vec::new();
+        if fin_after_parts == 0 {
+            reader.get_mut().shutdown(Shutdown::Write).unwrap();
         }
-    };
-    // The rule today: cut short, no closing delimiter, counted as the client leaving.
-    assert!(
-        ended.is_err(),
-        "the stream should stop without a closing delimiter: {ended:?}"
-    );
-    assert!(parts.len() < 15, "{} parts", parts.len());
-    wait_for("the half-closed client counted as gone", IO_TIMEOUT, || {
-        match server.stats().closed("client_gone") - before.closed("client_gone") {
-            1 => Ok(()),
-            n => Err(format!("client_gone rose by {n}")),
+        let ended = loop {
+            match reader.next() {
+                Ok(Item::Part(part)) => parts.push(part),
+                other => break other,
+            }
+            if parts.len() == fin_after_parts {
+                reader.get_mut().shutdown(Shutdown::Write).unwrap();
+            }
+        };
+        assert!(
+            matches!(ended, Ok(Item::End)),
+            "FIN after {fin_after_parts} parts: {ended:?}"
+        );
+        check_demo(&parts);
+    }
+    // (Every /stats read is a finished connection too: only client_gone says it here.)
+    server.assert_settled();
+    assert_eq!(server.stats().closed("client_gone"), before.closed("client_gone"));
+}
+
+/// A FIN looks the same whether the client half-closed or left: a client that sent its
+/// request and FIN and then vanished, on a stream with nothing to send, is released once
+/// the send timeout passes without a write, never held for good.
+// See: issue 12, "a departed client can be held forever" (CLOSE_WAIT, a slot and a viewer).
+#[test]
+fn departed_clients_of_a_silent_stream_are_released_after_the_send_timeout() {
+    let server = Server::start_live(&["--stream", "/live=stdin", "--send-timeout", "2"]);
+    let before = server.stats();
+    for _ in 0..5 {
+        let mut stream = connect(server.addr());
+        stream
+            .write_all(b"GET /live HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        drop(stream);
+    }
+    server.wait_viewers("/live", 5);
+    wait_for("the departed viewers released as client_gone", IO_TIMEOUT, || {
+        let now = server.stats();
+        match (
+            now.viewers("/live"),
+            now.closed("client_gone") - before.closed("client_gone"),
+        ) {
+            (0, 5) => Ok(()),
+            other => Err(format!("viewers, client_gone rose by {other:?}")),
         }
     });
+    server.assert_settled();
 }
