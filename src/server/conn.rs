@@ -42,6 +42,11 @@ use crate::wheel::{TimerId, Wheel};
 /// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
+/// Output this small goes out even when the turn's write budget is spent: a short part
+/// (a tick of a clock stream, a small frame, an answer) never waits behind the turns of
+/// big writers, and at most this much per connection is added to a turn.
+const SMALL_WRITE: usize = 16 * 1024;
+
 /// Timer payload: which connection, and which incarnation of its slab slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timer {
@@ -65,6 +70,11 @@ pub struct Limits {
     pub linger: Micros,
     /// Bytes one connection may write per loop turn before the others get their turn.
     pub write_budget: usize,
+    /// Bytes all connections together may write per loop turn. Past it the writes wait
+    /// for the next turn, after the timers: with hundreds of fast readers of big parts,
+    /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
+    /// client's part due meanwhile waits for the whole turn.
+    pub turn_budget: usize,
 }
 
 /// Everything a connection may use while it handles one input.
@@ -84,6 +94,8 @@ pub struct Cx<'a> {
     pub again: &'a mut Vec<(usize, u32, Input)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
+    /// What is left of [`Limits::turn_budget`] this turn.
+    pub turn_left: &'a mut usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -488,16 +500,20 @@ impl Conn {
     /// may go (its timeline waits).
     fn pump(&mut self, cx: &mut Cx, resumed: bool) -> Outcome {
         let mut resumed = resumed;
-        let mut budget = cx.limits.write_budget;
+        let mut budget = cx.limits.write_budget.min(*cx.turn_left);
         loop {
             if self.write_blocked {
                 return Outcome::Continue;
+            }
+            if budget < SMALL_WRITE && self.out.pending() <= SMALL_WRITE {
+                budget = SMALL_WRITE;
             }
             let (flush, written) = match self.out.flush(&mut self.socket, budget) {
                 Ok(done) => done,
                 Err(e) => return Outcome::Close(classify(&e)),
             };
             budget = budget.saturating_sub(written);
+            *cx.turn_left = cx.turn_left.saturating_sub(written);
             cx.stats.bytes += written as u64;
             if written > 0 {
                 self.progress_at = cx.now;

@@ -83,9 +83,8 @@ impl Outbox {
         self.chunks.is_empty()
     }
 
-    /// Bytes queued and not yet written (the tests check the write accounting with it).
-    #[cfg(test)]
-    fn pending(&self) -> usize {
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
         self.chunks.iter().map(Chunk::len).sum::<usize>() - self.offset
     }
 
