@@ -57,6 +57,7 @@ Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line.";
 
+#[derive(Debug)]
 pub enum Command {
     Run(Options),
     Help,

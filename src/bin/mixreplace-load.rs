@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use mixreplace::load::{self, Config};
+use mixreplace::load::{self, LoadConfig};
 
 const HELP: &str = "\
 Usage: mixreplace-load --url http://127.0.0.1:PORT/PATH [options]
@@ -51,7 +51,7 @@ Logging: RUST_LOG=debug (default warn).
 ";
 
 struct Args {
-    config: Config,
+    config: LoadConfig,
     json: bool,
 }
 
@@ -125,7 +125,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     }
     let url = url.ok_or("missing --url")?;
     let target = load::parse_url(&url).map_err(|e| format!("--url {url}: {e}"))?;
-    let mut config = Config::new(target);
+    let mut config = LoadConfig::new(target);
     config.clients = clients;
     config.ramp = Duration::from_millis(ramp_ms);
     config.timeout = Duration::from_secs_f64(timeout_s);

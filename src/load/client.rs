@@ -8,8 +8,9 @@
 //! Invariants:
 //! - Readiness is edge-triggered, so `ready` writes until done or `WouldBlock` and reads
 //!   until `WouldBlock`, except that it stops after [`READS_PER_TURN`] reads and answers
-//!   [`Step::Again`]: the loop calls it again after the other clients had their turn (an
-//!   edge-triggered socket would send no new event for the bytes already waiting).
+//!   [`ClientStep::Again`]: the loop calls it again after the other clients had their
+//!   turn (an edge-triggered socket would send no new event for the bytes already
+//!   waiting).
 //! - The read buffer is the loop's, shared by every client; a client keeps only the
 //!   parser's small state.
 //! - A client ends exactly once, through [`Client::finish`], which does the accounting.
@@ -18,14 +19,14 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use super::multipart::{self, Parser};
-use super::report::{Reason, Stats};
+use super::report::{Failure, Tally};
 use crate::wheel::TimerId;
 
 /// Reads per client per turn: with the loop's 64 KiB buffer, 256 KiB.
 pub const READS_PER_TURN: usize = 4;
 
 /// Where a client reads the time. The loop passes [`SystemClock`]; tests a fixed one.
-pub trait Clock {
+pub trait TimeSource {
     fn now(&mut self) -> Instant;
     /// Microseconds since the Unix epoch: the clock `X-Timestamp` is written in.
     fn wall_micros(&mut self) -> u64;
@@ -35,7 +36,7 @@ pub trait Clock {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
-impl Clock for SystemClock {
+impl TimeSource for SystemClock {
     fn now(&mut self) -> Instant {
         Instant::now()
     }
@@ -50,13 +51,13 @@ impl Clock for SystemClock {
 
 /// What the loop does next with a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum ClientStep {
     /// Wait for the next readiness event.
     Continue,
     /// Out of turn with bytes possibly waiting: call `ready` again soon, without an event.
     Again,
     /// The client is done: pass this to [`Client::finish`].
-    Done(Result<(), Reason>),
+    Done(Result<(), Failure>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl Client {
     }
 
     /// The TCP connect completed.
-    pub fn connected(&mut self, now: Instant, stats: &mut Stats) {
+    pub fn connected(&mut self, now: Instant, stats: &mut Tally) {
         debug_assert!(self.is_connecting());
         stats.connected += 1;
         stats.open += 1;
@@ -119,9 +120,9 @@ impl Client {
         io: &mut S,
         request: &[u8],
         buf: &mut [u8],
-        clock: &mut impl Clock,
-        stats: &mut Stats,
-    ) -> Step {
+        clock: &mut impl TimeSource,
+        stats: &mut Tally,
+    ) -> ClientStep {
         if let State::Sending { mut written } = self.state {
             while written < request.len() {
                 match io.write(&request[written..]) {
@@ -144,20 +145,20 @@ impl Client {
             };
         }
         if !matches!(self.state, State::Sending { .. } | State::Receiving) {
-            return Step::Continue;
+            return ClientStep::Continue;
         }
         for _ in 0..READS_PER_TURN {
             let n = match io.read(buf) {
                 Ok(0) => {
                     log::debug!("client {}: end of stream before the closing delimiter", self.id);
-                    return Step::Done(Err(Reason::Eof));
+                    return ClientStep::Done(Err(Failure::Eof));
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ClientStep::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("client {}: read: {e}", self.id);
-                    return Step::Done(Err(Reason::Reset));
+                    return ClientStep::Done(Err(Failure::Reset));
                 }
             };
             if !self.first_byte {
@@ -167,23 +168,23 @@ impl Client {
             stats.bytes += n as u64;
             let mut on_part = |ts: Option<u64>| stats.part(ts, ts.map_or(0, |_| clock.wall_micros()));
             match self.parser.feed(&buf[..n], &mut on_part) {
-                Ok(multipart::Status::Partial) => {}
-                Ok(multipart::Status::Complete) => return Step::Done(Ok(())),
+                Ok(multipart::Parsed::Partial) => {}
+                Ok(multipart::Parsed::Complete) => return ClientStep::Done(Ok(())),
                 Err(e) => {
                     log::debug!("client {}: {e}", self.id);
-                    return Step::Done(Err(match e {
-                        multipart::Error::Status(code) => Reason::BadStatus(code),
-                        multipart::Error::Framing(_) => Reason::BadFraming,
-                        multipart::Error::Truncated => Reason::Eof,
+                    return ClientStep::Done(Err(match e {
+                        multipart::Error::Status(code) => Failure::BadStatus(code),
+                        multipart::Error::Framing(_) => Failure::BadFraming,
+                        multipart::Error::Truncated => Failure::Eof,
                     }));
                 }
             }
         }
-        Step::Again
+        ClientStep::Again
     }
 
     /// Ends the client (once) and counts how.
-    pub fn finish(&mut self, result: Result<(), Reason>, stats: &mut Stats) {
+    pub fn finish(&mut self, result: Result<(), Failure>, stats: &mut Tally) {
         if self.is_done() {
             return;
         }
@@ -255,7 +256,7 @@ mod tests {
         wall_us: u64,
     }
 
-    impl Clock for Fixed {
+    impl TimeSource for Fixed {
         fn now(&mut self) -> Instant {
             self.mono
         }
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn a_stream_from_connect_to_closing_delimiter() {
         let start = Instant::now();
-        let mut stats = Stats::new(1);
+        let mut stats = Tally::new(1);
         let mut client = Client::new(0, start);
         let mut io = Mock {
             window: 10,
@@ -286,12 +287,12 @@ mod tests {
         io.window = 10;
         assert_eq!(
             client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 3, 0), &mut stats),
-            Step::Continue
+            ClientStep::Continue
         );
         io.window = 100;
         assert_eq!(
             client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 4, 0), &mut stats),
-            Step::Continue
+            ClientStep::Continue
         );
         assert_eq!(io.written, REQUEST);
 
@@ -307,7 +308,7 @@ mod tests {
                 &mut at(start, 10, 100_000_000),
                 &mut stats
             ),
-            Step::Continue
+            ClientStep::Continue
         );
         assert_eq!(stats.parts, 0);
         io.incoming.push_back(b"c\r\n--b".to_vec());
@@ -320,10 +321,10 @@ mod tests {
                 &mut at(start, 20, 100_007_000),
                 &mut stats
             ),
-            Step::Done(Ok(()))
+            ClientStep::Done(Ok(()))
         );
         client.finish(Ok(()), &mut stats);
-        client.finish(Err(Reason::Timeout), &mut stats); // a second end is ignored
+        client.finish(Err(Failure::Timeout), &mut stats); // a second end is ignored
         assert_eq!(stats.parts, 1);
         assert_eq!(stats.lateness.max(), Some(7_000));
         assert_eq!(stats.connect.max(), Some(2_000));
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn a_busy_client_yields_its_turn() {
         let start = Instant::now();
-        let mut stats = Stats::new(1);
+        let mut stats = Tally::new(1);
         let mut client = Client::new(0, start);
         client.connected(start, &mut stats);
         let mut io = Mock {
@@ -354,37 +355,37 @@ mod tests {
         let mut now = at(start, 0, 0);
         assert_eq!(
             client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
-            Step::Again
+            ClientStep::Again
         );
         assert_eq!(
             client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
-            Step::Again
+            ClientStep::Again
         );
         assert_eq!(
             client.ready(&mut io, REQUEST, &mut buf, &mut now, &mut stats),
-            Step::Continue
+            ClientStep::Continue
         );
     }
 
     #[test]
     fn failures_are_classified() {
-        let cases: [(&[u8], bool, Step); 4] = [
+        let cases: [(&[u8], bool, ClientStep); 4] = [
             (
                 b"HTTP/1.1 503 Busy\r\n",
                 false,
-                Step::Done(Err(Reason::BadStatus(503))),
+                ClientStep::Done(Err(Failure::BadStatus(503))),
             ),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n",
                 false,
-                Step::Done(Err(Reason::BadFraming)),
+                ClientStep::Done(Err(Failure::BadFraming)),
             ),
-            (b"HTTP/1.1 200 OK\r\n", true, Step::Done(Err(Reason::Eof))),
-            (b"", true, Step::Done(Err(Reason::Eof))),
+            (b"HTTP/1.1 200 OK\r\n", true, ClientStep::Done(Err(Failure::Eof))),
+            (b"", true, ClientStep::Done(Err(Failure::Eof))),
         ];
         for (input, eof, step) in cases {
             let start = Instant::now();
-            let mut stats = Stats::new(1);
+            let mut stats = Tally::new(1);
             let mut client = Client::new(0, start);
             client.connected(start, &mut stats);
             let mut io = Mock {
@@ -396,7 +397,9 @@ mod tests {
             let mut buf = vec![0; 64];
             let got = client.ready(&mut io, REQUEST, &mut buf, &mut at(start, 0, 0), &mut stats);
             assert_eq!(got, step, "{:?}", String::from_utf8_lossy(input));
-            let Step::Done(result) = got else { unreachable!() };
+            let ClientStep::Done(result) = got else {
+                unreachable!()
+            };
             client.finish(result, &mut stats);
             assert_eq!((stats.open, stats.failed_total()), (0, 1));
         }

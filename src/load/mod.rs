@@ -5,7 +5,7 @@
 //! on each, reads every stream to its closing delimiter and returns a [`Report`]. The
 //! loop, in order, each turn:
 //! 1. poll, for at most the time to the wheel's next deadline (0 when a client still has
-//!    a turn owed, see [`client::Step::Again`]);
+//!    a turn owed, see [`client::ClientStep::Again`]);
 //! 2. handle each event: finish a pending connect, then the client's `ready`;
 //! 3. give the owed turns;
 //! 4. close the clients that ended in steps 2–3, only now (a slab key is never reused
@@ -33,8 +33,8 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::wheel::Wheel;
-use client::{Client, Step};
-pub use report::{Reason, Report, Stats};
+use client::{Client, ClientStep};
+pub use report::{Failure, Report, Tally};
 
 /// Size of the one read buffer all clients share: large, so a throughput run takes what a
 /// socket holds in few reads and measures the server rather than this reader.
@@ -162,7 +162,7 @@ pub fn source_addresses(target: SocketAddr, sources: u8) -> Vec<IpAddr> {
 
 /// A run's settings.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct LoadConfig {
     pub target: Target,
     pub clients: u32,
     /// Connects are spread evenly over this time; zero starts them all at once.
@@ -176,9 +176,9 @@ pub struct Config {
     pub progress: bool,
 }
 
-impl Config {
-    pub fn new(target: Target) -> Config {
-        Config {
+impl LoadConfig {
+    pub fn new(target: Target) -> LoadConfig {
+        LoadConfig {
             target,
             clients: 1,
             ramp: Duration::ZERO,
@@ -200,7 +200,7 @@ impl Config {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Timer {
+enum Wake {
     /// Start the clients whose ramp time has come.
     Ramp,
     Connect {
@@ -211,17 +211,17 @@ enum Timer {
     Deadline,
 }
 
-struct Slot {
+struct ClientSlot {
     stream: TcpStream,
     client: Client,
 }
 
 struct Driver<'a> {
-    config: &'a Config,
+    config: &'a LoadConfig,
     poll: Poll,
-    clients: Slab<Slot>,
-    wheel: Wheel<Timer>,
-    stats: Stats,
+    clients: Slab<ClientSlot>,
+    wheel: Wheel<Wake>,
+    stats: Tally,
     request: Vec<u8>,
     buf: Box<[u8]>,
     sources: Vec<IpAddr>,
@@ -230,15 +230,15 @@ struct Driver<'a> {
     next: u32,
     /// Clients that ended in this turn, closed after the batch.
     closing: Vec<usize>,
-    /// Clients owed a turn ([`Step::Again`]), by key and id.
+    /// Clients owed a turn ([`ClientStep::Again`]), by key and id.
     again: Vec<(usize, u32)>,
     /// Connect errors already logged at warn level (by reason index).
-    warned: [bool; Reason::COUNT],
+    warned: [bool; Failure::COUNT],
 }
 
 /// Runs the load and returns its report. Errors only when the loop itself cannot run
 /// (no epoll); everything that goes wrong with a connection is counted instead.
-pub fn run(config: &Config) -> io::Result<Report> {
+pub fn run(config: &LoadConfig) -> io::Result<Report> {
     match crate::sys::raise_fd_limit() {
         Ok(limit) if u64::from(config.clients) + FD_RESERVE > limit => log::warn!(
             "the file descriptor limit is {limit}: clients past about {} will fail as connect_error",
@@ -254,7 +254,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         poll,
         clients: Slab::with_capacity(capacity),
         wheel: Wheel::with_capacity(capacity + 3),
-        stats: Stats::new(u64::from(config.clients)),
+        stats: Tally::new(u64::from(config.clients)),
         request: config.request(),
         buf: vec![0; READ_BUFFER].into_boxed_slice(),
         sources: source_addresses(config.target.addr, config.sources),
@@ -262,7 +262,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         next: 0,
         closing: Vec::new(),
         again: Vec::new(),
-        warned: [false; Reason::COUNT],
+        warned: [false; Failure::COUNT],
     };
     log::info!(
         "{} clients against http://{}{} ({} source addresses), ramp {:?}, timeout {:?}",
@@ -296,10 +296,10 @@ impl Driver<'_> {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut due = Vec::new();
-        self.wheel.insert(0, Timer::Ramp);
-        self.wheel.insert(1000, Timer::Progress);
+        self.wheel.insert(0, Wake::Ramp);
+        self.wheel.insert(1000, Wake::Progress);
         self.wheel
-            .insert(self.config.timeout.as_millis() as u64, Timer::Deadline);
+            .insert(self.config.timeout.as_millis() as u64, Wake::Deadline);
         loop {
             let timeout = if self.again.is_empty() {
                 let next = self.wheel.next_deadline().unwrap_or(0);
@@ -326,22 +326,22 @@ impl Driver<'_> {
             self.wheel.advance(now, &mut due);
             for timer in due.drain(..) {
                 match timer {
-                    Timer::Ramp => self.ramp(now),
-                    Timer::Connect { key, id } => {
+                    Wake::Ramp => self.ramp(now),
+                    Wake::Connect { key, id } => {
                         if let Some(slot) = self.clients.get_mut(key) {
                             if slot.client.id == id && slot.client.is_connecting() {
                                 slot.client.connect_timer = None;
-                                self.finish(key, Err(Reason::ConnectTimeout));
+                                self.finish(key, Err(Failure::ConnectTimeout));
                             }
                         }
                     }
-                    Timer::Progress => {
+                    Wake::Progress => {
                         if self.config.progress {
                             eprintln!("{}", self.stats.progress_line(self.start.elapsed()));
                         }
-                        self.wheel.insert(now / 1000 * 1000 + 1000, Timer::Progress);
+                        self.wheel.insert(now / 1000 * 1000 + 1000, Wake::Progress);
                     }
-                    Timer::Deadline => {
+                    Wake::Deadline => {
                         self.deadline();
                         return Ok(());
                     }
@@ -360,14 +360,14 @@ impl Driver<'_> {
         while self.next < self.config.clients && self.due(self.next) <= now {
             if budget == 0 {
                 // More are due already: come back on the next turn, after the reads.
-                self.wheel.insert(now, Timer::Ramp);
+                self.wheel.insert(now, Wake::Ramp);
                 return;
             }
             budget -= 1;
             self.start_client(now);
         }
         if self.next < self.config.clients {
-            self.wheel.insert(self.due(self.next), Timer::Ramp);
+            self.wheel.insert(self.due(self.next), Wake::Ramp);
         }
     }
 
@@ -393,8 +393,8 @@ impl Driver<'_> {
             Ok(stream) => {
                 let mut client = Client::new(id, started);
                 let deadline = now + self.config.connect_timeout.as_millis() as u64;
-                client.connect_timer = Some(self.wheel.insert(deadline, Timer::Connect { key, id }));
-                entry.insert(Slot { stream, client });
+                client.connect_timer = Some(self.wheel.insert(deadline, Wake::Connect { key, id }));
+                entry.insert(ClientSlot { stream, client });
             }
             Err(e) => {
                 let reason = classify_connect(&e);
@@ -404,7 +404,7 @@ impl Driver<'_> {
         }
     }
 
-    fn connect_failed(&mut self, id: u32, reason: Reason, e: &io::Error) {
+    fn connect_failed(&mut self, id: u32, reason: Failure, e: &io::Error) {
         // Thousands of clients can fail alike: one warning per kind, the rest at debug.
         if std::mem::replace(&mut self.warned[reason.index()], true) {
             log::debug!("client {id}: connect: {e}");
@@ -449,14 +449,14 @@ impl Driver<'_> {
             &mut client::SystemClock,
             &mut self.stats,
         ) {
-            Step::Continue => {}
-            Step::Again => self.again.push((key, slot.client.id)),
-            Step::Done(result) => self.finish(key, result),
+            ClientStep::Continue => {}
+            ClientStep::Again => self.again.push((key, slot.client.id)),
+            ClientStep::Done(result) => self.finish(key, result),
         }
     }
 
     /// Ends the client at `key`; its socket is closed after the batch.
-    fn finish(&mut self, key: usize, result: Result<(), Reason>) {
+    fn finish(&mut self, key: usize, result: Result<(), Failure>) {
         let slot = &mut self.clients[key];
         if slot.client.is_done() {
             return;
@@ -485,15 +485,15 @@ impl Driver<'_> {
     fn deadline(&mut self) {
         let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.finish(key, Err(Reason::Timeout));
+            self.finish(key, Err(Failure::Timeout));
         }
         self.close_finished();
         let unstarted = u64::from(self.config.clients - self.next);
-        self.stats.fail(Reason::Timeout, unstarted);
+        self.stats.fail(Failure::Timeout, unstarted);
         self.next = self.config.clients;
         log::info!(
             "timeout reached: {} clients still open or not started",
-            self.stats.failed[Reason::Timeout.index()]
+            self.stats.failed[Failure::Timeout.index()]
         );
     }
 }
@@ -556,11 +556,11 @@ fn connect_result(stream: &TcpStream) -> Option<io::Result<()>> {
     }
 }
 
-fn classify_connect(e: &io::Error) -> Reason {
+fn classify_connect(e: &io::Error) -> Failure {
     match e.kind() {
-        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
-        io::ErrorKind::TimedOut => Reason::ConnectTimeout,
-        _ => Reason::ConnectError,
+        io::ErrorKind::ConnectionRefused => Failure::ConnectRefused,
+        io::ErrorKind::TimedOut => Failure::ConnectTimeout,
+        _ => Failure::ConnectError,
     }
 }
 
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn request_bytes() {
-        let config = Config::new(parse_url("http://localhost:81/a?b").unwrap());
+        let config = LoadConfig::new(parse_url("http://localhost:81/a?b").unwrap());
         assert_eq!(
             config.request(),
             b"GET /a?b HTTP/1.1\r\nHost: localhost:81\r\nUser-Agent: mixreplace-load\r\n\r\n"

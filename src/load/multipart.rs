@@ -51,9 +51,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Progress after a [`Parser::feed`].
+/// What a [`Parser::feed`] reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum Parsed {
     /// More bytes are needed.
     Partial,
     /// The closing delimiter has been seen; bytes after it (the epilogue) are ignored.
@@ -117,11 +117,11 @@ enum After {
 enum Transfer {
     /// Body bytes are the multipart entity itself.
     Identity,
-    Chunked(Chunk),
+    Chunked(ChunkState),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Chunk {
+enum ChunkState {
     Size {
         value: u64,
         digits: u8,
@@ -172,10 +172,10 @@ impl Parser {
 
     /// Parses `data`, calling `on_part(x_timestamp_micros)` for every part whose body
     /// completes inside it. After an `Err` the parser must not be fed again.
-    pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Status, Error> {
+    pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Parsed, Error> {
         while !self.head_done() {
             if data.is_empty() {
-                return Ok(Status::Partial);
+                return Ok(Parsed::Partial);
             }
             let used = self.head(data)?;
             data = &data[used..];
@@ -229,7 +229,7 @@ impl Parser {
             for coding in value.split(|&b| b == b',') {
                 let coding = trim(coding);
                 if coding.eq_ignore_ascii_case(b"chunked") && self.transfer == Transfer::Identity {
-                    self.transfer = Transfer::Chunked(Chunk::Size { value: 0, digits: 0 });
+                    self.transfer = Transfer::Chunked(ChunkState::Size { value: 0, digits: 0 });
                 } else if !coding.eq_ignore_ascii_case(b"identity") {
                     return Err(Error::Framing("unsupported Transfer-Encoding"));
                 }
@@ -252,48 +252,48 @@ impl Parser {
     /// Decodes chunked transfer coding and feeds the payload to `body`.
     fn chunked(
         &mut self,
-        mut chunk: Chunk,
+        mut chunk: ChunkState,
         data: &[u8],
         on_part: &mut impl FnMut(Option<u64>),
-    ) -> Result<Status, Error> {
+    ) -> Result<Parsed, Error> {
         let mut i = 0;
-        let mut status = Status::Partial;
-        while i < data.len() && status == Status::Partial {
-            if let Chunk::Data { remaining } = chunk {
+        let mut status = Parsed::Partial;
+        while i < data.len() && status == Parsed::Partial {
+            if let ChunkState::Data { remaining } = chunk {
                 let n = remaining.min((data.len() - i) as u64);
                 status = self.body(&data[i..i + n as usize], on_part)?;
                 i += n as usize;
                 chunk = match remaining - n {
-                    0 => Chunk::DataCr,
-                    remaining => Chunk::Data { remaining },
+                    0 => ChunkState::DataCr,
+                    remaining => ChunkState::Data { remaining },
                 };
                 continue;
             }
             let b = data[i];
             i += 1;
             chunk = match chunk {
-                Chunk::Size { value, digits } => match (b as char).to_digit(16) {
+                ChunkState::Size { value, digits } => match (b as char).to_digit(16) {
                     Some(_) if digits == 15 => return Err(Error::Framing("chunk size too large")),
-                    Some(d) => Chunk::Size {
+                    Some(d) => ChunkState::Size {
                         value: value << 4 | u64::from(d),
                         digits: digits + 1,
                     },
                     None if digits == 0 => return Err(Error::Framing("bad chunk size")),
-                    None if b == b'\r' => Chunk::SizeLf { size: value },
-                    None if matches!(b, b';' | b' ' | b'\t') => Chunk::Ext { size: value },
+                    None if b == b'\r' => ChunkState::SizeLf { size: value },
+                    None if matches!(b, b';' | b' ' | b'\t') => ChunkState::Ext { size: value },
                     None => return Err(Error::Framing("bad chunk size")),
                 },
-                Chunk::Ext { size } if b == b'\r' => Chunk::SizeLf { size },
-                Chunk::Ext { size } => Chunk::Ext { size },
-                Chunk::SizeLf { size: 0 } if b == b'\n' => return Err(Error::Truncated),
-                Chunk::SizeLf { size } if b == b'\n' => Chunk::Data { remaining: size },
-                Chunk::SizeLf { .. } => return Err(Error::Framing("chunk size line without CRLF")),
-                Chunk::DataCr if b == b'\r' => Chunk::DataLf,
-                Chunk::DataLf if b == b'\n' => Chunk::Size { value: 0, digits: 0 },
-                Chunk::DataCr | Chunk::DataLf => {
+                ChunkState::Ext { size } if b == b'\r' => ChunkState::SizeLf { size },
+                ChunkState::Ext { size } => ChunkState::Ext { size },
+                ChunkState::SizeLf { size: 0 } if b == b'\n' => return Err(Error::Truncated),
+                ChunkState::SizeLf { size } if b == b'\n' => ChunkState::Data { remaining: size },
+                ChunkState::SizeLf { .. } => return Err(Error::Framing("chunk size line without CRLF")),
+                ChunkState::DataCr if b == b'\r' => ChunkState::DataLf,
+                ChunkState::DataLf if b == b'\n' => ChunkState::Size { value: 0, digits: 0 },
+                ChunkState::DataCr | ChunkState::DataLf => {
                     return Err(Error::Framing("chunk data without CRLF"));
                 }
-                Chunk::Data { .. } => unreachable!("handled above"),
+                ChunkState::Data { .. } => unreachable!("handled above"),
             };
         }
         self.transfer = Transfer::Chunked(chunk);
@@ -301,7 +301,7 @@ impl Parser {
     }
 
     /// Parses multipart entity bytes. Returns `Complete` at the closing delimiter.
-    fn body(&mut self, data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Status, Error> {
+    fn body(&mut self, data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Parsed, Error> {
         let mut i = 0;
         while i < data.len() {
             let rest = &data[i..];
@@ -382,9 +382,9 @@ impl Parser {
             }
         }
         Ok(if self.state == State::Done {
-            Status::Complete
+            Parsed::Complete
         } else {
-            Status::Partial
+            Parsed::Partial
         })
     }
 
@@ -635,13 +635,13 @@ mod tests {
     use super::*;
 
     /// Feeds `pieces` in order; returns the timestamps of the parts and the final status.
-    fn parse(pieces: &[&[u8]]) -> Result<(Vec<Option<u64>>, Status), Error> {
+    fn parse(pieces: &[&[u8]]) -> Result<(Vec<Option<u64>>, Parsed), Error> {
         let mut parser = Parser::new();
         let mut parts = Vec::new();
-        let mut status = Status::Partial;
+        let mut status = Parsed::Partial;
         for piece in pieces {
             status = parser.feed(piece, &mut |ts| parts.push(ts))?;
-            if status == Status::Complete {
+            if status == Parsed::Complete {
                 break;
             }
         }
@@ -680,7 +680,7 @@ mod tests {
     #[test]
     fn whole_stream() {
         let s = stream(HEAD, &body_mixed());
-        assert_eq!(parse(&[&s]), Ok((EXPECTED.to_vec(), Status::Complete)));
+        assert_eq!(parse(&[&s]), Ok((EXPECTED.to_vec(), Parsed::Complete)));
     }
 
     #[test]
@@ -690,12 +690,12 @@ mod tests {
             let (a, b) = s.split_at(at);
             assert_eq!(
                 parse(&[a, b]),
-                Ok((EXPECTED.to_vec(), Status::Complete)),
+                Ok((EXPECTED.to_vec(), Parsed::Complete)),
                 "split at {at}"
             );
         }
         let bytes: Vec<&[u8]> = s.chunks(1).collect();
-        assert_eq!(parse(&bytes), Ok((EXPECTED.to_vec(), Status::Complete)));
+        assert_eq!(parse(&bytes), Ok((EXPECTED.to_vec(), Parsed::Complete)));
     }
 
     #[test]
@@ -704,7 +704,7 @@ mod tests {
         let end = s.len() - b"--\r\nepilogue".len();
         for at in 0..end {
             let (_, status) = parse(&[&s[..at]]).unwrap();
-            assert_eq!(status, Status::Partial, "prefix {at}");
+            assert_eq!(status, Parsed::Partial, "prefix {at}");
         }
     }
 
@@ -734,7 +734,7 @@ mod tests {
                 let (a, b) = s.split_at(at);
                 assert_eq!(
                     parse(&[a, b]),
-                    Ok((EXPECTED.to_vec(), Status::Complete)),
+                    Ok((EXPECTED.to_vec(), Parsed::Complete)),
                     "{pieces} chunks, split at {at}"
                 );
             }
@@ -745,7 +745,7 @@ mod tests {
     fn http10_unquoted_boundary_and_preamble() {
         let s = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b-1\r\n\r\n\
             This is the preamble.\r\n--b-\r\n--b-1\r\nContent-Type: a\r\n\r\nA\r\n--b-1--";
-        assert_eq!(parse(&[s]), Ok((vec![None], Status::Complete)));
+        assert_eq!(parse(&[s]), Ok((vec![None], Parsed::Complete)));
     }
 
     #[test]
@@ -761,7 +761,7 @@ mod tests {
             Date: Fri, 21 Nov 2025 10:00:00 GMT\r\nConnection: keep-alive\r\n\
             Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n";
         let s = stream(head, &chunk(&body, 2));
-        assert_eq!(parse(&[&s]), Ok((vec![None, None], Status::Complete)));
+        assert_eq!(parse(&[&s]), Ok((vec![None, None], Parsed::Complete)));
     }
 
     #[test]
@@ -856,7 +856,7 @@ mod tests {
         assert!(parser.line.capacity() < 64);
         assert_eq!(
             parser.feed(b"\r\n--x--", &mut |_| parts += 1),
-            Ok(Status::Complete)
+            Ok(Parsed::Complete)
         );
         assert_eq!(parts, 1);
     }

@@ -5,7 +5,7 @@
 //! - Memory is fixed whatever the run's length: latencies go into [`Histogram`]s of
 //!   log-linear buckets (exact below 256 µs, then 128 buckets per power of two, so a
 //!   reported percentile is at most 1/128 above the true one and never below it).
-//! - Every wanted client ends exactly once, completed or failed for one [`Reason`], so
+//! - Every wanted client ends exactly once, completed or failed for one [`Failure`], so
 //!   `completed + failed_total == clients` in the final report.
 //! - The JSON is written by hand (no serde at run time) with a fixed set of snake_case
 //!   keys, always all present, in the order documented on [`Report::json`].
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// Why a client failed. Counted separately; the `name` is the JSON key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub enum Failure {
     /// The connect was answered with a reset (nothing listening, or a full backlog with
     /// `tcp_abort_on_overflow`).
     ConnectRefused,
@@ -36,9 +36,9 @@ pub enum Reason {
     Timeout,
 }
 
-impl Reason {
+impl Failure {
     pub const COUNT: usize = 8;
-    /// The JSON keys, in the order of [`Reason::index`].
+    /// The JSON keys, in the order of [`Failure::index`].
     pub const NAMES: [&'static str; Self::COUNT] = [
         "connect_refused",
         "connect_error",
@@ -52,14 +52,14 @@ impl Reason {
 
     pub fn index(self) -> usize {
         match self {
-            Reason::ConnectRefused => 0,
-            Reason::ConnectError => 1,
-            Reason::ConnectTimeout => 2,
-            Reason::Reset => 3,
-            Reason::Eof => 4,
-            Reason::BadStatus(_) => 5,
-            Reason::BadFraming => 6,
-            Reason::Timeout => 7,
+            Failure::ConnectRefused => 0,
+            Failure::ConnectError => 1,
+            Failure::ConnectTimeout => 2,
+            Failure::Reset => 3,
+            Failure::Eof => 4,
+            Failure::BadStatus(_) => 5,
+            Failure::BadFraming => 6,
+            Failure::Timeout => 7,
         }
     }
 
@@ -157,7 +157,7 @@ impl Histogram {
 
 /// Everything a run counts. The loop and the clients update it in place.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct Tally {
     /// Clients wanted (`--clients`).
     pub clients: u64,
     /// Clients whose TCP connect completed.
@@ -166,9 +166,9 @@ pub struct Stats {
     pub open: u64,
     /// Clients that saw the closing delimiter.
     pub completed: u64,
-    /// Failures, indexed by [`Reason::index`].
-    pub failed: [u64; Reason::COUNT],
-    /// Failures for [`Reason::BadStatus`], by status code.
+    /// Failures, indexed by [`Failure::index`].
+    pub failed: [u64; Failure::COUNT],
+    /// Failures for [`Failure::BadStatus`], by status code.
     pub status_codes: BTreeMap<u16, u64>,
     /// Parts whose body was received completely.
     pub parts: u64,
@@ -186,11 +186,11 @@ pub struct Stats {
     pub first_byte: Histogram,
 }
 
-impl Stats {
+impl Tally {
     pub fn new(clients: u64) -> Self {
-        Stats {
+        Tally {
             clients,
-            ..Stats::default()
+            ..Tally::default()
         }
     }
 
@@ -206,9 +206,9 @@ impl Stats {
         }
     }
 
-    pub fn fail(&mut self, reason: Reason, n: u64) {
+    pub fn fail(&mut self, reason: Failure, n: u64) {
         self.failed[reason.index()] += n;
-        if let Reason::BadStatus(code) = reason {
+        if let Failure::BadStatus(code) = reason {
             *self.status_codes.entry(code).or_default() += n;
         }
     }
@@ -235,7 +235,7 @@ impl Stats {
 /// The final report of a run.
 #[derive(Debug)]
 pub struct Report {
-    pub stats: Stats,
+    pub stats: Tally,
     pub duration: Duration,
 }
 
@@ -273,7 +273,7 @@ impl Report {
             s.completed,
             s.failed_total()
         );
-        let mut reasons: Vec<String> = Reason::NAMES
+        let mut reasons: Vec<String> = Failure::NAMES
             .iter()
             .zip(s.failed)
             .filter(|&(_, n)| n > 0)
@@ -355,7 +355,7 @@ impl Report {
             s.completed,
             s.failed_total()
         );
-        for (i, (name, n)) in Reason::NAMES.iter().zip(s.failed).enumerate() {
+        for (i, (name, n)) in Failure::NAMES.iter().zip(s.failed).enumerate() {
             let _ = write!(j, "{}\"{name}\":{n}", if i > 0 { "," } else { "" });
         }
         j.push_str("},\"bad_status_codes\":{");
@@ -457,11 +457,11 @@ mod tests {
     }
 
     fn sample() -> Report {
-        let mut stats = Stats::new(5);
+        let mut stats = Tally::new(5);
         stats.connected = 4;
         stats.completed = 2;
-        stats.fail(Reason::BadStatus(503), 2);
-        stats.fail(Reason::ConnectRefused, 1);
+        stats.fail(Failure::BadStatus(503), 2);
+        stats.fail(Failure::ConnectRefused, 1);
         stats.part(Some(1_000_000), 1_002_500);
         stats.part(Some(1_000_000), 999_000);
         stats.part(None, 5);

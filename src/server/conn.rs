@@ -78,6 +78,7 @@ pub struct Limits {
 }
 
 /// Everything a connection may use while it handles one input.
+#[derive(Debug)]
 pub struct Cx<'a> {
     pub now: Micros,
     pub key: usize,
@@ -146,7 +147,7 @@ struct StreamOptions {
 }
 
 impl StreamOptions {
-    fn of(request: &Request) -> StreamOptions {
+    fn of(request: &Request<'_>) -> StreamOptions {
         let on = |name| matches!(request.query_param(name), Some("1" | "true" | "yes"));
         StreamOptions {
             advance_headers: on("advance_headers"),
@@ -174,7 +175,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx) -> Conn {
+    pub fn new(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> Conn {
         let mut conn = Conn {
             socket,
             serial,
@@ -189,7 +190,7 @@ impl Conn {
     }
 
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
-    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx) -> (Conn, Outcome) {
+    pub fn refuse(socket: TcpStream, serial: u32, cx: &mut Cx<'_>) -> (Conn, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
         let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
         let outcome = conn.answer(Status::ServiceUnavailable, Version::Http11, false, &extra, cx);
@@ -206,7 +207,7 @@ impl Conn {
     }
 
     /// The one transition function.
-    pub fn handle(&mut self, input: Input, cx: &mut Cx) -> Outcome {
+    pub fn handle(&mut self, input: Input, cx: &mut Cx<'_>) -> Outcome {
         match input {
             Input::Readable => self.on_readable(cx),
             Input::Writable => {
@@ -231,14 +232,14 @@ impl Conn {
         }
     }
 
-    fn on_readable(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_readable(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head { .. } => self.read_head(cx),
             _ => self.discard_input(cx),
         }
     }
 
-    fn on_timer(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head { .. } => self.answer(
                 Status::RequestTimeout,
@@ -253,7 +254,7 @@ impl Conn {
         }
     }
 
-    fn on_stop(&mut self, cx: &mut Cx) -> Outcome {
+    fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
             State::Head { .. } => Outcome::Close(Reason::Stopped),
             State::Stream {
@@ -274,7 +275,7 @@ impl Conn {
         }
     }
 
-    fn read_head(&mut self, cx: &mut Cx) -> Outcome {
+    fn read_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             let n = match self.socket.read(cx.scratch) {
                 Ok(0) => return Outcome::Close(Reason::ClientGone),
@@ -316,7 +317,7 @@ impl Conn {
         Outcome::Continue
     }
 
-    fn respond(&mut self, request: &Request, cx: &mut Cx) -> Outcome {
+    fn respond(&mut self, request: &Request<'_>, cx: &mut Cx<'_>) -> Outcome {
         let version = request.version;
         let head_only = request.method == Method::Head;
         let access = cx.access;
@@ -397,7 +398,7 @@ impl Conn {
         content_type: &str,
         body: &[u8],
         head_only: bool,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         let bytes = http::response(
             Status::Ok,
@@ -416,7 +417,7 @@ impl Conn {
         version: Version,
         head_only: bool,
         options: StreamOptions,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         cx.stats.answered(Status::Ok);
         self.disarm(cx);
@@ -440,7 +441,7 @@ impl Conn {
     }
 
     /// `?action=snapshot`: the stream's latest image as a single response.
-    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx) -> Outcome {
+    fn snapshot(&mut self, stream: &Stream, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         let Some(part) = stream.snapshot() else {
             // A live stream before its first frame: come back shortly.
             let (status, extra) = match stream.is_live() {
@@ -475,7 +476,7 @@ impl Conn {
         version: Version,
         head_only: bool,
         extra: &str,
-        cx: &mut Cx,
+        cx: &mut Cx<'_>,
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
@@ -483,12 +484,12 @@ impl Conn {
         self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
     }
 
-    fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx) -> Outcome {
+    fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx<'_>) -> Outcome {
         self.out.push(chunk);
         self.finish_with_queued(cx)
     }
 
-    fn finish_with_queued(&mut self, cx: &mut Cx) -> Outcome {
+    fn finish_with_queued(&mut self, cx: &mut Cx<'_>) -> Outcome {
         self.state = State::Finishing;
         self.disarm(cx);
         self.pump(cx, false)
@@ -498,7 +499,7 @@ impl Conn {
     /// or arms the timer for the next one, or finishes. `resumed`: the outbox was
     /// blocked until now, so the client, not the schedule, decides when the next part
     /// may go (its timeline waits).
-    fn pump(&mut self, cx: &mut Cx, resumed: bool) -> Outcome {
+    fn pump(&mut self, cx: &mut Cx<'_>, resumed: bool) -> Outcome {
         let mut resumed = resumed;
         let mut budget = cx.limits.write_budget.min(*cx.turn_left);
         loop {
@@ -554,7 +555,7 @@ impl Conn {
     /// Queues what the stream has next: a part (stamped with the moment it was due), or
     /// the end. `None`: something was queued, write it. `Some(Some(at))`: nothing before
     /// `at`; `Some(None)`: nothing until a live frame arrives.
-    fn queue_next(&mut self, cx: &mut Cx) -> Option<Option<Micros>> {
+    fn queue_next(&mut self, cx: &mut Cx<'_>) -> Option<Option<Micros>> {
         let State::Stream {
             stream,
             cursor,
@@ -598,7 +599,7 @@ impl Conn {
     }
 
     /// Everything is sent: shut our side and read until the client closes.
-    fn linger(&mut self, cx: &mut Cx) -> Outcome {
+    fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
         if let Err(e) = self.socket.shutdown(Shutdown::Write) {
             return Outcome::Close(classify(&e));
         }
@@ -607,7 +608,7 @@ impl Conn {
         self.discard_input(cx)
     }
 
-    fn check_send_timeout(&mut self, cx: &mut Cx) -> Outcome {
+    fn check_send_timeout(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let deadline = self.progress_at + cx.limits.send_timeout;
         if cx.now >= deadline {
             debug!("#{} made no write progress for the send timeout", cx.key);
@@ -619,7 +620,7 @@ impl Conn {
     }
 
     /// Reads and drops input, to see the client's EOF or reset.
-    fn discard_input(&mut self, cx: &mut Cx) -> Outcome {
+    fn discard_input(&mut self, cx: &mut Cx<'_>) -> Outcome {
         for _ in 0..READS_PER_WAKE {
             match self.socket.read(cx.scratch) {
                 Ok(0) => return self.on_client_eof(),
@@ -643,7 +644,7 @@ impl Conn {
         }
     }
 
-    fn arm(&mut self, cx: &mut Cx, at: Micros) {
+    fn arm(&mut self, cx: &mut Cx<'_>, at: Micros) {
         self.disarm(cx);
         let timer = Timer::Conn {
             key: cx.key,
@@ -652,7 +653,7 @@ impl Conn {
         self.timer = Some(cx.timers.insert(tick_of_deadline(at), timer));
     }
 
-    fn disarm(&mut self, cx: &mut Cx) {
+    fn disarm(&mut self, cx: &mut Cx<'_>) {
         if let Some(id) = self.timer.take() {
             cx.timers.cancel(id);
         }

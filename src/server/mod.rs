@@ -19,6 +19,7 @@
 pub mod conn;
 pub mod outbox;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -146,6 +147,17 @@ pub struct Server {
     live_ready: bool,
     /// A frame held back by the fps cap has its timer set.
     live_held: bool,
+}
+
+/// What a log line or a test failure wants to see: where it listens and how busy it is.
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("clients", &self.conns.len())
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -413,9 +425,8 @@ impl Server {
         };
         let progress = input.on_readable(self.shared.now, &mut self.shared.scratch);
         self.live_ready = progress.more;
-        if let Some(at) = progress.hold_until
-            && !self.live_held
-        {
+        // Not a let chain: those need Rust 1.88, and `rust-version` is 1.85.
+        if let Some(at) = progress.hold_until.filter(|_| !self.live_held) {
             self.live_held = true;
             self.shared.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
         }

@@ -45,6 +45,7 @@ pub struct Progress {
     pub ended: bool,
 }
 
+#[derive(Debug)]
 pub struct LiveInput {
     stream: Rc<Stream>,
     splitter: Splitter,

@@ -205,7 +205,7 @@ impl StreamSpec {
     }
 }
 
-fn parse_synthetic(pieces: &Pieces) -> Result<StreamSpec, String> {
+fn parse_synthetic(pieces: &Pieces<'_>) -> Result<StreamSpec, String> {
     pieces.refuse_unknown(&["parts", "size", "interval"])?;
     let parts = pieces.required("parts")?;
     let size = pieces.required("size")?;
