@@ -58,7 +58,7 @@ fn routes() -> Routes {
         PartSpec::new("text/plain", "two", 0),
         PartSpec::new("image/png", "three", 500),
     ];
-    let scripted = Stream::scripted(&parts, 5, None, "").expect("parts");
+    let scripted = Stream::scripted(parts.to_vec(), 5, None, "").expect("parts");
     routes.add("/", Route::Stream(Rc::new(scripted)));
     routes.add("/live", Route::Stream(Rc::new(Stream::live("").expect("boundary"))));
     let big = Stream::synthetic(3, &[b'x'; 5000], 10, "").expect("parts");

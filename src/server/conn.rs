@@ -62,6 +62,11 @@ use crate::wheel::{TimerId, Wheel};
 /// `WouldBlock` is queued for another turn ([`Cx::again`]).
 const READS_PER_WAKE: usize = 4;
 
+/// Output this small goes out even when the turn's write budget is spent: a short part
+/// (a tick of a clock stream, a small frame, an answer) never waits behind the turns of
+/// big writers, and at most this much per connection is added to a turn.
+const SMALL_WRITE: usize = 16 * 1024;
+
 /// What a connection needs of its socket. Writes go out through
 /// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
 /// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
@@ -85,6 +90,11 @@ pub struct Limits {
     pub linger: Micros,
     /// Bytes one connection may write per loop turn before the others get their turn.
     pub write_budget: usize,
+    /// Bytes all connections together may write per loop turn. Past it the writes wait
+    /// for the next turn, after the timers: with hundreds of fast readers of big parts,
+    /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
+    /// client's part due meanwhile waits for the whole turn.
+    pub turn_budget: usize,
 }
 
 /// The command line's defaults.
@@ -95,6 +105,7 @@ impl Default for Limits {
             send_timeout: ms(30_000),
             linger: ms(2_000),
             write_budget: 256 * 1024,
+            turn_budget: 2 * 1024 * 1024,
         }
     }
 }
@@ -119,6 +130,8 @@ pub struct Cx<'a> {
     pub watchers: &'a mut Vec<(usize, u32)>,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
+    /// What is left of [`Limits::turn_budget`] this turn.
+    pub turn_left: &'a mut usize,
 }
 
 impl fmt::Debug for Cx<'_> {
@@ -504,11 +517,13 @@ impl<S: Socket> Conn<S> {
             if self.write_blocked {
                 return Outcome::Continue;
             }
-            let (flush, written) = match self.out.flush(&mut self.socket, budget) {
+            let allowed = budget.min(self.turn_allowance(cx));
+            let (flush, written) = match self.out.flush(&mut self.socket, allowed) {
                 Ok(done) => done,
                 Err(e) => return Outcome::Close(classify(&e)),
             };
             budget = budget.saturating_sub(written);
+            *cx.turn_left = cx.turn_left.saturating_sub(written);
             cx.stats.bytes += written as u64;
             if written > 0 {
                 self.progress_at = cx.now;
@@ -559,6 +574,15 @@ impl<S: Socket> Conn<S> {
                 State::Finishing => return self.linger(cx),
                 State::Head { .. } | State::Lingering => return Outcome::Continue,
             }
+        }
+    }
+
+    /// What this connection may write of the turn's shared budget: what is left of it,
+    /// or all its output when that is small (see [`SMALL_WRITE`]).
+    fn turn_allowance(&self, cx: &Cx<'_>) -> usize {
+        match self.out.pending() <= SMALL_WRITE {
+            true => (*cx.turn_left).max(SMALL_WRITE),
+            false => *cx.turn_left,
         }
     }
 
@@ -727,6 +751,8 @@ mod tests {
         routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
         let big = Stream::synthetic(1, &[b'x'; 10_000], 0, "").unwrap();
         routes.add("/big", Route::Stream(Rc::new(big)));
+        let huge = Stream::synthetic(1, &[b'x'; 100_000], 0, "").unwrap();
+        routes.add("/huge", Route::Stream(Rc::new(huge)));
         routes.add("/quit", Route::Quit);
         routes.add("/stats", Route::Stats);
         routes
@@ -1183,14 +1209,33 @@ mod tests {
         let (mut conn, _) = requested(&mut h, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", socket);
         let mut turns = 1;
         while h.wants_again() {
-            // The budget is checked between writes: a turn ends within one write past it.
-            assert!(conn.socket.written.len() <= turns * (1000 + 300), "{turns}");
+            // No write goes past the budget: a turn ends at it.
+            assert!(conn.socket.written.len() <= turns * 1000, "{turns}");
             assert_eq!(h.again(&mut conn), Outcome::Continue);
             turns += 1;
         }
         assert_eq!(state(&conn), "lingering");
         assert!(turns >= 8, "{turns} turns");
         assert!(text(&conn).ends_with("--\r\n"));
+    }
+
+    // See: issue 12, one stream's big parts stalled every client for seconds.
+    #[test]
+    fn a_spent_turn_budget_defers_a_big_part_but_not_a_small_one() {
+        let limits = Limits {
+            turn_budget: 1000,
+            ..Limits::default()
+        };
+        for (path, one_turn) in [("/huge", false), ("/big", true)] {
+            let mut h = Harness::new(routes(), Access::default(), limits);
+            let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let (conn, _) = requested(&mut h, request.as_bytes(), MemorySocket::default());
+            let written = conn.socket.written.len();
+            assert_eq!(!h.wants_again(), one_turn, "{path}: {written} bytes in one turn");
+            if !one_turn {
+                assert_eq!(written, 1000, "{path}: the turn's budget and no more");
+            }
+        }
     }
 
     #[test]

@@ -208,8 +208,10 @@ impl Harness {
         self.shared.watchers.clear();
     }
 
-    /// Hands the connection one input now.
+    /// Hands the connection one input now, as a loop turn of its own: the turn's write
+    /// budget is refilled first.
     pub fn input(&mut self, conn: &mut Conn<MemorySocket>, input: Input) -> Outcome {
+        self.shared.turn_left = self.shared.limits.turn_budget;
         conn.handle(input, &mut self.shared.cx(KEY))
     }
 

@@ -2,22 +2,23 @@
 //!
 //! Each turn of the loop:
 //! 1. sleep in `poll` until an event or the wheel's next deadline (0% CPU when idle);
-//! 2. sample "now" once;
-//! 3. hand each readiness event to its connection, with mio's read-closed hint (the
+//! 2. sample "now" once, and refill the turn's write budget;
+//! 3. give connections that used up their last turn before `WouldBlock`, reading or
+//!    writing, another one (edge-triggered readiness will not report them again), oldest
+//!    first; a connection that finds the turn's write budget spent waits for the next;
+//! 4. hand each readiness event to its connection, with mio's read-closed hint (the
 //!    listener and standard input only set a flag);
-//! 4. accept while the listener has connections, up to a cap per turn (the flag stays
+//! 5. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 5. read the live input, if any, and wake the clients of a new frame (the loop keeps
+//! 6. read the live input, if any, and wake the clients of a new frame (the loop keeps
 //!    the live stream's wake list: a connection adds itself when it starts watching);
-//! 6. give connections that used up their turn before `WouldBlock`, reading or writing,
-//!    another one (edge-triggered readiness will not report them again);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
 //! 8. begin a requested stop (`/quit` or a first signal): stop accepting and end every
 //!    stream with its closing delimiter;
 //! 9. remove the connections that closed during the turn, never in the middle of it, so
 //!    a reused slab key cannot receive an event meant for its previous owner.
 //!
-//! While any of 4–6 has work left, `poll` does not sleep.
+//! While any of 3, 5 or 6 has work left, `poll` does not sleep.
 
 pub mod conn;
 pub mod memory;
@@ -118,6 +119,8 @@ struct Shared {
     /// are dropped when the list is walked, or when they outnumber the viewers.
     watchers: Vec<(usize, u32)>,
     stop_requested: bool,
+    /// What the connections may still write this turn (see [`Limits::turn_budget`]).
+    turn_left: usize,
 }
 
 impl Shared {
@@ -134,6 +137,7 @@ impl Shared {
             again: Vec::new(),
             watchers: Vec::new(),
             stop_requested: false,
+            turn_left: limits.turn_budget,
         }
     }
 
@@ -151,6 +155,7 @@ impl Shared {
             again: &mut self.again,
             watchers: &mut self.watchers,
             stop_requested: &mut self.stop_requested,
+            turn_left: &mut self.turn_left,
         }
     }
 }
@@ -257,6 +262,8 @@ impl Server {
                 return Err(e);
             }
             self.shared.now = self.shared.clock.now();
+            self.shared.turn_left = self.shared.limits.turn_budget;
+            self.give_owed_turns();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
@@ -283,15 +290,6 @@ impl Server {
             if self.live_ready {
                 self.read_live();
             }
-            for (key, serial, input) in std::mem::take(&mut self.shared.again) {
-                if self
-                    .conns
-                    .get(key)
-                    .is_some_and(|slot| slot.conn.serial() == serial)
-                {
-                    self.drive(key, input);
-                }
-            }
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
                 return Ok(Exit::Graceful);
@@ -303,6 +301,21 @@ impl Server {
             if self.stopping && self.conns.is_empty() {
                 info!("stopped: every stream ended");
                 return Ok(Exit::Graceful);
+            }
+        }
+    }
+
+    /// Drives the connections that used up their last turn with more to read or write,
+    /// oldest first: they go before this turn's events, so that connections deferred by
+    /// the turn's write budget are not passed over again by fresh events.
+    fn give_owed_turns(&mut self) {
+        for (key, serial, input) in std::mem::take(&mut self.shared.again) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|slot| slot.conn.serial() == serial)
+            {
+                self.drive(key, input);
             }
         }
     }

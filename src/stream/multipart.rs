@@ -19,14 +19,31 @@
 use std::fmt;
 use std::io;
 
+use memchr::memmem;
+
 /// Length of a generated boundary; RFC 2046 allows up to 70 characters.
 const BOUNDARY_LEN: usize = 32;
 const BOUNDARY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
 /// A multipart boundary: `[A-Za-z0-9_-]`, never starting with `-` (so never with `--`,
 /// which would make a delimiter look like a closing one to lax parsers).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Boundary(String);
+///
+/// It carries a prepared substring searcher: every live frame is checked for the boundary
+/// on the loop, and a byte-by-byte scan of a multi-MiB frame would stall every client.
+#[derive(Clone, Debug)]
+pub struct Boundary {
+    text: String,
+    /// Boxed: a prepared finder is a few hundred bytes, and boundaries sit in every stream.
+    finder: Box<memmem::Finder<'static>>,
+}
+
+impl PartialEq for Boundary {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Boundary {}
 
 impl Boundary {
     /// A fresh random boundary, from the OS random source.
@@ -43,7 +60,7 @@ impl Boundary {
                 BOUNDARY_CHARS[b as usize % choices] as char
             })
             .collect();
-        Ok(Boundary(text))
+        Ok(Boundary::new(text))
     }
 
     /// A random boundary that occurs in none of `bodies`.
@@ -56,18 +73,22 @@ impl Boundary {
         }
     }
 
+    fn new(text: String) -> Self {
+        let finder = Box::new(memmem::Finder::new(text.as_bytes()).into_owned());
+        Boundary { text, finder }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     pub fn occurs_in(&self, body: &[u8]) -> bool {
-        let needle = self.0.as_bytes();
-        body.windows(needle.len()).any(|w| w == needle)
+        self.finder.find(body).is_some()
     }
 
     /// `--B\r\n`: opens the first part.
     pub fn opening(&self) -> Vec<u8> {
-        format!("--{}\r\n", self.0).into_bytes()
+        format!("--{}\r\n", self.text).into_bytes()
     }
 
     /// Ends a stream early, after a part's delimiter: an empty final part of
@@ -85,13 +106,13 @@ impl Boundary {
     /// `\r\n--B--\r\n`: only the closing delimiter, for when the final part's header
     /// block already went out (`advance_headers`).
     pub fn close_delimiter(&self) -> String {
-        format!("\r\n--{}--\r\n", self.0)
+        format!("\r\n--{}--\r\n", self.text)
     }
 }
 
 impl fmt::Display for Boundary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -242,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_part_is_framed_with_its_delimiter_and_the_stamp_in_between() {
-        let boundary = Boundary("B".repeat(24));
+        let boundary = Boundary::new("B".repeat(24));
         let part = Part::encode(&boundary, "text/plain", b"hi", Then::More);
         let stamp = Stamp::new(1_763_722_800_000_042);
         let (head, tail) = part.halves();
