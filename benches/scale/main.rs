@@ -43,6 +43,7 @@
 //!   turns on one CPU, so the faster one is the floor.)
 
 mod demo;
+mod fairness;
 mod floors;
 mod machine;
 mod servers;
@@ -56,11 +57,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::demo::{demo_configs, demo_table, run_demo};
+use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
-use crate::servers::contenders;
+use crate::servers::{contenders, mixreplace};
 use crate::table::{fmt_num, median, spread_cell};
-use crate::targets::targets;
+use crate::targets::{fairness_targets, targets};
 use crate::throughput::{run_throughput, throughput_table};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_mixreplace");
@@ -93,6 +95,13 @@ fn main() {
         None => report.line("Pinning: none (fewer than two CPUs available)"),
     }
     report.line(&binary_size());
+    if settings.only_fairness {
+        let fairness = run_fairness(&mixreplace(), &settings);
+        report.section("Fairness");
+        report.text(&fairness_table(&fairness));
+        report.text(&fairness_targets(&fairness, &settings));
+        return;
+    }
 
     let floor = match io_floor(&settings) {
         Ok(floor) => floor,
@@ -128,14 +137,17 @@ fn main() {
         "Throughput: {THROUGHPUT_CLIENTS} clients, {parts} parts of 64 KiB each, interval=0"
     ));
     report.text(&throughput_table(&throughput));
+    let fairness = run_fairness(&contenders[0], &settings);
+    report.section("Fairness: a client of another stream beside heavy traffic");
+    report.text(&fairness_table(&fairness));
 
     report.section("Targets");
-    report.text(&targets(&results, &throughput, &settings));
+    report.text(&targets(&results, &throughput, &fairness, &settings));
     report.line(&format!("Load average at end: {}", loadavg()));
     report.section("Reading the tables");
     report.text(LEGEND);
 
-    if !settings.quick {
+    if !settings.quick && !settings.only_fairness {
         let path = Path::new(MANIFEST).join("benches/RESULTS.md");
         let text = format!(
             "# Scale benchmark\n\n\
@@ -174,6 +186,8 @@ const LEGEND: &str = "\
 
 struct Settings {
     quick: bool,
+    /// `MIXREPLACE_BENCH_ONLY=fairness`: the fairness scenarios alone, written nowhere.
+    only_fairness: bool,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -186,6 +200,7 @@ impl Settings {
         let quick = flag("MIXREPLACE_BENCH_QUICK").is_some_and(|v| v != "0");
         Settings {
             quick,
+            only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),

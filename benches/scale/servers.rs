@@ -30,13 +30,19 @@ impl Contender {
     }
 }
 
+/// The server this package builds, or the binary `MIXREPLACE_BENCH_SERVER` names (to
+/// measure another build, before a change say, with the same bench).
+pub fn mixreplace() -> Contender {
+    Contender {
+        name: "mixreplace",
+        program: std::env::var_os("MIXREPLACE_BENCH_SERVER").map_or_else(|| SERVER.into(), PathBuf::from),
+        script: None,
+    }
+}
+
 /// `mixreplace` first (the ratios and the targets read it there), then the peers found.
 pub fn contenders(settings: &Settings, report: &mut Report) -> Vec<Contender> {
-    let mut all = vec![Contender {
-        name: "mixreplace",
-        program: SERVER.into(),
-        script: None,
-    }];
+    let mut all = vec![mixreplace()];
     if !settings.peers {
         report.line("Peers: left out (MIXREPLACE_BENCH_PEERS=0)");
         return all;
@@ -77,15 +83,15 @@ pub fn contenders(settings: &Settings, report: &mut Report) -> Vec<Contender> {
 }
 
 /// A started server.
-struct Running {
-    proc: Proc,
-    port: u16,
+pub struct Running {
+    pub proc: Proc,
+    pub port: u16,
     /// `VmRSS` and its file-backed part (`RssFile`: the binary's and shared libraries'
     /// pages) before any client, KiB.
     idle_kib: (u64, u64),
 }
 
-fn start(contender: &Contender, stream: Option<&str>, cpu: Option<usize>) -> Result<Running, String> {
+pub fn start(contender: &Contender, streams: &[&str], cpu: Option<usize>) -> Result<Running, String> {
     let log_path = Path::new(SCRATCH).join(format!("{}.log", contender.name));
     let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new(&contender.program);
@@ -93,7 +99,7 @@ fn start(contender: &Contender, stream: Option<&str>, cpu: Option<usize>) -> Res
     let (proc, port) = match &contender.script {
         None => {
             cmd.args(["--listen", "127.0.0.1:0"]).stdout(Stdio::piped());
-            if let Some(stream) = stream {
+            for stream in streams {
                 cmd.args(["--stream", stream]);
             }
             let mut proc = Proc::spawn(pinned(&mut cmd, cpu), contender.name)?;
@@ -200,7 +206,7 @@ pub fn run_load(
 /// A number from the load generator's one-line JSON report, by `key` or `object.key`
 /// (its keys are fixed and unique at their level: see `mixreplace-load --help`).
 /// `None` for `null`.
-fn json_num(json: &str, path: &str) -> Option<f64> {
+pub fn json_num(json: &str, path: &str) -> Option<f64> {
     let mut at = 0;
     for key in path.split('.') {
         let pattern = format!("\"{key}\":");
@@ -281,7 +287,7 @@ pub fn measure(
     settings: &Settings,
 ) -> Result<Sample, String> {
     let load1 = load1();
-    let mut server = start(contender, stream, settings.server_cpu())?;
+    let mut server = start(contender, stream.as_slice(), settings.server_cpu())?;
     let pid = server.proc.pid();
     // Start-up (an interpreter's, the demo's encoding) is not serving: count from here.
     let usage_before = Usage::of(pid);

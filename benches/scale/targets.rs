@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::demo::{DemoConfig, Runs, demo_metric, values};
+use crate::fairness::Fairness;
 use crate::servers::Sample;
 use crate::table::{markdown_table, median, spread_cell};
 use crate::throughput::{Throughput, throughput_ratios};
@@ -17,8 +18,13 @@ struct Check {
     met: Option<bool>,
 }
 
-pub fn targets(results: &[(DemoConfig, Runs)], throughput: &Throughput, settings: &Settings) -> String {
-    let mut checks = Vec::new();
+pub fn targets(
+    results: &[(DemoConfig, Runs)],
+    throughput: &Throughput,
+    fairness: &[Fairness],
+    settings: &Settings,
+) -> String {
+    let mut checks = fairness_checks(fairness);
     let find = |clients: u32, ramp_ms: u64| {
         results
             .iter()
@@ -112,6 +118,32 @@ pub fn targets(results: &[(DemoConfig, Runs)], throughput: &Throughput, settings
         met: stripped.map(|m| m.len() as f64 <= MIB),
     });
 
+    table(checks, settings)
+}
+
+/// The watcher's lateness against the fairness targets (one run each).
+fn fairness_checks(fairness: &[Fairness]) -> Vec<Check> {
+    [
+        ("big parts", "max", 20.0, "500 never-reading + 300 reading clients of 8 MiB parts: another stream's client late by"),
+        ("churn", "p99", 10.0, "1,000 new connections a second: another stream's client late by"),
+    ]
+    .into_iter()
+    .map(|(scenario, key, limit, what)| {
+        let value = fairness.iter().find(|f| f.scenario == scenario).and_then(|f| f.lateness(key));
+        Check {
+            target: format!("{what} {key} ≤ {limit} ms"),
+            measured: value.map_or("not measured".into(), |v| format!("{v:.1} ms")),
+            met: value.map(|v| v <= limit),
+        }
+    })
+    .collect()
+}
+
+pub fn fairness_targets(fairness: &[Fairness], settings: &Settings) -> String {
+    table(fairness_checks(fairness), settings)
+}
+
+fn table(checks: Vec<Check>, settings: &Settings) -> String {
     let header = ["target", "measured (median (min–max))", ""].map(String::from);
     let rows: Vec<Vec<String>> = checks
         .into_iter()
