@@ -8,7 +8,7 @@
 //! | the loop | [`server`] ([`server::conn`], [`server::outbox`], [`server::memory`]) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
 //! | answers | [`routes`] ([`routes::respond`], [`routes::access`], [`routes::stats`], [`routes::view`]) | what a request gets; no I/O |
 //! | streams | [`stream`] ([`stream::multipart`], [`stream::spec`], [`stream::script`], [`stream::live`], [`stream::jpeg`]) | what is served, encoded once |
-//! | leaves | [`http`], [`wheel`], [`clock`], [`sys`] | parsing, timers, time, system calls; nothing from the crate |
+//! | leaves | [`http`], [`wheel`], [`clock`], [`histogram`], [`sys`] | parsing, timers, time, measures, system calls; nothing from the crate |
 //!
 //! [`cli`] turns flags into options for the loop; [`load`] is the load generator
 //! `mixreplace-load`, beside the server, using only the leaves.
@@ -68,6 +68,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod histogram;
 pub mod http;
 pub mod load;
 pub mod routes;

@@ -11,7 +11,9 @@
 //! `SCHED_FIFO` priority where the bench may set it (as root), so its own wake-up delay on
 //! a CPU shared with the load stays out of the figure. The server's involuntary context
 //! switches (`nonvoluntary_ctxt_switches`) are shown beside: a server preempted by the
-//! rest of the machine is late for reasons of the machine, not of the loop.
+//! rest of the machine is late for reasons of the machine, not of the loop. So is the
+//! server's own view from `/metrics` (histogram bucket bounds): how late it handed the
+//! watcher's parts to the socket, and how long its loop turns were.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -41,6 +43,9 @@ const CHURNERS: u64 = 4;
 /// One scenario's figures.
 pub struct Fairness {
     pub scenario: &'static str,
+    /// The server's own view (`/metrics`): the bucket bounds holding 99% and all of the
+    /// watcher stream's part lateness and of the loop's turns, ms.
+    pub server_view: Option<ServerView>,
     /// The watcher's report (`mixreplace-load --json`), or why there is none.
     pub watcher: Result<String, String>,
     pub server_cpu_s: f64,
@@ -70,7 +75,13 @@ pub trait Beside {
     fn note(&self) -> String;
 }
 
-fn scenario(contender: &Contender, settings: &Settings, name: &'static str, seconds: u64, load: Load) -> Fairness {
+fn scenario(
+    contender: &Contender,
+    settings: &Settings,
+    name: &'static str,
+    seconds: u64,
+    load: Load,
+) -> Fairness {
     let tick = format!(
         "/tick=synthetic:parts={},size=1000,interval={TICK_INTERVAL_MS}",
         seconds * 1000 / TICK_INTERVAL_MS
@@ -78,6 +89,7 @@ fn scenario(contender: &Contender, settings: &Settings, name: &'static str, seco
     let big = format!("/big=synthetic:parts=1000000,size={BIG_PART},interval=0");
     let failed = |e: String| Fairness {
         scenario: name,
+        server_view: None,
         watcher: Err(e),
         server_cpu_s: 0.0,
         preemptions: 0,
@@ -95,6 +107,7 @@ fn scenario(contender: &Contender, settings: &Settings, name: &'static str, seco
     };
     let watcher = watch(server.port, seconds, settings);
     let after = (Usage::of(pid), status(pid, "nonvoluntary_ctxt_switches"));
+    let server_view = ServerView::read(server.port);
     let note = beside.note();
     drop(beside);
     server.proc.stop();
@@ -103,11 +116,69 @@ fn scenario(contender: &Contender, settings: &Settings, name: &'static str, seco
     eprintln!("  fairness, {name}: watcher {watcher:?}; {note}");
     Fairness {
         scenario: name,
+        server_view,
         watcher,
         server_cpu_s: cpu,
         preemptions,
         note,
     }
+}
+
+/// Bucket bounds read from the server's `/metrics` histograms, ms (`None`: past the last
+/// bound).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerView {
+    pub tick_lateness_p99: Option<f64>,
+    pub tick_lateness_max: Option<f64>,
+    pub turn_p99: Option<f64>,
+    pub turn_max: Option<f64>,
+}
+
+impl ServerView {
+    fn read(port: u16) -> Option<ServerView> {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+        stream.set_read_timeout(Some(STEP_LIMIT)).ok()?;
+        stream
+            .write_all(format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let tick = buckets(&text, "mixreplace_part_lateness_seconds_bucket{path=\"/tick\",");
+        let turns = buckets(&text, "mixreplace_loop_turn_seconds_bucket{");
+        Some(ServerView {
+            tick_lateness_p99: bound(&tick, 0.99),
+            tick_lateness_max: bound(&tick, 1.0),
+            turn_p99: bound(&turns, 0.99),
+            turn_max: bound(&turns, 1.0),
+        })
+    }
+}
+
+/// `(le in ms, cumulative count)` of the histogram lines that start with `prefix`.
+fn buckets(text: &str, prefix: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(prefix)?.strip_prefix("le=\"")?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse::<f64>().ok()? * 1e3
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The smallest bound holding `q` of the observations; `None` past the last finite one.
+fn bound(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    let want = (q * total).ceil().max(1.0);
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= want)
+        .map(|(le, _)| *le)
+        .filter(|le| le.is_finite())
 }
 
 /// Runs the watcher to the end of `/tick`; returns its JSON report.
@@ -213,7 +284,11 @@ impl Drop for Churn {
 }
 
 fn churn_load(port: u16, _seconds: u64, settings: &Settings) -> Result<Box<dyn Beside>, String> {
-    let (stop, done, failed) = (Arc::<AtomicBool>::default(), Arc::<AtomicU64>::default(), Arc::<AtomicU64>::default());
+    let (stop, done, failed) = (
+        Arc::<AtomicBool>::default(),
+        Arc::<AtomicU64>::default(),
+        Arc::<AtomicU64>::default(),
+    );
     let period = Duration::from_micros(1_000_000 * CHURNERS / CHURN_PER_S);
     let threads = (0..CHURNERS)
         .map(|n| {
@@ -231,7 +306,11 @@ fn churn_load(port: u16, _seconds: u64, settings: &Settings) -> Result<Box<dyn B
                         thread::sleep(wait);
                     }
                     i += 1;
-                    let counter = if churn_once(source, port).is_ok() { &done } else { &failed };
+                    let counter = if churn_once(source, port).is_ok() {
+                        &done
+                    } else {
+                        &failed
+                    };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -273,6 +352,8 @@ pub fn fairness_table(results: &[Fairness]) -> String {
         "scenario",
         "watcher lateness p50 / p90 / p99 / max",
         "parts",
+        "server's view: lateness p99 / max ≤",
+        "loop turn p99 / max ≤",
         "server CPU",
         "server preemptions",
         "beside the watcher",
@@ -296,6 +377,8 @@ pub fn fairness_table(results: &[Fairness]) -> String {
                     Err(e) => format!("failed: {e}"),
                 },
                 parts,
+                view_cell(r.server_view.map(|v| (v.tick_lateness_p99, v.tick_lateness_max))),
+                view_cell(r.server_view.map(|v| (v.turn_p99, v.turn_max))),
                 format!("{} s", fmt_num(r.server_cpu_s, 2)),
                 r.preemptions.to_string(),
                 r.note.clone(),
@@ -303,4 +386,10 @@ pub fn fairness_table(results: &[Fairness]) -> String {
         })
         .collect::<Vec<_>>();
     markdown_table(&header, &rows)
+}
+
+/// `p99 / max ms` from bucket bounds; `> 5000` past the last bound.
+fn view_cell(bounds: Option<(Option<f64>, Option<f64>)>) -> String {
+    let ms = |v: Option<f64>| v.map_or("> 5000".into(), |v| fmt_num(v, 1));
+    bounds.map_or("-".into(), |(p99, max)| format!("{} / {} ms", ms(p99), ms(max)))
 }

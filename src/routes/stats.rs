@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::clock::Micros;
+use crate::histogram::Histogram;
 use crate::http::Status;
 use crate::routes::Routes;
+use crate::stream::Delivered;
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub struct Stats {
     pub bytes: u64,
     answers: [u64; STATUSES.len()],
     closed: [u64; Reason::ALL.len()],
+    /// How long each turn of the loop took, from `poll`'s return to the next `poll`: a
+    /// long turn makes every client due meanwhile late.
+    pub turns: Histogram,
 }
 
 impl Stats {
@@ -97,6 +102,16 @@ impl Stats {
             .streams()
             .map(|(path, stream)| (json_string(path), stream.skipped()));
         join_pairs(&mut out, skipped);
+        out.push_str("},\"stream_parts\":{");
+        let parts = routes
+            .streams()
+            .map(|(path, stream)| (json_string(path), stream.delivery().parts));
+        join_pairs(&mut out, parts);
+        out.push_str("},\"stream_part_bytes\":{");
+        let bytes = routes
+            .streams()
+            .map(|(path, stream)| (json_string(path), stream.delivery().part_bytes));
+        join_pairs(&mut out, bytes);
         out.push_str("},\"answers\":{");
         let answers = STATUSES
             .iter()
@@ -191,8 +206,78 @@ impl Stats {
             "Connections closed, by reason.",
             &closed,
         );
+        let per_stream = |get: fn(&Delivered) -> u64| -> Vec<(String, u64)> {
+            routes
+                .streams()
+                .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), get(&stream.delivery())))
+                .collect()
+        };
+        metric(
+            "stream_parts_total",
+            "counter",
+            "Parts handed to clients, by stream (one per part per client).",
+            &per_stream(|d| d.parts),
+        );
+        metric(
+            "stream_part_bytes_total",
+            "counter",
+            "Bytes of the parts handed to clients, by stream.",
+            &per_stream(|d| d.part_bytes),
+        );
+        histogram_header(
+            &mut out,
+            "part_lateness_seconds",
+            "How long after its due time (a live frame: its arrival) each part was handed to \
+             a client's socket, by stream.",
+        );
+        for (path, stream) in routes.streams() {
+            histogram_samples(
+                &mut out,
+                "part_lateness_seconds",
+                &label_value(path),
+                &stream.delivery().lateness,
+            );
+        }
+        histogram_header(
+            &mut out,
+            "loop_turn_seconds",
+            "How long each turn of the event loop took, from poll's return to the next poll.",
+        );
+        histogram_samples(&mut out, "loop_turn_seconds", "", &self.turns);
         out
     }
+}
+
+fn histogram_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(
+        out,
+        "# HELP mixreplace_{name} {help}\n# TYPE mixreplace_{name} histogram"
+    );
+}
+
+/// One histogram's `_bucket`, `_sum` and `_count` lines; `path`: a quoted label value, or
+/// empty for none.
+fn histogram_samples(out: &mut String, name: &str, path: &str, histogram: &Histogram) {
+    let labels = |more: &str| match (path.is_empty(), more.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("{{{more}}}"),
+        (false, true) => format!("{{path={path}}}"),
+        (false, false) => format!("{{path={path},{more}}}"),
+    };
+    for (le, n) in histogram.cumulative() {
+        let _ = writeln!(
+            out,
+            "mixreplace_{name}_bucket{} {n}",
+            labels(&format!("le=\"{le}\""))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "mixreplace_{name}_sum{} {}",
+        labels(""),
+        histogram.sum_seconds()
+    );
+    let _ = writeln!(out, "mixreplace_{name}_count{} {}", labels(""), histogram.count());
 }
 
 /// A JSON string literal (paths come from the command line and may hold anything).

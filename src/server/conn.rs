@@ -614,6 +614,7 @@ impl<S: Socket> Conn<S> {
         // per connection stays bounded by the largest part (see the module header).
         debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
+        stream.delivered(&part, cx.now.saturating_sub(at));
         let stamp = Stamp::new(cx.clock.epoch_us(at));
         if !*advance_headers {
             self.out.push(Chunk::Part(part, stamp));

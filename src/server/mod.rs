@@ -298,6 +298,8 @@ impl Server {
                 self.begin_stop();
             }
             self.reap();
+            let turn = self.shared.clock.now().saturating_sub(self.shared.now);
+            self.shared.stats.turns.observe(turn);
             if self.stopping && self.conns.is_empty() {
                 info!("stopped: every stream ended");
                 return Ok(Exit::Graceful);

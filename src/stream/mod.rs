@@ -26,6 +26,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::clock::{Micros, ms};
+use crate::histogram::Histogram;
 use crate::http::{self, Version};
 use crate::stream::multipart::{Boundary, Part, Then};
 
@@ -152,6 +153,18 @@ pub enum Next {
     End { closing: bool },
 }
 
+/// A stream's deliveries, for `/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Parts handed to clients (one per part per client).
+    pub parts: u64,
+    /// Their encoded bytes (framing and headers included; a response head is not a part).
+    pub part_bytes: u64,
+    /// How long after its due time each part was handed to the client's socket: for a
+    /// scripted part its place in the timeline, for a live frame its arrival.
+    pub lateness: Histogram,
+}
+
 /// What one path serves: response heads, framing and the timeline, all encoded once.
 #[derive(Debug)]
 pub struct Stream {
@@ -159,6 +172,8 @@ pub struct Stream {
     viewers: Cell<u64>,
     /// Live frames skipped because a client was still busy with an earlier one.
     skipped: Cell<u64>,
+    /// What went to its clients: parts, their bytes, how late each was handed over.
+    delivered: RefCell<Delivered>,
     heads: [Rc<[u8]>; 2],
     opening: Rc<[u8]>,
     closing: Rc<[u8]>,
@@ -279,6 +294,7 @@ impl Stream {
         Stream {
             viewers: Cell::new(0),
             skipped: Cell::new(0),
+            delivered: RefCell::default(),
             heads: [head(Version::Http10), head(Version::Http11)],
             opening: Rc::from(boundary.opening()),
             closing: Rc::from(boundary.closing(final_type)),
@@ -294,6 +310,18 @@ impl Stream {
 
     pub fn skipped(&self) -> u64 {
         self.skipped.get()
+    }
+
+    /// Counts a part handed to a client's outbox `lateness_us` after it was due.
+    pub fn delivered(&self, part: &Part, lateness_us: Micros) {
+        let mut delivered = self.delivered.borrow_mut();
+        delivered.parts += 1;
+        delivered.part_bytes += part.encoded_len() as u64;
+        delivered.lateness.observe(lateness_us);
+    }
+
+    pub fn delivery(&self) -> std::cell::Ref<'_, Delivered> {
+        self.delivered.borrow()
     }
 
     /// The live state, for a live stream.

@@ -185,6 +185,12 @@ impl Part {
     }
 
     /// The part's `Content-Type`, read back from its encoded head.
+    /// Its encoded length: header block (without the stamp), body and delimiter.
+    pub fn encoded_len(&self) -> usize {
+        let (head, tail) = self.halves();
+        head.len() + tail.len()
+    }
+
     pub fn content_type(&self) -> &str {
         let line = &self.bytes[b"Content-Type: ".len()..];
         let end = line.iter().position(|&b| b == b'\r').unwrap_or(0);

@@ -243,6 +243,21 @@ fn metrics_are_accepted_by_the_prometheus_client_parser() {
             assert_eq!(value("mixreplace_responses_total", "code=503"), 0.0);
             assert_eq!(value("mixreplace_closed_total", "reason=send_timeout"), 0.0);
             assert!(value("mixreplace_connections_total", "") >= 3.0);
+            // The server's own view of timing, for harnesses: each part handed to the
+            // watcher counted once, with how late it was, by stream; and the loop's turns.
+            assert_eq!(kind("mixreplace_part_lateness_seconds"), "histogram");
+            assert_eq!(kind("mixreplace_loop_turn_seconds"), "histogram");
+            assert_eq!(kind("mixreplace_stream_parts"), "counter");
+            let parts = value("mixreplace_stream_parts_total", "path=/");
+            assert!(parts >= 1.0, "{parts} parts");
+            assert_eq!(value("mixreplace_part_lateness_seconds_count", "path=/"), parts);
+            assert_eq!(
+                value("mixreplace_part_lateness_seconds_bucket", "le=+Inf,path=/"),
+                parts
+            );
+            assert!(value("mixreplace_stream_part_bytes_total", "path=/") > 100.0 * parts);
+            assert_eq!(value("mixreplace_stream_parts_total", "path=/we\"ird\\path"), 0.0);
+            assert!(value("mixreplace_loop_turn_seconds_count", "") >= 1.0);
         },
     );
 }
