@@ -155,7 +155,7 @@ fn a_body_nobody_asked_for_is_dropped_and_the_answer_arrives_not_a_reset() {
 #[test]
 fn malformed_requests_and_random_bytes_get_400_at_once() {
     beside_a_watcher(&["--head-timeout", "60"], |server| {
-        // (HTTP/2 and later request lines get 505: see the hardening2 module.)
+        // (HTTP/2 and later request lines get 505: see the rfc module.)
         let malformed: [&[u8]; 13] = [
             b"hello there\r\n\r\n",
             b"GET /\0 HTTP/1.1\r\nHost: test\r\n\r\n",

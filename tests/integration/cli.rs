@@ -1,7 +1,7 @@
 //! The command line: bad flags, a taken address, help and version, IPv6.
 
 use crate::support::http::{check_stream_head, exchange};
-use crate::support::server::{Server, run_binary};
+use crate::support::server::{Server, check_refused, run_binary};
 use crate::support::tools::skip_or_fail;
 
 #[test]
@@ -28,14 +28,7 @@ fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
         ),
         (&["--listen", "127.0.0.1:0", "stray"], &["stray"]),
     ] {
-        let done = run_binary(args, &[]);
-        let stderr = done.stderr_text();
-        assert_eq!(done.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        for name in names {
-            assert!(stderr.contains(name), "{args:?}: {stderr:?} does not name {name}");
-        }
-        assert!(done.stdout.is_empty(), "{args:?}: {}", done.stdout_text());
+        check_refused(&run_binary(args, &[]), &format!("{args:?}"), names);
     }
 }
 

@@ -154,8 +154,7 @@ fn every_script_error_names_file_and_line_and_exits_2() {
     dir.write("a.bin", "x");
     dir.write("mb.bin", vec![0u8; 1 << 20]);
     // Sparse: the size check comes before any read.
-    let huge = std::fs::File::create(dir.join("huge.bin")).unwrap();
-    huge.set_len((64 << 20) + 1).unwrap();
+    dir.sparse("huge.bin", (64 << 20) + 1);
     let d = dir.path().display().to_string();
     let big_repeat = "repeat 100000 {\nrepeat 2 {\npart a/b \"\"\n}\n}".to_owned();
     let cases: Vec<(String, usize, String)> = [
@@ -352,10 +351,7 @@ fn every_script_error_names_file_and_line_and_exits_2() {
     // The script itself: not UTF-8, too large, missing.
     std::fs::write(&script, b"# ok\npart a/b \"\xff\"\n").unwrap();
     expect("not UTF-8", 2, "not UTF-8 text");
-    std::fs::File::create(&script)
-        .unwrap()
-        .set_len((16 << 20) + 1)
-        .unwrap();
+    dir.sparse("t.script", (16 << 20) + 1);
     expect("16 MiB", 0, "cannot read: larger than 16 MiB");
     std::fs::remove_file(&script).unwrap();
     expect(

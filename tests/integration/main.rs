@@ -28,7 +28,11 @@ mod load;
 mod randomized;
 // The test readers themselves: what they accept and what they refuse.
 mod readers;
+// Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
+mod rfc;
 // A live viewer that stops reading holds no backlog and stalls nobody.
 mod slow_reader;
+// What start-up refuses before it listens, skips unopened, and holds once (issue 12).
+mod startup;
 // Stopping: /quit, SIGTERM and SIGINT, a second signal, and clients that hold a stop up.
 mod stop;

@@ -83,6 +83,25 @@ impl Scratch {
         std::fs::write(&path, bytes).expect("write a scratch file");
         path
     }
+
+    /// A sparse file of `len` bytes at `name`: its size without the disk space (reads
+    /// give zeros), for size caps checked before any read.
+    pub fn sparse(&self, name: &str, len: u64) -> PathBuf {
+        let path = self.join(name);
+        let file = std::fs::File::create(&path).expect("create a sparse file");
+        file.set_len(len).expect("size the sparse file");
+        path
+    }
+
+    /// A FIFO at `name`: opening it for reading blocks until a writer comes.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let path = self.join(name);
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL");
+        // SAFETY: mkfifo reads a NUL-terminated path that lives across the call.
+        let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+        assert_eq!(made, 0, "mkfifo {path:?}: {}", std::io::Error::last_os_error());
+        path
+    }
 }
 
 impl Drop for Scratch {

@@ -1,5 +1,6 @@
 //! The real `mixreplace` binary, started on `127.0.0.1:0` ([`Server`]) or run to its exit
-//! ([`run_binary`]), and what `/stats` and `/proc` say about it.
+//! ([`run_binary`]) and refused ([`check_refused`]), and what `/stats` and `/proc` say
+//! about it.
 //!
 //! The server logs (`RUST_LOG=info`) to a file in its own scratch folder, so it never
 //! blocks on a full pipe; a test that panics prints the log's last lines.
@@ -312,7 +313,33 @@ impl std::fmt::Display for Stats {
 
 /// Runs the binary with `args` (and extra environment) to its exit, within 10 s.
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_binary_with(args, |command| {
+        command.envs(env.iter().copied());
+    })
+}
+
+/// [`run_binary`] with a chance to adjust the command (environment, what standard input
+/// is); its standard input is `/dev/null` unless `configure` arranges otherwise in the
+/// child.
+pub fn run_binary_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
     let mut command = Command::new(BIN);
-    command.args(args).envs(env.iter().copied());
+    command.args(args);
+    configure(&mut command);
     process::run(&mut command, None, Duration::from_secs(10))
+}
+
+/// Checks the answer to a start-up the binary refuses: exit code 2, one line on stderr
+/// naming each of `names`, nothing on stdout (it never listened). `shown`: what was run,
+/// for the failure messages.
+pub fn check_refused(done: &Output, shown: &str, names: &[&str]) {
+    let stderr = done.stderr_text();
+    assert_eq!(done.status.code(), Some(2), "{shown}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{shown}: {stderr}");
+    for name in names {
+        assert!(
+            stderr.contains(name),
+            "{shown}: {stderr:?} does not name {name:?}"
+        );
+    }
+    assert!(done.stdout.is_empty(), "{shown}: {}", done.stdout_text());
 }
