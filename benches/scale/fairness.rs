@@ -145,6 +145,9 @@ impl ServerView {
         stream.read_to_string(&mut text).ok()?;
         let tick = buckets(&text, "mixreplace_part_lateness_seconds_bucket{path=\"/tick\",");
         let turns = buckets(&text, "mixreplace_loop_turn_seconds_bucket{");
+        if tick.is_empty() || turns.is_empty() {
+            return None; // a server without these histograms
+        }
         Some(ServerView {
             tick_lateness_p99: bound(&tick, 0.99),
             tick_lateness_max: bound(&tick, 1.0),
