@@ -337,8 +337,13 @@ impl<S: Socket> Conn<S> {
                 ..
             } => {
                 // Close the stream after the part in flight (never cut a part), unless the
-                // closing delimiter already went out with the last part.
+                // closing delimiter already went out with the last part. With
+                // `advance_headers` the next part's header block may be out already: a
+                // scripted part's says its length, so its body follows before the close.
                 if !stream.closed_for(cursor) {
+                    if let Some((announced, _)) = stream.peek(cursor).filter(|_| *header_sent) {
+                        self.out.push(Chunk::Body(announced));
+                    }
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
                 }
                 self.state = State::Finishing;
@@ -1150,6 +1155,30 @@ mod tests {
         );
         assert!(!out.contains("two"));
         assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+    }
+
+    // See: a stop with `?advance_headers=1` cut the announced part to nothing (found while
+    // merging the test modules; the header said Content-Length N, then came the close).
+    #[test]
+    fn a_stop_after_an_advance_header_sends_the_announced_part_whole() {
+        let mut h = harness();
+        let request = b"GET /?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        // The first part, then the second's header block, ahead of its time.
+        let out = unstamped(&conn);
+        assert!(
+            out.ends_with(
+                "one\r\n--B\r\nContent-Type: image/png\r\nContent-Length: 3\r\nX-Timestamp: _\r\n\r\n"
+            ),
+            "{out}"
+        );
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        let out = unstamped(&conn);
+        assert!(
+            out.ends_with("Content-Length: 3\r\nX-Timestamp: _\r\n\r\ntwo\r\n--B--\r\n"),
+            "{out}"
+        );
     }
 
     #[test]
