@@ -1,4 +1,6 @@
-//! Durations counted into fixed buckets, for Prometheus histograms in `/metrics`.
+//! Durations counted into fixed buckets, for Prometheus histograms in `/metrics`. (The
+//! load generator's `load::report::Histogram` is the other kind: fine-grained buckets for
+//! exact percentiles.)
 //!
 //! Invariants: `observe` is a few comparisons and two additions (it runs once per part
 //! per client); buckets are cumulative only when rendered; the bucket bounds are fixed at
@@ -11,13 +13,13 @@ pub const BOUNDS_US: [u64; 14] = [
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Histogram {
+pub struct FixedBuckets {
     /// Observations per bucket, not cumulative; the last one is `+Inf`.
     counts: [u64; BOUNDS_US.len() + 1],
     sum_us: u64,
 }
 
-impl Histogram {
+impl FixedBuckets {
     pub fn observe(&mut self, us: u64) {
         let bucket = BOUNDS_US.partition_point(|&bound| bound < us);
         self.counts[bucket] += 1;
@@ -42,21 +44,6 @@ impl Histogram {
                 Some(*total)
             }))
     }
-
-    /// The smallest bucket bound that at least `q` (0 to 1) of the observations are
-    /// within, in microseconds; `None` without observations or past the last bound.
-    pub fn quantile_bound(&self, q: f64) -> Option<u64> {
-        let total = self.count();
-        let want = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, &n) in self.counts.iter().enumerate() {
-            seen += n;
-            if total > 0 && seen >= want {
-                return BOUNDS_US.get(i).copied();
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]
@@ -65,7 +52,7 @@ mod tests {
 
     #[test]
     fn each_observation_lands_in_the_first_bucket_that_holds_it() {
-        let mut h = Histogram::default();
+        let mut h = FixedBuckets::default();
         for us in [0, 100, 101, 999, 1_000, 5_000_001] {
             h.observe(us);
         }
@@ -76,20 +63,5 @@ mod tests {
         assert_eq!(cumulative.last(), Some(&("+Inf".into(), 6)));
         assert_eq!(h.count(), 6);
         assert!((h.sum_seconds() - 5.002201).abs() < 1e-9);
-    }
-
-    #[test]
-    fn quantile_bounds_read_the_cumulative_counts() {
-        let mut h = Histogram::default();
-        assert_eq!(h.quantile_bound(0.5), None);
-        for _ in 0..99 {
-            h.observe(300);
-        }
-        h.observe(40_000);
-        assert_eq!(h.quantile_bound(0.5), Some(500));
-        assert_eq!(h.quantile_bound(0.99), Some(500));
-        assert_eq!(h.quantile_bound(1.0), Some(50_000));
-        h.observe(10_000_000);
-        assert_eq!(h.quantile_bound(1.0), None);
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::clock::Micros;
-use crate::histogram::Histogram;
+use crate::histogram::FixedBuckets;
 use crate::http::Status;
 use crate::routes::Routes;
 use crate::stream::Delivered;
@@ -58,7 +58,7 @@ pub struct Stats {
     closed: [u64; Reason::ALL.len()],
     /// How long each turn of the loop took, from `poll`'s return to the next `poll`: a
     /// long turn makes every client due meanwhile late.
-    pub turns: Histogram,
+    pub turns: FixedBuckets,
 }
 
 impl Stats {
@@ -257,7 +257,7 @@ fn histogram_header(out: &mut String, name: &str, help: &str) {
 
 /// One histogram's `_bucket`, `_sum` and `_count` lines; `path`: a quoted label value, or
 /// empty for none.
-fn histogram_samples(out: &mut String, name: &str, path: &str, histogram: &Histogram) {
+fn histogram_samples(out: &mut String, name: &str, path: &str, histogram: &FixedBuckets) {
     let labels = |more: &str| match (path.is_empty(), more.is_empty()) {
         (true, true) => String::new(),
         (true, false) => format!("{{{more}}}"),

@@ -26,7 +26,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::clock::{Micros, ms};
-use crate::histogram::Histogram;
+use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
 use crate::stream::multipart::{Boundary, Part, Then};
 
@@ -162,7 +162,7 @@ pub struct Delivered {
     pub part_bytes: u64,
     /// How long after its due time each part was handed to the client's socket: for a
     /// scripted part its place in the timeline, for a live frame its arrival.
-    pub lateness: Histogram,
+    pub lateness: FixedBuckets,
 }
 
 /// What one path serves: response heads, framing and the timeline, all encoded once.
