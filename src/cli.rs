@@ -1,16 +1,11 @@
-//! The command line: flags in, a validated configuration out.
+//! The command line: flags in, a [`Builder`] out, each value checked with the flag's
+//! name in the message (the builder checks its values again, for embedding programs).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::time::Duration;
 
-use crate::clock::Micros;
-use crate::http;
-use crate::routes::access::Access;
-use crate::routes::{Route, Routes};
-use crate::server::Config;
-use crate::server::conn::Limits;
-use crate::stream::spec::StreamSpec;
+use crate::embed::{self, Builder, MAX_TIMEOUT};
 
 pub const USAGE: &str = "\
 Usage: mixreplace [OPTIONS]
@@ -62,85 +57,43 @@ command line or a stream that cannot start (a bad folder, script or standard inp
 
 #[derive(Debug)]
 pub enum Command {
-    Run(Options),
+    /// Serve what the flags describe (the binary then turns on signals and the file
+    /// descriptor limit raise: see `main.rs`).
+    Run(Builder),
     Help,
     Version,
 }
 
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub config: Config,
-    /// `None`: derived from the file descriptor limit at start-up.
-    pub max_clients: Option<usize>,
-    pub allow_quit: bool,
-    pub streams: Vec<(String, StreamSpec)>,
-}
-
-impl Options {
-    /// Builds every stream (encoding its parts once) and the routing table.
-    pub fn routes(&self) -> Result<Routes, String> {
-        let mut routes = Routes::default();
-        let headers = self.config.access.headers();
-        for (path, spec) in &self.streams {
-            let stream = spec.build(headers)?;
-            routes.add(path, Route::Stream(Rc::new(stream)));
-        }
-        routes.add("/stats", Route::Stats);
-        routes.add("/metrics", Route::Metrics);
-        routes.add("/view", Route::View);
-        if self.allow_quit {
-            routes.add("/quit", Route::Quit);
-        }
-        Ok(routes)
-    }
-}
-
-/// Paths the server answers itself, which a stream cannot take.
-const RESERVED: [&str; 4] = ["/stats", "/metrics", "/view", "/quit"];
-
+/// The flags, as a [`Builder`]; every error names the flag (and the value) at fault.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
-    let (mut credentials, mut origin) = (None, None);
-    let mut options = Options {
-        config: Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            limits: Limits::default(),
-            max_clients: usize::MAX,
-            access: Access::default(),
-            live: None,
-        },
-        max_clients: None,
-        allow_quit: false,
-        streams: Vec::new(),
-    };
+    let mut builder = Builder::new().listen(([127, 0, 0, 1], 8080));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
+        builder = match arg {
             Long("listen") => {
                 let value = string_value(&mut parser, "--listen")?;
-                options.config.listen = value
+                let addr: SocketAddr = value
                     .parse()
                     .map_err(|_| format!("invalid value '{value}' for --listen: expected IP:PORT"))?;
+                builder.listen(addr)
             }
             Long("stream") => {
                 let value = string_value(&mut parser, "--stream")?;
-                let (path, spec) = parse_stream(&value, &options.streams)?;
-                if let StreamSpec::Stdin(live) = spec {
-                    if options.config.live.is_some() {
-                        return Err(format!(
-                            "--stream {path}: standard input already feeds another stream"
-                        ));
-                    }
-                    options.config.live = Some(live);
-                }
-                options.streams.push((path, spec));
+                let (path, spec) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("invalid value '{value}' for --stream: expected PATH=SPEC"))?;
+                builder
+                    .try_stream(path, spec)
+                    .map_err(|e| format!("invalid value for --stream {}: {e}", path.escape_debug()))?;
+                builder
             }
-            Long("allow-quit") => options.allow_quit = true,
+            Long("allow-quit") => builder.allow_quit(true),
             Long("max-clients") => {
                 let value = string_value(&mut parser, "--max-clients")?;
                 match value.parse::<usize>() {
-                    Ok(n) if n > 0 => options.max_clients = Some(n),
+                    Ok(n) if n > 0 => builder.max_clients(n),
                     _ => {
                         return Err(format!(
                             "invalid value '{value}' for --max-clients: expected a number above 0"
@@ -150,36 +103,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             }
             Long("auth") => {
                 let value = string_value(&mut parser, "--auth")?;
-                if !value.contains(':') || value.contains(['\r', '\n']) {
-                    return Err("invalid value for --auth: expected USER:PASS".into());
+                match value.split_once(':') {
+                    Some((user, password)) if !value.contains(['\r', '\n']) => {
+                        builder.basic_auth(user, password)
+                    }
+                    _ => return Err("invalid value for --auth: expected USER:PASS".into()),
                 }
-                credentials = Some(value);
             }
             Long("allow-origin") => {
                 let value = string_value(&mut parser, "--allow-origin")?;
-                if value.is_empty() || value.contains(|c: char| c.is_ascii_control() || c == ' ') {
-                    return Err(format!(
-                        "invalid value '{value}' for --allow-origin: expected an origin or *"
-                    ));
-                }
-                origin = Some(value);
+                embed::check_origin(&value).map_err(|e| format!("invalid value for --allow-origin: {e}"))?;
+                builder.allow_origin(&value)
             }
-            Long("head-timeout") => {
-                options.config.limits.head_timeout = seconds(&mut parser, "--head-timeout")?
-            }
-            Long("send-timeout") => {
-                options.config.limits.send_timeout = seconds(&mut parser, "--send-timeout")?
-            }
+            Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
+            Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
-        }
+        };
     }
-    options.config.access = Access::new(credentials.as_deref(), origin.as_deref());
-    if options.streams.is_empty() {
-        options.streams.push(("/".to_owned(), StreamSpec::Demo));
-    }
-    Ok(Command::Run(options))
+    Ok(Command::Run(builder))
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -190,35 +133,14 @@ fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Strin
         .map_err(|_| format!("invalid value for {flag}: not UTF-8"))
 }
 
-fn parse_stream(value: &str, taken: &[(String, StreamSpec)]) -> Result<(String, StreamSpec), String> {
-    let (written, spec) = value
-        .split_once('=')
-        .ok_or_else(|| format!("invalid value '{value}' for --stream: expected PATH=SPEC"))?;
-    // Decoded as request paths are, so `/my cam` and `/my%20cam` name the same stream and
-    // routes compare decoded paths on both sides. A raw `?` or `#` would end the path in
-    // a URL: written here it is a mistake, not a path.
-    let path = match http::percent_decode(written) {
-        Some(path) if written.starts_with('/') && !written.contains(['?', '#']) => path.into_owned(),
-        _ => {
-            return Err(format!(
-                "invalid path '{}' for --stream: must start with / and hold no ?, #, control \
-                 character or bad %-escape (write % as %25)",
-                written.escape_debug()
-            ));
-        }
-    };
-    if RESERVED.contains(&path.as_str()) || taken.iter().any(|(p, _)| *p == path) {
-        return Err(format!("--stream {path}: that path is already taken"));
-    }
-    let spec = StreamSpec::parse(spec).map_err(|e| format!("invalid value for --stream {path}: {e}"))?;
-    Ok((path, spec))
-}
-
 /// A positive number of seconds, fractions allowed, up to a day.
-fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Micros, String> {
+fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     let value = string_value(parser, flag)?;
     match value.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok((secs * 1e6).round() as Micros),
+        Ok(secs) if secs > 0.0 && secs <= MAX_TIMEOUT.as_secs_f64() => {
+            // At least a microsecond: the loop's unit.
+            Ok(Duration::from_secs_f64(secs).max(Duration::from_micros(1)))
+        }
         _ => Err(format!(
             "invalid value '{value}' for {flag}: expected seconds, more than 0 and at most 86400"
         )),
@@ -229,28 +151,42 @@ fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Micros, String> {
 mod tests {
     use super::*;
 
+    fn run(args: &[&str]) -> Result<Builder, String> {
+        match parse(args.iter().map(OsString::from))? {
+            Command::Run(builder) => Ok(builder),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
     #[test]
-    fn stream_paths_are_decoded_like_request_paths() {
-        let path = |written: &str| parse_stream(&format!("{written}=demo"), &[]).map(|(path, _)| path);
-        for (written, decoded) in [
-            ("/my cam", "/my cam"),
-            ("/my%20cam", "/my cam"),
-            ("/caméra", "/caméra"),
-            ("/cam{1}", "/cam{1}"),
-            ("/100%25", "/100%"),
-            ("/a%3Fb", "/a?b"),
+    fn every_error_names_its_flag() {
+        for (args, says) in [
+            (
+                &["--stream", "/a=demo", "--stream", "/a=demo"][..],
+                "--stream /a: that path is already taken",
+            ),
+            (
+                &["--stream", "a=demo"],
+                "invalid value for --stream a: invalid path 'a'",
+            ),
+            (
+                &["--stream", "/a"],
+                "invalid value '/a' for --stream: expected PATH=SPEC",
+            ),
+            (
+                &["--stream", "/a=stdin", "--stream", "/b=stdin"],
+                "--stream /b: standard input already",
+            ),
+            (&["--auth", "nocolon"], "--auth: expected USER:PASS"),
+            (&["--allow-origin", "a b"], "--allow-origin: invalid origin"),
+            (
+                &["--head-timeout", "86401"],
+                "for --head-timeout: expected seconds",
+            ),
         ] {
-            assert_eq!(path(written).as_deref(), Ok(decoded), "{written}");
+            let err = run(args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
         }
-        for bad in ["cam", "/a?b", "/a#b", "/100%", "/a%zz", "/a%00", "/a\tb", "/%FF"] {
-            let err = path(bad).unwrap_err();
-            assert!(err.starts_with("invalid path"), "{bad}: {err}");
-        }
-        let taken = [("/my cam".to_owned(), StreamSpec::Demo)];
-        for same in ["/my%20cam=demo", "/st%61ts=demo"] {
-            let taken = if same.starts_with("/my") { &taken[..] } else { &[] };
-            let err = parse_stream(same, taken).unwrap_err();
-            assert!(err.ends_with("that path is already taken"), "{same}: {err}");
-        }
+        assert!(run(&["--head-timeout", "0.0000001", "--auth", "a:b:c"]).is_ok());
     }
 }

@@ -25,7 +25,7 @@ use std::rc::Rc;
 use crate::clock::Micros;
 use crate::http::{Method, Request, Status};
 use crate::routes::access::{self, Access};
-use crate::routes::stats::Stats;
+use crate::routes::stats::Counters;
 use crate::routes::{Route, Routes, view};
 use crate::stream::Stream;
 use crate::stream::multipart::Part;
@@ -89,7 +89,7 @@ impl Page {
     }
 
     /// The page's body; `now`: the server's uptime.
-    pub fn render(self, stats: &Stats, now: Micros, routes: &Routes) -> String {
+    pub fn render(self, stats: &Counters, now: Micros, routes: &Routes) -> String {
         match self {
             Page::Stats => stats.to_json(now, routes),
             Page::Metrics => stats.to_metrics(now, routes),
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn pages_render_with_their_content_type() {
         let routes = routes(true);
-        let stats = Stats::default();
+        let stats = Counters::default();
         assert!(
             Page::Stats
                 .render(&stats, 0, &routes)

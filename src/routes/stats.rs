@@ -1,6 +1,10 @@
-//! Counters the loop keeps, and their JSON form for `GET /stats`.
+//! Counters the loop keeps, and their three forms: JSON for `GET /stats`, the Prometheus
+//! text for `GET /metrics`, and the [`Stats`] snapshot an embedding program reads
+//! (`Handle::stats`). All three read the same [`Counters`] and the streams' own gauges,
+//! so they agree field for field.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::clock::Micros;
 use crate::histogram::FixedBuckets;
@@ -47,7 +51,7 @@ impl Reason {
 const STATUSES: [Status; Status::ALL.len()] = Status::ALL;
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct Counters {
     pub clients: u64,
     pub peak_clients: u64,
     pub accepted: u64,
@@ -61,7 +65,7 @@ pub struct Stats {
     pub turns: FixedBuckets,
 }
 
-impl Stats {
+impl Counters {
     pub fn opened(&mut self) {
         self.accepted += 1;
         self.clients += 1;
@@ -280,6 +284,104 @@ fn histogram_samples(out: &mut String, name: &str, path: &str, histogram: &Fixed
     let _ = writeln!(out, "mixreplace_{name}_count{} {}", labels(""), histogram.count());
 }
 
+/// The counters `GET /stats` shows, as a plain value: what [`Handle::stats`] returns,
+/// taken by the loop between two of its turns (so the numbers agree with each other).
+///
+/// Totals count from the server's start; `clients` and each stream's `viewers` are the
+/// numbers now.
+///
+/// [`Handle::stats`]: crate::Handle::stats
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Since the server was bound.
+    pub uptime: Duration,
+    /// Connections open now.
+    pub clients: u64,
+    /// The most connections open at once.
+    pub peak_clients: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Streams started (stream responses begun).
+    pub streams: u64,
+    /// Parts queued to clients.
+    pub parts: u64,
+    /// Bytes written to clients.
+    pub bytes: u64,
+    /// Each stream, in the order it was added to the builder.
+    pub per_stream: Vec<StreamStats>,
+    /// Responses by status code, for every code the server sends (`0` for the ones not
+    /// sent yet).
+    pub answers: Vec<(u16, u64)>,
+    /// Connections closed, by reason: `finished`, `client_gone`, `send_timeout`,
+    /// `stopped`, `error`.
+    pub closed: Vec<(&'static str, u64)>,
+}
+
+/// One stream's numbers in a [`Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamStats {
+    /// The path it is served at, decoded (`/my cam`, not `/my%20cam`).
+    pub path: String,
+    /// Clients watching it now.
+    pub viewers: u64,
+    /// Live frames a client skipped because it was still sending an earlier one.
+    pub skipped_frames: u64,
+    /// Parts handed to its clients (one per part per client).
+    pub parts: u64,
+    /// Those parts' encoded bytes.
+    pub part_bytes: u64,
+}
+
+impl Stats {
+    /// The numbers of the stream at `path` (decoded), if one is served there.
+    pub fn stream(&self, path: &str) -> Option<&StreamStats> {
+        self.per_stream.iter().find(|s| s.path == path)
+    }
+
+    /// Responses sent with status `code`.
+    pub fn answered(&self, code: u16) -> u64 {
+        lookup(&self.answers, &code)
+    }
+
+    /// Connections closed for `reason` (see [`Stats::closed`]).
+    pub fn closed_for(&self, reason: &str) -> u64 {
+        lookup(&self.closed, &reason)
+    }
+}
+
+fn lookup<K: PartialEq>(counts: &[(K, u64)], key: &K) -> u64 {
+    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
+}
+
+impl Counters {
+    /// The counters and the streams' gauges as one [`Stats`] value.
+    pub fn snapshot(&self, uptime: Micros, routes: &Routes) -> Stats {
+        Stats {
+            uptime: Duration::from_micros(uptime),
+            clients: self.clients,
+            peak_clients: self.peak_clients,
+            accepted: self.accepted,
+            streams: self.streams,
+            parts: self.parts,
+            bytes: self.bytes,
+            per_stream: routes
+                .streams()
+                .map(|(path, stream)| StreamStats {
+                    path: path.to_owned(),
+                    viewers: stream.viewers(),
+                    skipped_frames: stream.skipped(),
+                    parts: stream.delivery().parts,
+                    part_bytes: stream.delivery().part_bytes,
+                })
+                .collect(),
+            answers: STATUSES.iter().map(|s| s.code()).zip(self.answers).collect(),
+            closed: Reason::ALL.iter().map(|r| r.name()).zip(self.closed).collect(),
+        }
+    }
+}
+
 /// A JSON string literal (paths come from the command line and may hold anything).
 fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -326,7 +428,7 @@ mod tests {
 
     #[test]
     fn counts_clients_answers_and_closes() {
-        let mut stats = Stats::default();
+        let mut stats = Counters::default();
         stats.opened();
         stats.opened();
         stats.closed(Reason::SendTimeout);
@@ -339,5 +441,55 @@ mod tests {
         assert!(metrics.contains("# TYPE mixreplace_clients gauge\nmixreplace_clients 1\n"));
         assert!(metrics.contains("mixreplace_responses_total{code=\"503\"} 1\n"));
         assert!(metrics.contains("mixreplace_closed_total{reason=\"send_timeout\"} 1\n"));
+    }
+
+    /// The snapshot an embedding program reads says what `/stats` says, field for field.
+    #[test]
+    fn the_snapshot_agrees_with_the_json() {
+        let mut counters = Counters::default();
+        counters.opened();
+        counters.opened();
+        counters.closed(Reason::ClientGone);
+        counters.answered(Status::Ok);
+        (counters.streams, counters.parts, counters.bytes) = (1, 7, 12_345);
+        let mut routes = Routes::default();
+        let stream = crate::stream::Stream::synthetic(2, b"x", 0, "").expect("a stream");
+        routes.add("/a \"b\"", crate::routes::Route::Stream(std::rc::Rc::new(stream)));
+        let json = counters.to_json(2_000_000, &routes);
+        let snapshot = counters.snapshot(2_000_000, &routes);
+        assert_eq!(snapshot.uptime, Duration::from_secs(2));
+        assert!(json.starts_with("{\"uptime_s\":2.000,"), "{json}");
+        let totals = [
+            ("clients", snapshot.clients),
+            ("peak_clients", snapshot.peak_clients),
+            ("accepted", snapshot.accepted),
+            ("streams", snapshot.streams),
+            ("parts", snapshot.parts),
+            ("bytes", snapshot.bytes),
+        ];
+        for (key, value) in totals {
+            assert!(
+                json.contains(&format!("\"{key}\":{value},")),
+                "{key}={value}: {json}"
+            );
+        }
+        assert_eq!(snapshot.per_stream.len(), 1);
+        let stream = &snapshot.per_stream[0];
+        assert_eq!(snapshot.stream("/a \"b\""), Some(stream));
+        let path = json_string(&stream.path);
+        assert!(json.contains(&format!("\"viewers\":{{{path}:{}}}", stream.viewers)));
+        assert!(json.contains(&format!(
+            "\"skipped_frames\":{{{path}:{}}}",
+            stream.skipped_frames
+        )));
+        for (code, n) in &snapshot.answers {
+            assert!(json.contains(&format!("\"{code}\":{n}")), "{code}: {json}");
+        }
+        for (reason, n) in &snapshot.closed {
+            assert!(json.contains(&format!("\"{reason}\":{n}")), "{reason}: {json}");
+        }
+        assert_eq!((snapshot.answered(200), snapshot.answered(404)), (1, 0));
+        assert_eq!(snapshot.closed_for("client_gone"), 1);
+        assert_eq!(snapshot.answers.len(), STATUSES.len());
     }
 }

@@ -50,7 +50,7 @@ use crate::http::{self, MAX_HEAD, Method, Status, Version};
 use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::respond::{self, Reply, StreamOptions};
-use crate::routes::stats::{Reason, Stats};
+use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::stream::multipart::{Part, Stamp};
@@ -119,7 +119,7 @@ pub struct Cx<'a> {
     pub routes: &'a Routes,
     pub access: &'a Access,
     pub limits: &'a Limits,
-    pub stats: &'a mut Stats,
+    pub stats: &'a mut Counters,
     /// Shared read buffer: connections read into it and keep only what they need.
     pub scratch: &'a mut [u8],
     /// Connections that used up their turn with more to read or write: driven again

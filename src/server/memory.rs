@@ -15,7 +15,7 @@ use std::io::{self, IoSlice, Read, Write};
 use crate::clock::{Micros, tick_of_now};
 use crate::routes::Routes;
 use crate::routes::access::Access;
-use crate::routes::stats::Stats;
+use crate::routes::stats::Counters;
 use crate::server::conn::{Conn, Input, Limits, Outcome, Socket};
 use crate::server::{Shared, Timer};
 
@@ -172,7 +172,7 @@ impl Harness {
         self.shared.now
     }
 
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &Counters {
         &self.shared.stats
     }
 

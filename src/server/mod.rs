@@ -13,12 +13,17 @@
 //! 6. read the live input, if any, and wake the clients of a new frame (the loop keeps
 //!    the live stream's wake list: a connection adds itself when it starts watching);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
-//! 8. begin a requested stop (`/quit` or a first signal): stop accepting and end every
-//!    stream with its closing delimiter;
+//! 8. begin a requested stop (`/quit`, a first signal, or a [`Handle`](crate::Handle)'s
+//!    `stop`): stop accepting and end every stream with its closing delimiter;
 //! 9. remove the connections that closed during the turn, never in the middle of it, so
 //!    a reused slab key cannot receive an event meant for its previous owner.
 //!
 //! While any of 3, 5 or 6 has work left, `poll` does not sleep.
+//!
+//! Signals are watched only when the configuration asks (the binary does; an embedded
+//! server leaves the process's signals alone). A `Remote` reaches the loop from other
+//! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop
+//! pays nothing for them until one comes.
 
 pub mod conn;
 pub mod memory;
@@ -28,19 +33,21 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::clock::{self, Clock, Micros, tick_of_deadline, tick_of_now};
+use crate::error::Error;
 use crate::routes::Routes;
 use crate::routes::access::Access;
-use crate::routes::stats::{Reason, Stats};
+use crate::routes::stats::{Counters, Reason, Stats};
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
 use crate::stream::Stream;
 use crate::stream::live::{LiveConfig, LiveInput};
@@ -50,6 +57,7 @@ use crate::wheel::Wheel;
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
 /// Accepts per loop turn: enough to drain a burst quickly, few enough that streams due
 /// in the same turn are not held up behind a flood of new clients.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -77,7 +85,7 @@ pub enum Timer {
 }
 
 #[derive(Clone, Debug)]
-pub struct Config {
+pub(crate) struct Config {
     pub listen: SocketAddr,
     pub limits: Limits,
     /// Open connections at most; past it new clients get `503`.
@@ -85,15 +93,59 @@ pub struct Config {
     pub access: Access,
     /// Standard input feeds the live stream (`--stream PATH=stdin`).
     pub live: Option<LiveConfig>,
+    /// SIGINT and SIGTERM stop the server (the binary's choice, not a library's).
+    pub signals: bool,
 }
 
-/// How the loop ended.
+/// How a server's loop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// `/quit` or a first signal: every stream was ended, or the grace period ran out.
+    /// `/quit`, a first signal or [`Handle::stop`](crate::Handle::stop): every stream was
+    /// ended with its closing delimiter, or the grace period (0.9 s) ran out.
     Graceful,
-    /// A second signal during the graceful stop.
+    /// A second signal during the graceful stop (only with
+    /// [`Builder::signals`](crate::Builder::signals)): the signal's number.
     Forced(i32),
+}
+
+/// What another thread asks of the loop, through a [`Remote`].
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Send back a snapshot of the counters.
+    Stats(mpsc::Sender<Stats>),
+    /// Stop gracefully, as `/quit` does.
+    Stop,
+}
+
+/// The other threads' way into a loop: a request channel, and the waker that makes
+/// `poll` return to read it.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    requests: mpsc::Sender<Request>,
+    waker: Waker,
+}
+
+impl Remote {
+    /// A snapshot taken by the loop at its next turn; `None` once the loop has ended
+    /// (its end drops the request channel, and with it every unanswered reply).
+    pub fn stats(&self) -> Option<Stats> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Stats(reply));
+        answer.recv().ok()
+    }
+
+    /// Asks for a graceful stop; a loop that has ended already ignores it.
+    pub fn stop(&self) {
+        self.send(Request::Stop);
+    }
+
+    fn send(&self, request: Request) {
+        if self.requests.send(request).is_ok() {
+            // mio's eventfd waker resets a full counter and retries: it does not fail
+            // while the loop (and so its `Poll`) lives.
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// A connection and, once it closed during the current turn, why.
@@ -111,7 +163,7 @@ struct Shared {
     routes: Routes,
     access: Access,
     limits: Limits,
-    stats: Stats,
+    stats: Counters,
     scratch: Box<[u8]>,
     again: Vec<(usize, u32, Input)>,
     /// The live stream's clients, to wake when a frame arrives: (slab key, serial). A
@@ -132,7 +184,7 @@ impl Shared {
             routes,
             access,
             limits,
-            stats: Stats::default(),
+            stats: Counters::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             again: Vec::new(),
             watchers: Vec::new(),
@@ -160,12 +212,18 @@ impl Shared {
     }
 }
 
-/// The server: bound by [`Server::bind`], serving in [`Server::run`].
+/// A server bound to its address, not serving yet: made by
+/// [`Builder::bind`](crate::Builder::bind), served on the calling thread by
+/// [`Server::run`]. (Not `Send`: its streams are shared by `Rc` within the loop's thread;
+/// [`Builder::spawn`](crate::Builder::spawn) builds one on a thread of its own.)
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    signals: Signals,
+    /// With [`Config::signals`] only.
+    signals: Option<Signals>,
+    /// Requests from a [`Remote`], once one was made.
+    requests: Option<mpsc::Receiver<Request>>,
     conns: Slab<Slot>,
     shared: Shared,
     max_clients: usize,
@@ -204,23 +262,31 @@ impl fmt::Debug for Server {
 
 impl Server {
     /// Binds the listener and prepares the loop; nothing is served until [`run`](Self::run).
-    pub fn bind(config: &Config, routes: Routes) -> io::Result<Server> {
-        let poll = Poll::new()?;
-        let mut listener = sys::listen(config.listen)?;
-        let local_addr = listener.local_addr()?;
+    pub(crate) fn bind(config: &Config, routes: Routes) -> Result<Server, Error> {
+        let poll = Poll::new().map_err(Error::Io)?;
+        let bind_error = |source| Error::Bind {
+            addr: config.listen,
+            source,
+        };
+        let mut listener = sys::listen(config.listen).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(Error::Io)?;
+        let signals = if config.signals {
+            Some(watch_signals(&poll).map_err(Error::Io)?)
+        } else {
+            None
+        };
         let live_stream = routes
             .streams()
             .find(|(_, s)| s.as_live().is_some())
             .map(|(_, s)| s.clone());
         let live = match (config.live, &live_stream) {
             (Some(live_config), Some(stream)) => {
-                let mut input = LiveInput::stdin(stream.clone(), live_config)?;
-                input.register(poll.registry(), STDIN)?;
+                let input = LiveInput::stdin(stream.clone(), live_config)
+                    .and_then(|mut input| input.register(poll.registry(), STDIN).map(|()| input))
+                    .map_err(|e| Error::Stream(format!("stdin: {e}")))?;
                 Some(input)
             }
             _ => None,
@@ -230,6 +296,7 @@ impl Server {
             listener: Some(listener),
             local_addr,
             signals,
+            requests: None,
             conns: Slab::with_capacity(1024),
             shared: Shared::new(routes, config.access.clone(), config.limits),
             max_clients: config.max_clients,
@@ -247,19 +314,44 @@ impl Server {
         })
     }
 
+    /// The address it listens on: with port 0 asked for, the port the system chose.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Serves until `/quit` or a signal ends it.
-    pub fn run(mut self) -> io::Result<Exit> {
+    /// Serves on the calling thread until `/quit` (with
+    /// [`Builder::allow_quit`](crate::Builder::allow_quit)) or a signal (with
+    /// [`Builder::signals`](crate::Builder::signals)) stops it, or a system call the
+    /// loop needs fails.
+    pub fn run(mut self) -> Result<Exit, Error> {
+        self.serve()
+    }
+
+    /// The way in for other threads; registers the loop's one `mio::Waker`, so it is
+    /// made once, before serving.
+    pub(crate) fn remote(&mut self) -> io::Result<Remote> {
+        let waker = Waker::new(self.poll.registry(), WAKER)?;
+        let (requests, inbox) = mpsc::channel();
+        self.requests = Some(inbox);
+        Ok(Remote { requests, waker })
+    }
+
+    /// The counters now, as `/stats` would show them.
+    pub(crate) fn snapshot(&self) -> Stats {
+        let uptime = self.shared.clock.now();
+        self.shared.stats.snapshot(uptime, &self.shared.routes)
+    }
+
+    /// The loop (see the module doc); it can be left with the server still whole, so
+    /// that its final counters can be read.
+    pub(crate) fn serve(&mut self) -> Result<Exit, Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e);
+                return Err(Error::Io(e));
             }
             self.shared.now = self.shared.clock.now();
             self.shared.turn_left = self.shared.limits.turn_budget;
@@ -268,8 +360,10 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
                     STDIN => self.live_ready = true,
+                    WAKER => self.answer_requests(),
                     SIGNALS => {
                         if let Some(exit) = self.on_signals() {
+                            self.close_all();
                             return Ok(exit);
                         }
                     }
@@ -292,6 +386,7 @@ impl Server {
             }
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
+                self.close_all();
                 return Ok(Exit::Graceful);
             }
             if self.shared.stop_requested && !self.stopping {
@@ -512,9 +607,32 @@ impl Server {
         })
     }
 
+    /// Answers every request waiting from a [`Remote`]; a stop begins at the end of the
+    /// turn, as `/quit`'s does.
+    fn answer_requests(&mut self) {
+        let Some(requests) = &self.requests else {
+            return;
+        };
+        let mut stop = false;
+        for request in requests.try_iter() {
+            match request {
+                // The asker may have given up (its thread ended): nothing to do then.
+                Request::Stats(reply) => drop(reply.send(self.snapshot())),
+                Request::Stop => stop = true,
+            }
+        }
+        if stop && !self.stopping {
+            info!("stop requested by the embedding program");
+            self.shared.stop_requested = true;
+        }
+    }
+
     /// Returns the exit to take now, if any: a second signal forces it.
     fn on_signals(&mut self) -> Option<Exit> {
-        for signal in self.signals.pending() {
+        let Some(signals) = &mut self.signals else {
+            return None;
+        };
+        for signal in signals.pending() {
             if self.stopping || self.shared.stop_requested {
                 warn!("signal {signal} again: exiting at once");
                 return Some(Exit::Forced(signal));
@@ -543,6 +661,18 @@ impl Server {
         );
     }
 
+    /// Closes every connection left when the loop ends early (the grace period ran out,
+    /// or a second signal), counted as stopped: the final counters add up.
+    fn close_all(&mut self) {
+        for (key, slot) in &mut self.conns {
+            if slot.closed.is_none() {
+                slot.closed = Some(Reason::Stopped);
+                self.closed.push(key);
+            }
+        }
+        self.reap();
+    }
+
     /// Removes the connections that closed this turn. Dropping the socket closes it,
     /// which also takes it out of the epoll set.
     fn reap(&mut self) {
@@ -555,4 +685,12 @@ impl Server {
         }
         self.compact_live_watchers();
     }
+}
+
+/// SIGINT and SIGTERM, as events on `poll`.
+fn watch_signals(poll: &Poll) -> io::Result<Signals> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    Ok(signals)
 }

@@ -537,7 +537,7 @@ fn check_tag(tag: &str) -> Result<&str, String> {
 
 /// `type/subtype` and optional `;name=value` parameters, all HTTP tokens (RFC 9110
 /// §5.6.2): what can go into a part header verbatim.
-fn check_content_type(text: &str) -> Result<(), String> {
+pub(crate) fn check_content_type(text: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("bad content type '{text}': {why}"));
     let mut pieces = text.split(';');
     let essence = pieces.next().unwrap_or_default();

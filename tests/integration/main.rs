@@ -18,6 +18,8 @@ mod clients;
 mod curl;
 // The demo stream byte for byte and on time, over HTTP/1.1 and 1.0, and in Python's email.
 mod demo;
+// The library embedded: two servers in one process, spawned or run, stats, stop, errors.
+mod embed;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.

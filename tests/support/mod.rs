@@ -21,6 +21,7 @@ pub mod multipart;
 pub mod process;
 pub mod rng;
 pub mod server;
+pub mod solo;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

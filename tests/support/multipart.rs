@@ -147,6 +147,11 @@ impl<R: Read> PartReader<R> {
         &mut self.reader.get_mut().inner
     }
 
+    /// The connection itself, to close it some other way ([`http::reset`]).
+    pub fn into_inner(self) -> R {
+        self.reader.into_inner().inner
+    }
+
     /// When the close after the closing delimiter was read.
     pub fn closed_at(&self) -> Option<Instant> {
         self.closed_at

@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::http::{Response, exchange};
 use super::json::{self, Value};
 use super::process::{self, Guard, Output};
+use super::solo;
 use super::{Scratch, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mixreplace");
@@ -145,10 +146,7 @@ impl Server {
 
     /// The numbers of the server's open file descriptors.
     pub fn fd_numbers(&self) -> Vec<u64> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .expect("read the server's /proc/PID/fd")
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .collect()
+        solo::fd_numbers(&self.pid().to_string())
     }
 
     pub fn fd_count(&self) -> usize {
