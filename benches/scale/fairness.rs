@@ -70,7 +70,13 @@ pub trait Beside {
     fn note(&self) -> String;
 }
 
-fn scenario(contender: &Contender, settings: &Settings, name: &'static str, seconds: u64, load: Load) -> Fairness {
+fn scenario(
+    contender: &Contender,
+    settings: &Settings,
+    name: &'static str,
+    seconds: u64,
+    load: Load,
+) -> Fairness {
     let tick = format!(
         "/tick=synthetic:parts={},size=1000,interval={TICK_INTERVAL_MS}",
         seconds * 1000 / TICK_INTERVAL_MS
@@ -213,7 +219,11 @@ impl Drop for Churn {
 }
 
 fn churn_load(port: u16, _seconds: u64, settings: &Settings) -> Result<Box<dyn Beside>, String> {
-    let (stop, done, failed) = (Arc::<AtomicBool>::default(), Arc::<AtomicU64>::default(), Arc::<AtomicU64>::default());
+    let (stop, done, failed) = (
+        Arc::<AtomicBool>::default(),
+        Arc::<AtomicU64>::default(),
+        Arc::<AtomicU64>::default(),
+    );
     let period = Duration::from_micros(1_000_000 * CHURNERS / CHURN_PER_S);
     let threads = (0..CHURNERS)
         .map(|n| {
@@ -231,7 +241,11 @@ fn churn_load(port: u16, _seconds: u64, settings: &Settings) -> Result<Box<dyn B
                         thread::sleep(wait);
                     }
                     i += 1;
-                    let counter = if churn_once(source, port).is_ok() { &done } else { &failed };
+                    let counter = if churn_once(source, port).is_ok() {
+                        &done
+                    } else {
+                        &failed
+                    };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             })

@@ -124,12 +124,25 @@ pub fn targets(
 /// The watcher's lateness against the fairness targets (one run each).
 fn fairness_checks(fairness: &[Fairness]) -> Vec<Check> {
     [
-        ("big parts", "max", 20.0, "500 never-reading + 300 reading clients of 8 MiB parts: another stream's client late by"),
-        ("churn", "p99", 10.0, "1,000 new connections a second: another stream's client late by"),
+        (
+            "big parts",
+            "max",
+            20.0,
+            "500 never-reading + 300 reading clients of 8 MiB parts: another stream's client late by",
+        ),
+        (
+            "churn",
+            "p99",
+            10.0,
+            "1,000 new connections a second: another stream's client late by",
+        ),
     ]
     .into_iter()
     .map(|(scenario, key, limit, what)| {
-        let value = fairness.iter().find(|f| f.scenario == scenario).and_then(|f| f.lateness(key));
+        let value = fairness
+            .iter()
+            .find(|f| f.scenario == scenario)
+            .and_then(|f| f.lateness(key));
         Check {
             target: format!("{what} {key} ≤ {limit} ms"),
             measured: value.map_or("not measured".into(), |v| format!("{v:.1} ms")),
