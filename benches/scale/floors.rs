@@ -26,7 +26,7 @@ fn request(port: u16, path: &str) -> Vec<u8> {
 /// A part's wire bytes, with a stamp of now.
 fn wire(part: &Part) -> Vec<u8> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let stamp = Stamp::new(now.as_micros() as u64);
+    let stamp = Stamp::new(now.as_micros() as u64, None);
     let (head, tail) = part.halves();
     [head, stamp.as_bytes(), tail].concat()
 }

@@ -598,8 +598,8 @@ impl<S: Socket> Conn<S> {
         else {
             return Pending::WaitForFrame;
         };
-        let (part, at) = match stream.next(cursor, cx.now) {
-            Next::Part { part, at } => (part, at),
+        let (part, at, frame) = match stream.next(cursor, cx.now) {
+            Next::Part { part, at, frame } => (part, at, frame),
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
@@ -614,7 +614,7 @@ impl<S: Socket> Conn<S> {
         // per connection stays bounded by the largest part (see the module header).
         debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
-        let stamp = Stamp::new(cx.clock.epoch_us(at));
+        let stamp = Stamp::new(cx.clock.epoch_us(at), frame);
         if !*advance_headers {
             self.out.push(Chunk::Part(part, stamp));
             return Pending::Queued;
@@ -625,9 +625,9 @@ impl<S: Socket> Conn<S> {
         self.out.push(Chunk::PartBody(part));
         *header_sent = true;
         match stream.peek(cursor) {
-            Some((next, due)) => self
+            Some((next, due, frame)) => self
                 .out
-                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due)))),
+                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due), frame))),
             None if stream.as_live().is_some() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
             None => *header_sent = false,
         }
