@@ -524,6 +524,30 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+/// Every key of a `--json` report, and every failure reason, has its line in `--help`.
+#[test]
+fn the_help_documents_every_json_key() {
+    let server = serve(Behavior::Stream {
+        parts: 1,
+        gap: Duration::ZERO,
+        timestamps: true,
+        chunked: false,
+    });
+    let run = load(&["--url", &url(server.addr, "/"), "--json", "-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report();
+    let help = load(&["--help"]).stdout;
+    let (_, documented) = help.split_once("The JSON report").expect("a JSON section");
+    for key in report.keys() {
+        let line = format!("\n  {key} ");
+        assert!(documented.contains(&line), "--help does not document {key}");
+    }
+    let (_, reasons) = help.split_once("Failure reasons:").expect("the failure reasons");
+    for reason in report.get("failed").keys() {
+        assert!(reasons.contains(reason), "--help does not name {reason}");
+    }
+}
+
 #[test]
 fn help_and_version() {
     let run = load(&["--help"]);
