@@ -14,10 +14,9 @@
 //!   plays them as a scripted loop ([`Stream::numbered_loop`](crate::stream::Stream)), so
 //!   serving a testcard costs what serving any scripted stream of that size costs.
 //! - Start-up is bounded: at most [`MAX_PIXELS`] pixels are encoded in all (the encoder
-//!   works per pixel), and the encoded frames share a script's caps,
-//!   [`MAX_PARTS`](crate::stream::script::MAX_PARTS) frames and
-//!   [`MAX_TOTAL_BYTES`](crate::stream::script::MAX_TOTAL_BYTES) in all, checked as each
-//!   frame is encoded. One RGB buffer is drawn into and reused.
+//!   works per pixel), and the encoded frames share a script's caps, [`MAX_PARTS`]
+//!   frames and [`MAX_TOTAL_BYTES`] in all, checked as each frame is encoded. One RGB
+//!   buffer is drawn into and reused.
 //! - The picture shows the frame's number in the loop; the part's `X-Frame` counts on
 //!   across loops for each client, so the picture shows `X-Frame` mod `frames`.
 
