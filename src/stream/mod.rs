@@ -625,6 +625,56 @@ mod tests {
     }
 
     #[test]
+    fn a_numbered_loop_counts_its_frames_on_across_loops() {
+        let stream = Stream::numbered_loop(vec![b"a".to_vec(), b"b".to_vec()], 40_000, "").unwrap();
+        assert!(stream.is_images());
+        let mut cursor = stream.cursor(0, false);
+        let mut got = Vec::new();
+        let mut now = 0;
+        while got.len() < 5 {
+            match stream.next(&mut cursor, now) {
+                Next::Part { part, at, frame } => got.push((part.body().to_vec(), at, frame)),
+                Next::At(at) => now = at,
+                other => panic!("{other:?}"),
+            }
+        }
+        let want: Vec<(Vec<u8>, Micros, Option<u64>)> = (0..5)
+            .map(|i| (vec![b"ab"[i % 2]], 40_000 * i as u64, Some(i as u64)))
+            .collect();
+        assert_eq!(got, want);
+        // What goes ahead (`advance_headers`) is numbered too.
+        let (part, due, frame) = stream.peek(&cursor).unwrap();
+        assert_eq!((part.body(), due, frame), (&b"b"[..], 200_000, Some(5)));
+        // Other scripted streams are not numbered.
+        let plain = Stream::scripted(parts(1), 0, Some(0), "").unwrap();
+        let mut cursor = plain.cursor(0, false);
+        assert!(matches!(
+            plain.next(&mut cursor, 0),
+            Next::Part { frame: None, .. }
+        ));
+        assert!(Stream::numbered_loop(Vec::new(), 1, "").is_err());
+    }
+
+    #[test]
+    fn live_frames_are_numbered_from_0_for_every_client() {
+        let stream = Stream::live("").unwrap();
+        let live = stream.as_live().unwrap();
+        let frame = |next: Next| match next {
+            Next::Part { frame, .. } => frame,
+            other => panic!("{other:?}"),
+        };
+        let mut first = stream.cursor(0, false);
+        live.publish(b"f0", 10);
+        assert_eq!(frame(stream.next(&mut first, 10)), Some(0));
+        live.publish(b"f1", 20);
+        live.publish(b"f2", 30);
+        let mut late = stream.cursor(30, false);
+        // The one that skipped a frame sees the gap; one that joins later starts there.
+        assert_eq!(frame(stream.next(&mut first, 30)), Some(2));
+        assert_eq!(frame(stream.next(&mut late, 30)), Some(2));
+    }
+
+    #[test]
     fn a_live_client_gets_the_newest_frame_and_skips_the_rest() {
         let stream = Stream::live("").unwrap();
         let live = stream.as_live().unwrap();
