@@ -32,6 +32,12 @@ Options:
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)
+                           testcard[,size=WxH][,fps=N][,quality=Q][,frames=N]
+                                               JPEG test video made at start-up: bars,
+                                               a moving box and the frame number, a loop
+                                               of N frames (default 640x360, 10 fps,
+                                               quality 80, 3 s of frames), X-Frame on
+                                               each part
   --allow-quit           GET /quit answers 202 and stops the server gracefully.
 
 Limits:

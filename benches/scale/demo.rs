@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::Settings;
 use crate::machine::loadavg;
-use crate::servers::{Contender, Sample, failures, log_run, measure};
+use crate::servers::{Contender, LoadPlan, Sample, failures, log_run, measure};
 use crate::table::{fmt_num, markdown_table, median, spread_cell, thousands};
 
 pub struct DemoConfig {
@@ -73,7 +73,8 @@ pub fn run_demo(
             if config.skip.contains(&contender.name) {
                 continue;
             }
-            let mut sample = measure(contender, None, "/", config.clients, config.ramp_ms, settings);
+            let plan = LoadPlan::to_end(config.clients, config.ramp_ms);
+            let mut sample = measure(contender, None, "/", plan, settings);
             if let Ok(s) = &mut sample {
                 s.floor_s = floor_per_client * f64::from(config.clients);
             }

@@ -14,7 +14,7 @@ use mixreplace::stream::multipart::{Boundary, Part, Stamp, Then};
 use mixreplace::stream::spec;
 
 use crate::machine::{Usage, load1, machine_busy, pin_thread, thread_cpu};
-use crate::servers::{Sample, others_cores, run_load};
+use crate::servers::{LoadPlan, Sample, others_cores, run_load};
 use crate::{PART_SIZE, STEP_LIMIT, Settings, THROUGHPUT_CLIENTS};
 
 /// The same request `mixreplace-load` sends.
@@ -26,7 +26,7 @@ fn request(port: u16, path: &str) -> Vec<u8> {
 /// A part's wire bytes, with a stamp of now.
 fn wire(part: &Part) -> Vec<u8> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let stamp = Stamp::new(now.as_micros() as u64);
+    let stamp = Stamp::new(now.as_micros() as u64, None);
     let (head, tail) = part.halves();
     [head, stamp.as_bytes(), tail].concat()
 }
@@ -243,7 +243,8 @@ pub fn plain_writer(parts: u64, settings: &Settings) -> Result<Sample, String> {
     });
     let load1 = load1();
     let (busy_before, started) = (machine_busy(), Instant::now());
-    let (json, load_cpu_s) = run_load(port, "/syn", THROUGHPUT_CLIENTS, 0, settings.client_cpu())?;
+    let plan = LoadPlan::to_end(THROUGHPUT_CLIENTS, 0);
+    let (json, load_cpu_s) = run_load(port, "/syn", plan, settings.client_cpu())?;
     let usage = rx
         .recv_timeout(STEP_LIMIT)
         .map_err(|_| "the plain writer did not finish".to_string())?

@@ -3,7 +3,9 @@
 //!
 //! `cargo bench --bench scale` runs everything (several minutes) and writes the tables to
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
-//! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out.
+//! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
+//! `MIXREPLACE_BENCH_ONLY=fairness` or `=testcard` runs that section alone (see
+//! `fairness.rs`, `testcard.rs`) and writes nothing.
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -49,6 +51,7 @@ mod machine;
 mod servers;
 mod table;
 mod targets;
+mod testcard;
 mod throughput;
 
 use std::fmt::Write as _;
@@ -63,6 +66,7 @@ use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::servers::{contenders, mixreplace};
 use crate::table::{fmt_num, median, spread_cell};
 use crate::targets::{fairness_targets, targets};
+use crate::testcard::{run_testcard, testcard_table};
 use crate::throughput::{run_throughput, throughput_table};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_mixreplace");
@@ -100,6 +104,14 @@ fn main() {
         report.section("Fairness");
         report.text(&fairness_table(&fairness));
         report.text(&fairness_targets(&fairness, &settings));
+        return;
+    }
+    if settings.only_testcard {
+        report.section("Testcard against synthetic: server CPU per part");
+        match run_testcard(&mixreplace(), &settings) {
+            Ok(runs) => report.text(&testcard_table(&runs)),
+            Err(e) => report.line(&format!("The testcard could not be made: {e}")),
+        }
         return;
     }
 
@@ -188,6 +200,8 @@ struct Settings {
     quick: bool,
     /// `MIXREPLACE_BENCH_ONLY=fairness`: the fairness scenarios alone, written nowhere.
     only_fairness: bool,
+    /// `MIXREPLACE_BENCH_ONLY=testcard`: testcard against synthetic alone, written nowhere.
+    only_testcard: bool,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -201,6 +215,7 @@ impl Settings {
         Settings {
             quick,
             only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
+            only_testcard: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "testcard"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),

@@ -167,28 +167,42 @@ fn wait_accepting(proc: &mut Proc, port: u16) -> Result<(), String> {
     ))
 }
 
+/// How a run loads its server: `mixreplace-load --clients --ramp-ms --timeout-s`.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadPlan {
+    pub clients: u32,
+    pub ramp_ms: u64,
+    /// The run ends by then, streams still open failing as `timeout`.
+    pub timeout_s: u64,
+}
+
+impl LoadPlan {
+    /// `clients` over `ramp_ms`, to the end of their streams (within [`LOAD_TIMEOUT_S`]).
+    pub fn to_end(clients: u32, ramp_ms: u64) -> LoadPlan {
+        LoadPlan {
+            clients,
+            ramp_ms,
+            timeout_s: LOAD_TIMEOUT_S,
+        }
+    }
+}
+
 /// Runs `mixreplace-load` to its end; returns its JSON report and its CPU seconds (the
 /// change of [`Usage::of_children`]: the server it loads is reaped only after).
-pub fn run_load(
-    port: u16,
-    path: &str,
-    clients: u32,
-    ramp_ms: u64,
-    cpu: Option<usize>,
-) -> Result<(String, f64), String> {
+pub fn run_load(port: u16, path: &str, plan: LoadPlan, cpu: Option<usize>) -> Result<(String, f64), String> {
     let children_before = Usage::of_children();
     let url = format!("http://127.0.0.1:{port}{path}");
     let mut cmd = Command::new(LOAD);
     cmd.args(["--url", &url, "--json", "-q"])
-        .args(["--clients", &clients.to_string()])
-        .args(["--ramp-ms", &ramp_ms.to_string()])
-        .args(["--timeout-s", &LOAD_TIMEOUT_S.to_string()])
+        .args(["--clients", &plan.clients.to_string()])
+        .args(["--ramp-ms", &plan.ramp_ms.to_string()])
+        .args(["--timeout-s", &plan.timeout_s.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut proc = Proc::spawn(pinned(&mut cmd, cpu), "mixreplace-load")?;
     // Its output is one line and a warning or two: the pipes cannot fill up meanwhile.
-    proc.wait(Duration::from_secs(LOAD_TIMEOUT_S) + STEP_LIMIT)?;
+    proc.wait(Duration::from_secs(plan.timeout_s) + STEP_LIMIT)?;
     let load_cpu = Usage::of_children().since(children_before).cpu();
     let (mut out, mut err) = (String::new(), String::new());
     if let Some(mut stdout) = proc.child.stdout.take() {
@@ -277,13 +291,13 @@ pub fn others_cores(before: Option<f64>, after: Option<f64>, wall: Duration, our
     Some(((after? - before?) - ours).max(0.0) / wall.as_secs_f64())
 }
 
-/// Starts a fresh server, loads it, reads its counters and stops it.
+/// Starts a fresh server, loads it as `plan` says, reads its counters and stops it. A
+/// stream that never ends (a testcard) is measured until the plan's timeout.
 pub fn measure(
     contender: &Contender,
     stream: Option<&str>,
     path: &str,
-    clients: u32,
-    ramp_ms: u64,
+    plan: LoadPlan,
     settings: &Settings,
 ) -> Result<Sample, String> {
     let load1 = load1();
@@ -293,7 +307,7 @@ pub fn measure(
     let usage_before = Usage::of(pid);
     let (busy_before, started) = (machine_busy(), Instant::now());
     let before = listen_counters();
-    let (json, load_cpu_s) = run_load(server.port, path, clients, ramp_ms, settings.client_cpu())?;
+    let (json, load_cpu_s) = run_load(server.port, path, plan, settings.client_cpu())?;
     let after = listen_counters();
     thread::sleep(SETTLE);
     let usage_after = Usage::of(pid);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::demo::{Metric, failure_notes, metric, values};
 use crate::floors::plain_writer;
 use crate::machine::loadavg;
-use crate::servers::{Contender, Sample, log_run, measure};
+use crate::servers::{Contender, LoadPlan, Sample, log_run, measure};
 use crate::table::{markdown_table, spread_cell};
 use crate::{PART_SIZE, Settings, THROUGHPUT_CLIENTS};
 
@@ -32,7 +32,8 @@ pub fn run_throughput(mixreplace: &Contender, settings: &Settings, parts: u64) -
         let plain = plain_writer(parts, settings);
         log_run(&format!("plain writer run {}", round + 1), &plain);
         result.plain.push(plain);
-        let server = measure(mixreplace, Some(&stream), "/syn", THROUGHPUT_CLIENTS, 0, settings);
+        let plan = LoadPlan::to_end(THROUGHPUT_CLIENTS, 0);
+        let server = measure(mixreplace, Some(&stream), "/syn", plan, settings);
         log_run(&format!("mixreplace run {}", round + 1), &server);
         result.server.push(server);
     }

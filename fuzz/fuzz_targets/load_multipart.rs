@@ -1,11 +1,11 @@
 //! The load generator's response parser on arbitrary bytes, cut into chunks whose sizes
 //! come from the first bytes: it never panics, and the chunking changes nothing it
-//! reports — the same parts (with the same `X-Timestamp`s), in the same order, and the
-//! same final status or error, as when the response is fed in one piece.
+//! reports — the same parts (with the same `X-Timestamp`s and `X-Frame`s), in the same
+//! order, and the same final status or error, as when the response is fed in one piece.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mixreplace::load::multipart::Parser;
+use mixreplace::load::multipart::{PartHeaders, Parser};
 
 /// Bytes 0–3: a cycle of chunk sizes (1 to 64); the rest: the response.
 const HEADER: usize = 4;
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// The parts reported, then the final status or error (as text: what a run reports).
-fn parse(response: &[u8], sizes: &[usize]) -> (Vec<Option<u64>>, String) {
+fn parse(response: &[u8], sizes: &[usize]) -> (Vec<PartHeaders>, String) {
     let mut parser = Parser::new();
     let mut parts = Vec::new();
     let mut rest = response;
@@ -35,7 +35,7 @@ fn parse(response: &[u8], sizes: &[usize]) -> (Vec<Option<u64>>, String) {
             break;
         }
         let (piece, tail) = rest.split_at(size.min(rest.len()));
-        match parser.feed(piece, &mut |stamp| parts.push(stamp)) {
+        match parser.feed(piece, &mut |headers| parts.push(headers)) {
             Ok(status) => last = format!("{status:?}"),
             Err(e) => return (parts, format!("error: {e:?}")),
         }

@@ -11,8 +11,9 @@ Usage: mixreplace-load --url http://127.0.0.1:PORT/PATH [options]
 
 Opens N connections to a multipart/x-mixed-replace server on this machine, reads every
 stream to its closing delimiter (--BOUNDARY--) and reports clients, parts, bytes, part
-lateness (arrival minus the part's X-Timestamp, same host clock), connect and
-first-byte times and throughput. Parts without X-Timestamp are counted, with no lateness.
+lateness (arrival minus the part's X-Timestamp, same host clock), frames dropped (gaps in
+each client's X-Frame numbers), connect and first-byte times and throughput. Parts without
+X-Timestamp or X-Frame are counted, with no lateness and no frame number.
 A progress line goes to stderr each second; the final report to stdout.
 
 Options:
@@ -40,12 +41,33 @@ Failure reasons: connect_refused, connect_error, connect_timeout, reset (read/wr
 after connect), eof (stream ended before the closing delimiter), bad_status (not 200),
 bad_framing (not a well-formed multipart/x-mixed-replace response), timeout.
 
-JSON keys (one object, one line): clients, connected, completed, failed_total,
-failed {connect_refused, connect_error, connect_timeout, reset, eof, bad_status,
-bad_framing, timeout}, bad_status_codes {\"CODE\": n}, parts, timestamped_parts,
-early_parts, bytes, lateness_ms, connect_ms, first_byte_ms (each {p50, p90, p99, max},
-milliseconds, null without samples), duration_s, throughput_mb_per_s (1e6 bytes/s),
-parts_per_s. completed + failed_total == clients.
+The JSON report: one object on one line, every key always present, in this order.
+  clients               clients wanted (--clients)
+  connected             clients whose TCP connect completed
+  completed             clients that saw the closing delimiter
+  failed_total          clients that failed; completed + failed_total == clients
+  failed                {reason: count} for every failure reason above, zeros included
+  bad_status_codes      {\"CODE\": count} of the bad_status answers, by status code
+  parts                 parts received whole
+  timestamped_parts     parts among those with a readable X-Timestamp
+  early_parts           timestamped parts that arrived before their X-Timestamp
+                        (their lateness counts as 0)
+  numbered_parts        parts among those with a readable X-Frame
+  dropped_frames        frames missing between the X-Frame numbers each client got (its
+                        first number starts the count), summed over clients
+  clients_with_drops    clients that missed at least one frame
+  out_of_order_frames   numbered parts whose X-Frame was not above the client's previous
+                        one (a repeat, or a server that counts again; counting goes on
+                        from there)
+  bytes                 bytes received, HTTP heads included
+  lateness_ms           part arrival minus X-Timestamp, over the timestamped parts,
+  connect_ms            connect start to TCP connected,
+  first_byte_ms         connect start to the first response byte: each an object
+                        {p50, p90, p99, max} in milliseconds (percentiles at most 1/128
+                        above the true value), its members null without samples
+  duration_s            wall time of the run, seconds
+  throughput_mb_per_s   bytes / duration_s / 1e6
+  parts_per_s           parts / duration_s
 
 Logging: RUST_LOG=debug (default warn).
 ";

@@ -14,11 +14,13 @@
 //! - The read buffer is the loop's, shared by every client; a client keeps only the
 //!   parser's small state.
 //! - A client ends exactly once, through [`Client::finish`], which does the accounting.
+//! - Frames are counted per client ([`FrameGaps`]): a gap in its `X-Frame` numbers is
+//!   frames it never got, whatever the other clients got.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use super::multipart::{self, Parser};
+use super::multipart::{self, Parser, PartHeaders};
 use super::report::{Failure, Tally};
 use crate::wheel::TimerId;
 
@@ -79,6 +81,36 @@ pub struct Client {
     started: Instant,
     first_byte: bool,
     parser: Parser,
+    frames: FrameGaps,
+}
+
+/// One client's `X-Frame` numbers so far: the frames it skipped are the gaps between the
+/// numbers it got. A number not above the one before (a repeat, or a server that started
+/// counting again) is counted as out of order, and the count goes on from it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrameGaps {
+    last: Option<u64>,
+    dropped: u64,
+}
+
+impl FrameGaps {
+    /// Counts the part numbered `n` in `stats`.
+    pub fn see(&mut self, n: u64, stats: &mut Tally) {
+        stats.numbered_parts += 1;
+        match self.last {
+            Some(last) if n <= last => stats.out_of_order_frames += 1,
+            Some(last) if n - last > 1 => {
+                if self.dropped == 0 {
+                    stats.clients_with_drops += 1;
+                }
+                // Saturating: a server may number frames anyhow.
+                self.dropped = self.dropped.saturating_add(n - last - 1);
+                stats.dropped_frames = stats.dropped_frames.saturating_add(n - last - 1);
+            }
+            _ => {}
+        }
+        self.last = Some(n);
+    }
 }
 
 impl Client {
@@ -91,6 +123,7 @@ impl Client {
             started,
             first_byte: false,
             parser: Parser::new(),
+            frames: FrameGaps::default(),
         }
     }
 
@@ -166,7 +199,14 @@ impl Client {
                 stats.first_byte.record(micros(clock.now() - self.started));
             }
             stats.bytes += n as u64;
-            let mut on_part = |ts: Option<u64>| stats.part(ts, ts.map_or(0, |_| clock.wall_micros()));
+            let frames = &mut self.frames;
+            let mut on_part = |seen: PartHeaders| {
+                let now = seen.timestamp.map_or(0, |_| clock.wall_micros());
+                stats.part(seen.timestamp, now);
+                if let Some(n) = seen.frame {
+                    frames.see(n, stats);
+                }
+            };
             match self.parser.feed(&buf[..n], &mut on_part) {
                 Ok(multipart::Parsed::Partial) => {}
                 Ok(multipart::Parsed::Complete) => return ClientStep::Done(Ok(())),
@@ -331,6 +371,58 @@ mod tests {
         assert_eq!(stats.first_byte.max(), Some(10_000));
         assert_eq!((stats.completed, stats.failed_total(), stats.open), (1, 0, 0));
         assert_eq!(stats.bytes, (head.len() + part.len() + 6 + 4) as u64);
+    }
+
+    #[test]
+    fn gaps_in_the_frame_numbers_are_dropped_frames() {
+        let mut stats = Tally::new(2);
+        let mut one = FrameGaps::default();
+        // The first number sets the start: a client that joins late has skipped nothing.
+        for n in [57, 58, 60, 64, 64, 2, 3] {
+            one.see(n, &mut stats);
+        }
+        let mut other = FrameGaps::default();
+        for n in [0, 2, u64::MAX - 1, u64::MAX, 0] {
+            other.see(n, &mut stats);
+        }
+        assert_eq!(stats.numbered_parts, 12);
+        // 1 + 3, then 1 and a gap of nearly 2^64: the sum stops at the largest count.
+        assert_eq!(stats.dropped_frames, u64::MAX);
+        assert_eq!((stats.clients_with_drops, stats.out_of_order_frames), (2, 3));
+    }
+
+    #[test]
+    fn a_client_counts_the_frames_it_skipped() {
+        let start = Instant::now();
+        let mut stats = Tally::new(1);
+        let mut client = Client::new(0, start);
+        client.connected(start, &mut stats);
+        let mut io = Mock {
+            window: 100,
+            ..Mock::default()
+        };
+        let mut wire =
+            b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n".to_vec();
+        for n in [4, 5, 8] {
+            wire.extend_from_slice(
+                format!("--b\r\nContent-Length: 1\r\nX-Frame: {n}\r\n\r\nx\r\n").as_bytes(),
+            );
+        }
+        wire.extend_from_slice(b"--b--\r\n");
+        io.incoming.push_back(wire);
+        let step = client.ready(
+            &mut io,
+            REQUEST,
+            &mut vec![0; 4096],
+            &mut at(start, 0, 0),
+            &mut stats,
+        );
+        assert_eq!(step, ClientStep::Done(Ok(())));
+        assert_eq!(
+            (stats.parts, stats.timestamped_parts, stats.numbered_parts),
+            (3, 0, 3)
+        );
+        assert_eq!((stats.dropped_frames, stats.clients_with_drops), (2, 1));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   `http` module sends) or none (read to the closing delimiter).
 //! - The parser reads no clock and does no I/O: the caller timestamps the `on_part`
 //!   callback, so lateness is measured at the moment the part's last byte was parsed.
+//! - A part's `X-Timestamp` and `X-Frame` are read, never required: one that is missing
+//!   or unreadable is `None` in its [`PartHeaders`], and the part still counts.
 
 use std::fmt;
 
@@ -60,6 +62,15 @@ pub enum Parsed {
     Complete,
 }
 
+/// The part headers the load generator reads, reported when the part's body completes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartHeaders {
+    /// `X-Timestamp`, in microseconds since the Unix epoch: when the part was due.
+    pub timestamp: Option<u64>,
+    /// `X-Frame`: the frame's number, for counting the frames a client skipped.
+    pub frame: Option<u64>,
+}
+
 /// One response's parser. See the module docs for its invariants.
 #[derive(Debug)]
 pub struct Parser {
@@ -73,8 +84,8 @@ pub struct Parser {
     lines: usize,
     /// Response head: whether a usable Content-Type was seen.
     multipart: bool,
-    /// Current part: `X-Timestamp` in microseconds since the Unix epoch.
-    timestamp: Option<u64>,
+    /// Current part: `X-Timestamp` and `X-Frame`.
+    headers: PartHeaders,
     /// Current part: `Content-Length`.
     length: Option<u64>,
 }
@@ -155,7 +166,7 @@ impl Parser {
             line: Vec::new(),
             lines: 0,
             multipart: false,
-            timestamp: None,
+            headers: PartHeaders::default(),
             length: None,
         }
     }
@@ -170,9 +181,9 @@ impl Parser {
         self.delim.get(4..).unwrap_or_default()
     }
 
-    /// Parses `data`, calling `on_part(x_timestamp_micros)` for every part whose body
+    /// Parses `data`, calling `on_part` with the part's headers for every part whose body
     /// completes inside it. After an `Err` the parser must not be fed again.
-    pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Parsed, Error> {
+    pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(PartHeaders)) -> Result<Parsed, Error> {
         while !self.head_done() {
             if data.is_empty() {
                 return Ok(Parsed::Partial);
@@ -254,7 +265,7 @@ impl Parser {
         &mut self,
         mut chunk: ChunkState,
         data: &[u8],
-        on_part: &mut impl FnMut(Option<u64>),
+        on_part: &mut impl FnMut(PartHeaders),
     ) -> Result<Parsed, Error> {
         let mut i = 0;
         let mut status = Parsed::Partial;
@@ -301,7 +312,7 @@ impl Parser {
     }
 
     /// Parses multipart entity bytes. Returns `Complete` at the closing delimiter.
-    fn body(&mut self, data: &[u8], on_part: &mut impl FnMut(Option<u64>)) -> Result<Parsed, Error> {
+    fn body(&mut self, data: &[u8], on_part: &mut impl FnMut(PartHeaders)) -> Result<Parsed, Error> {
         let mut i = 0;
         while i < data.len() {
             let rest = &data[i..];
@@ -312,7 +323,7 @@ impl Parser {
                         Some(end) => {
                             i += end;
                             if in_part {
-                                on_part(self.timestamp);
+                                on_part(self.headers);
                             }
                             self.state = State::After(After::Start);
                         }
@@ -335,7 +346,7 @@ impl Parser {
                         (After::Start | After::Padding, b' ' | b'\t') => State::After(After::Padding),
                         (After::Start | After::Padding, b'\r') => State::After(After::Cr),
                         (After::Cr, b'\n') => {
-                            self.timestamp = None;
+                            self.headers = PartHeaders::default();
                             self.length = None;
                             self.lines = 0;
                             State::PartHeader
@@ -354,7 +365,7 @@ impl Parser {
                     let n = remaining.min(rest.len() as u64);
                     i += n as usize;
                     self.state = if remaining == n {
-                        on_part(self.timestamp);
+                        on_part(self.headers);
                         State::Expect { matched: 0 }
                     } else {
                         State::Body {
@@ -389,12 +400,12 @@ impl Parser {
     }
 
     /// Handles one complete line of a part's headers (in `self.line`).
-    fn part_header(&mut self, on_part: &mut impl FnMut(Option<u64>)) -> Result<(), Error> {
+    fn part_header(&mut self, on_part: &mut impl FnMut(PartHeaders)) -> Result<(), Error> {
         let line = &self.line[..self.line.len() - 2];
         if line.is_empty() {
             self.state = match self.length {
                 Some(0) => {
-                    on_part(self.timestamp);
+                    on_part(self.headers);
                     State::Expect { matched: 0 }
                 }
                 Some(remaining) => State::Body { remaining },
@@ -414,7 +425,9 @@ impl Parser {
                 self.length = Some(length);
             } else if name.eq_ignore_ascii_case(b"x-timestamp") {
                 // Not framing: a part with an unreadable timestamp only loses its lateness.
-                self.timestamp = timestamp_micros(value);
+                self.headers.timestamp = timestamp_micros(value);
+            } else if name.eq_ignore_ascii_case(b"x-frame") {
+                self.headers.frame = decimal(value, 20);
             }
         }
         self.line.clear();
@@ -602,12 +615,13 @@ fn scan(delim: &[u8], data: &[u8], matched: &mut usize) -> Option<usize> {
     None
 }
 
-/// Parses at most `max_digits` ASCII digits (and nothing else).
+/// Parses at most `max_digits` ASCII digits (and nothing else); `None` past `u64::MAX`.
 fn decimal(s: &[u8], max_digits: usize) -> Option<u64> {
     if s.is_empty() || s.len() > max_digits || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+    s.iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// `X-Timestamp: SECONDS[.FRACTION]` (seconds since the Unix epoch) in microseconds;
@@ -634,13 +648,13 @@ pub fn timestamp_micros(value: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// Feeds `pieces` in order; returns the timestamps of the parts and the final status.
-    fn parse(pieces: &[&[u8]]) -> Result<(Vec<Option<u64>>, Parsed), Error> {
+    /// Feeds `pieces` in order; returns the headers of the parts and the final status.
+    fn parse(pieces: &[&[u8]]) -> Result<(Vec<PartHeaders>, Parsed), Error> {
         let mut parser = Parser::new();
         let mut parts = Vec::new();
         let mut status = Parsed::Partial;
         for piece in pieces {
-            status = parser.feed(piece, &mut |ts| parts.push(ts))?;
+            status = parser.feed(piece, &mut |headers| parts.push(headers))?;
             if status == Parsed::Complete {
                 break;
             }
@@ -655,22 +669,36 @@ mod tests {
     fn body_mixed() -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(b"--frame\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n");
-        v.extend_from_slice(b"X-Timestamp: 1763722800.123456\r\n\r\nhello\r\n--frame\r\n");
+        v.extend_from_slice(b"X-Timestamp: 1763722800.123456\r\nX-Frame: 7\r\n\r\nhello\r\n--frame\r\n");
         // No Content-Length; the body holds a CR, a CRLF and a near-delimiter.
-        v.extend_from_slice(b"content-type: text/plain\r\nx-timestamp: 1763722801.5\r\n\r\n");
+        v.extend_from_slice(b"x-frame:9\r\ncontent-type: text/plain\r\nx-timestamp: 1763722801.5\r\n\r\n");
         v.extend_from_slice(b"a\rb\r\n--fram\r\n-\r\n--frame \t\r\n");
         // No headers at all, empty body.
         v.extend_from_slice(b"\r\n\r\n--frame\r\n");
-        // Content-Length 0.
-        v.extend_from_slice(b"Content-Length: 0\r\n\r\n\r\n--frame--\r\nepilogue");
+        // Content-Length 0; a frame number past u64 is no number.
+        v.extend_from_slice(
+            b"Content-Length: 0\r\nX-Frame: 99999999999999999999\r\n\r\n\r\n--frame--\r\nepilogue",
+        );
         v
     }
 
-    const EXPECTED: [Option<u64>; 4] = [
-        Some(1_763_722_800_123_456),
-        Some(1_763_722_801_500_000),
-        None,
-        None,
+    const EXPECTED: [PartHeaders; 4] = [
+        PartHeaders {
+            timestamp: Some(1_763_722_800_123_456),
+            frame: Some(7),
+        },
+        PartHeaders {
+            timestamp: Some(1_763_722_801_500_000),
+            frame: Some(9),
+        },
+        PartHeaders {
+            timestamp: None,
+            frame: None,
+        },
+        PartHeaders {
+            timestamp: None,
+            frame: None,
+        },
     ];
 
     fn stream(head: &[u8], body: &[u8]) -> Vec<u8> {
@@ -745,7 +773,7 @@ mod tests {
     fn http10_unquoted_boundary_and_preamble() {
         let s = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b-1\r\n\r\n\
             This is the preamble.\r\n--b-\r\n--b-1\r\nContent-Type: a\r\n\r\nA\r\n--b-1--";
-        assert_eq!(parse(&[s]), Ok((vec![None], Parsed::Complete)));
+        assert_eq!(parse(&[s]), Ok((vec![PartHeaders::default()], Parsed::Complete)));
     }
 
     #[test]
@@ -761,7 +789,10 @@ mod tests {
             Date: Fri, 21 Nov 2025 10:00:00 GMT\r\nConnection: keep-alive\r\n\
             Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n";
         let s = stream(head, &chunk(&body, 2));
-        assert_eq!(parse(&[&s]), Ok((vec![None, None], Parsed::Complete)));
+        assert_eq!(
+            parse(&[&s]),
+            Ok((vec![PartHeaders::default(); 2], Parsed::Complete))
+        );
     }
 
     #[test]
@@ -941,12 +972,12 @@ mod server_round_trip {
         let edges = [0, 1, 999_999, 1_000_000, 1_763_722_800_000_042, LAST_READABLE_US];
         let spread = (0..10_000).map(|i| pick(1, i, LAST_READABLE_US + 1));
         for us in edges.into_iter().chain(spread) {
-            let stamp = Stamp::new(us);
+            let stamp = Stamp::new(us, None);
             assert_eq!(timestamp_micros(stamp.as_bytes()), Some(us), "{stamp:?}");
         }
         // Past 12 digits of seconds the parser reads no stamp (the part still counts).
         assert_eq!(
-            timestamp_micros(Stamp::new(LAST_READABLE_US + 1).as_bytes()),
+            timestamp_micros(Stamp::new(LAST_READABLE_US + 1, None).as_bytes()),
             None
         );
     }
@@ -956,6 +987,7 @@ mod server_round_trip {
         content_type: &'static str,
         body: Vec<u8>,
         stamp: u64,
+        frame: Option<u64>,
     }
 
     /// Bodies rich in what framing trips on: CR, LF, dashes.
@@ -991,7 +1023,7 @@ mod server_round_trip {
             let part = Part::encode(&boundary, p.content_type, &p.body, then);
             let (head, tail) = part.halves();
             out.extend_from_slice(head);
-            out.extend_from_slice(Stamp::new(p.stamp).as_bytes());
+            out.extend_from_slice(Stamp::new(p.stamp, p.frame).as_bytes());
             out.extend_from_slice(tail);
         }
         if stopped {
@@ -1002,13 +1034,13 @@ mod server_round_trip {
     }
 
     /// What the parser read of one part, byte by byte: the header lines it consumed, the
-    /// body bytes it counted off, its Content-Length and stamp.
+    /// body bytes it counted off, its Content-Length, stamp and frame number.
     #[derive(Debug, PartialEq)]
     struct Read {
         headers: Vec<Vec<u8>>,
         body: Vec<u8>,
         length: Option<u64>,
-        stamp: Option<u64>,
+        seen: PartHeaders,
     }
 
     /// Feeds `wire` a byte at a time, watching the parser's state to see each part.
@@ -1028,14 +1060,14 @@ mod server_round_trip {
                 State::Body { .. } => body.push(b),
                 _ => {}
             }
-            let mut stamp = None;
-            status = parser.feed(&[b], &mut |ts| stamp = Some(ts)).unwrap();
-            if let Some(stamp) = stamp {
+            let mut done = None;
+            status = parser.feed(&[b], &mut |seen| done = Some(seen)).unwrap();
+            if let Some(seen) = done {
                 parts.push(Read {
                     headers: std::mem::take(&mut headers),
                     body: std::mem::take(&mut body),
                     length: parser.length,
-                    stamp,
+                    seen,
                 });
             }
         }
@@ -1043,8 +1075,8 @@ mod server_round_trip {
         parts
     }
 
-    /// Feeds `wire` in random pieces; returns the stamps reported.
-    fn read_in_pieces(wire: &[u8], seed: u64) -> Vec<Option<u64>> {
+    /// Feeds `wire` in random pieces; returns the part headers reported.
+    fn read_in_pieces(wire: &[u8], seed: u64) -> Vec<PartHeaders> {
         let mut parser = Parser::new();
         let mut stamps = Vec::new();
         let mut status = Parsed::Partial;
@@ -1068,6 +1100,12 @@ mod server_round_trip {
                     content_type: TYPES[pick(seed, 10 + i, 4) as usize],
                     body: body(seed, i),
                     stamp: pick(seed, 20 + i, LAST_READABLE_US + 1),
+                    // Numbered or not, up to the largest number a u64 holds.
+                    frame: match pick(seed, 30 + i, 3) {
+                        0 => None,
+                        1 => Some(pick(seed, 40 + i, 1000)),
+                        _ => Some(u64::MAX - pick(seed, 40 + i, 2)),
+                    },
                 })
                 .collect();
             let stopped = seed % 3 == 0;
@@ -1075,19 +1113,25 @@ mod server_round_trip {
             let mut want: Vec<Read> = sent
                 .iter()
                 .map(|p| Read {
-                    headers: vec![
-                        format!("Content-Type: {}\r\n", p.content_type).into_bytes(),
-                        format!("Content-Length: {}\r\n", p.body.len()).into_bytes(),
+                    headers: [
+                        format!("Content-Type: {}\r\n", p.content_type),
+                        format!("Content-Length: {}\r\n", p.body.len()),
                         format!(
                             "X-Timestamp: {}\r\n",
-                            String::from_utf8_lossy(Stamp::new(p.stamp).as_bytes())
-                        )
-                        .into_bytes(),
-                        b"\r\n".to_vec(),
-                    ],
+                            String::from_utf8_lossy(Stamp::new(p.stamp, None).as_bytes())
+                        ),
+                    ]
+                    .into_iter()
+                    .chain(p.frame.map(|n| format!("X-Frame: {n}\r\n")))
+                    .chain(["\r\n".to_owned()])
+                    .map(String::into_bytes)
+                    .collect(),
                     body: p.body.clone(),
                     length: Some(p.body.len() as u64),
-                    stamp: Some(p.stamp),
+                    seen: PartHeaders {
+                        timestamp: Some(p.stamp),
+                        frame: p.frame,
+                    },
                 })
                 .collect();
             if stopped {
@@ -1101,11 +1145,11 @@ mod server_round_trip {
                     ],
                     body: Vec::new(),
                     length: Some(0),
-                    stamp: None,
+                    seen: PartHeaders::default(),
                 });
             }
             assert_eq!(read_bytewise(&wire), want, "seed {seed}");
-            let stamps: Vec<Option<u64>> = want.iter().map(|r| r.stamp).collect();
+            let stamps: Vec<PartHeaders> = want.iter().map(|r| r.seen).collect();
             for chunking in 0..4 {
                 assert_eq!(read_in_pieces(&wire, seed * 4 + chunking), stamps, "seed {seed}");
             }

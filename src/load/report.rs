@@ -176,6 +176,14 @@ pub struct Tally {
     pub timestamped_parts: u64,
     /// Timestamped parts that arrived before their due time (lateness counted as 0).
     pub early_parts: u64,
+    /// Parts among those with a readable `X-Frame`.
+    pub numbered_parts: u64,
+    /// Frames missing between the `X-Frame` numbers each client got, summed over clients.
+    pub dropped_frames: u64,
+    /// Clients that missed at least one frame.
+    pub clients_with_drops: u64,
+    /// Numbered parts whose `X-Frame` was not above the client's previous one.
+    pub out_of_order_frames: u64,
     /// Bytes received, HTTP heads included.
     pub bytes: u64,
     /// Part arrival minus `X-Timestamp`, µs.
@@ -295,6 +303,13 @@ impl Report {
             "parts       {} ({} with X-Timestamp, {} early)",
             s.parts, s.timestamped_parts, s.early_parts
         );
+        if s.numbered_parts > 0 {
+            let _ = writeln!(
+                t,
+                "frames      {} with X-Frame: {} dropped by {} clients, {} out of order",
+                s.numbered_parts, s.dropped_frames, s.clients_with_drops, s.out_of_order_frames
+            );
+        }
         let _ = writeln!(t, "bytes       {} ({:.1} MB)", s.bytes, s.bytes as f64 / 1e6);
         let _ = writeln!(
             t,
@@ -339,6 +354,10 @@ impl Report {
     /// | `parts` | parts received whole |
     /// | `timestamped_parts` | parts among those with an `X-Timestamp` |
     /// | `early_parts` | timestamped parts that arrived before their due time (lateness 0) |
+    /// | `numbered_parts` | parts among those with an `X-Frame` |
+    /// | `dropped_frames` | frames each client skipped (gaps in the `X-Frame` numbers it got), summed |
+    /// | `clients_with_drops` | clients that skipped at least one frame |
+    /// | `out_of_order_frames` | numbered parts whose `X-Frame` was not above the client's previous one |
     /// | `bytes` | bytes received, HTTP heads included |
     /// | `lateness_ms`, `connect_ms`, `first_byte_ms` | objects `{p50, p90, p99, max}` in milliseconds, `null` without samples |
     /// | `duration_s` | wall time of the run |
@@ -364,8 +383,14 @@ impl Report {
         }
         let _ = write!(
             j,
-            "}},\"parts\":{},\"timestamped_parts\":{},\"early_parts\":{},\"bytes\":{}",
-            s.parts, s.timestamped_parts, s.early_parts, s.bytes
+            "}},\"parts\":{},\"timestamped_parts\":{},\"early_parts\":{}",
+            s.parts, s.timestamped_parts, s.early_parts
+        );
+        let _ = write!(
+            j,
+            ",\"numbered_parts\":{},\"dropped_frames\":{},\"clients_with_drops\":{},\
+             \"out_of_order_frames\":{},\"bytes\":{}",
+            s.numbered_parts, s.dropped_frames, s.clients_with_drops, s.out_of_order_frames, s.bytes
         );
         for (name, h) in [
             ("lateness_ms", &s.lateness),
@@ -465,6 +490,8 @@ mod tests {
         stats.part(Some(1_000_000), 1_002_500);
         stats.part(Some(1_000_000), 999_000);
         stats.part(None, 5);
+        (stats.numbered_parts, stats.dropped_frames) = (5, 3);
+        (stats.clients_with_drops, stats.out_of_order_frames) = (1, 1);
         stats.bytes = 3_000_000;
         stats.connect.record(120);
         Report {
@@ -481,7 +508,8 @@ mod tests {
              \"failed\":{\"connect_refused\":1,\"connect_error\":0,\"connect_timeout\":0,\
              \"reset\":0,\"eof\":0,\"bad_status\":2,\"bad_framing\":0,\"timeout\":0},\
              \"bad_status_codes\":{\"503\":2},\"parts\":3,\"timestamped_parts\":2,\
-             \"early_parts\":1,\"bytes\":3000000,\
+             \"early_parts\":1,\"numbered_parts\":5,\"dropped_frames\":3,\
+             \"clients_with_drops\":1,\"out_of_order_frames\":1,\"bytes\":3000000,\
              \"lateness_ms\":{\"p50\":0.000,\"p90\":2.500,\"p99\":2.500,\"max\":2.500},\
              \"connect_ms\":{\"p50\":0.120,\"p90\":0.120,\"p99\":0.120,\"max\":0.120},\
              \"first_byte_ms\":{\"p50\":null,\"p90\":null,\"p99\":null,\"max\":null},\
@@ -495,6 +523,7 @@ mod tests {
 clients     5 wanted, 4 connected, 2 completed, 3 failed
 failed      connect_refused 1, bad_status 2, (status 503: 2)
 parts       3 (2 with X-Timestamp, 1 early)
+frames      5 with X-Frame: 3 dropped by 1 clients, 1 out of order
 bytes       3000000 (3.0 MB)
 ms                 p50       p90       p99       max
 lateness         0.000     2.500     2.500     2.500
@@ -504,5 +533,9 @@ throughput  2.00 MB/s, 2.0 parts/s
 duration    1.500 s
 ";
         assert_eq!(sample().table(), expected);
+        // A run that saw no X-Frame has no frames line.
+        let mut plain = sample();
+        plain.stats.numbered_parts = 0;
+        assert!(!plain.table().contains("frames"));
     }
 }

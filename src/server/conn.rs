@@ -341,7 +341,7 @@ impl<S: Socket> Conn<S> {
                 // `advance_headers` the next part's header block may be out already: a
                 // scripted part's says its length, so its body follows before the close.
                 if !stream.closed_for(cursor) {
-                    if let Some((announced, _)) = stream.peek(cursor).filter(|_| *header_sent) {
+                    if let Some((announced, _, _)) = stream.peek(cursor).filter(|_| *header_sent) {
                         self.out.push(Chunk::Body(announced));
                     }
                     self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
@@ -603,8 +603,8 @@ impl<S: Socket> Conn<S> {
         else {
             return Pending::WaitForFrame;
         };
-        let (part, at) = match stream.next(cursor, cx.now) {
-            Next::Part { part, at } => (part, at),
+        let (part, at, frame) = match stream.next(cursor, cx.now) {
+            Next::Part { part, at, frame } => (part, at, frame),
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
@@ -620,7 +620,7 @@ impl<S: Socket> Conn<S> {
         debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
         stream.delivered(&part, cx.now.saturating_sub(at));
-        let stamp = Stamp::new(cx.clock.epoch_us(at));
+        let stamp = Stamp::new(cx.clock.epoch_us(at), frame);
         if !*advance_headers {
             self.out.push(Chunk::Part(part, stamp));
             return Pending::Queued;
@@ -631,9 +631,9 @@ impl<S: Socket> Conn<S> {
         self.out.push(Chunk::PartBody(part));
         *header_sent = true;
         match stream.peek(cursor) {
-            Some((next, due)) => self
+            Some((next, due, frame)) => self
                 .out
-                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due)))),
+                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due), frame))),
             None if stream.as_live().is_some() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
             None => *header_sent = false,
         }

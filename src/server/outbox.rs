@@ -197,7 +197,7 @@ mod tests {
     fn queued() -> (Outbox, Vec<u8>) {
         let boundary = Boundary::random().unwrap();
         let part = Rc::new(Part::encode(&boundary, "text/plain", b"body", Then::More));
-        let stamp = Stamp::new(12_345_678);
+        let stamp = Stamp::new(12_345_678, None);
         let mut expected = b"HEAD".to_vec();
         let (head, tail) = part.halves();
         expected.extend_from_slice(&[head, stamp.as_bytes(), tail].concat());
@@ -276,7 +276,7 @@ mod tests {
         let body = vec![7u8; 3 * 1024 * 1024];
         let part = Rc::new(Part::encode(&boundary, "image/jpeg", &body, Then::More));
         let mut outbox = Outbox::default();
-        outbox.push(Chunk::Part(part.clone(), Stamp::new(1)));
+        outbox.push(Chunk::Part(part.clone(), Stamp::new(1, None)));
         let total = outbox.pending();
         let budget = 64 * 1024;
         let mut sink = Greedy::default();

@@ -13,12 +13,18 @@
 //!   loop's business, not the stream's.
 //!
 //! Connections share the encoded parts (`Rc`); a connection holds only a [`Cursor`].
+//!
+//! Numbered streams (testcards and live input) give every part a frame number, its
+//! `X-Frame`: a testcard's step index, counting on across its loop for each client from
+//! 0; a live frame's number in publishing order from 0, the same for every client, so a
+//! client that skips frames sees the gap.
 
 pub mod jpeg;
 pub mod live;
 pub mod multipart;
 pub mod script;
 pub mod spec;
+pub mod testcard;
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -67,6 +73,8 @@ enum Timeline {
         loop_from: Option<usize>,
         /// The last part framed as "more to come", for `?dual_final_frames=1`.
         last_again: Option<Rc<Part>>,
+        /// Each part's `X-Frame` is its step index (see the module header).
+        numbered: bool,
     },
     /// `count` parts of one deterministic body, for benchmark harnesses: three
     /// encodings serve any count.
@@ -98,7 +106,7 @@ impl Live {
         }
         let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
         let mut current = self.current.borrow_mut();
-        let seq = current.as_ref().map_or(1, |f| f.seq + 1);
+        let seq = current.as_ref().map_or(0, |f| f.seq + 1);
         *current = Some(Frame { part, seq, at: now });
         true
     }
@@ -112,7 +120,7 @@ impl Live {
 #[derive(Clone, Debug)]
 struct Frame {
     part: Rc<Part>,
-    /// Frames are numbered from 1 in arrival order.
+    /// Frames are numbered from 0 in publishing order: the `X-Frame` of every client.
     seq: u64,
     /// When the frame arrived: its `X-Timestamp`.
     at: Micros,
@@ -143,8 +151,13 @@ impl Cursor {
 /// What a connection should do next.
 #[derive(Debug)]
 pub enum Next {
-    /// Send this part, stamped with `at` (when it was due or arrived).
-    Part { part: Rc<Part>, at: Micros },
+    /// Send this part, stamped with `at` (when it was due or arrived) and, in a numbered
+    /// stream, its frame number.
+    Part {
+        part: Rc<Part>,
+        at: Micros,
+        frame: Option<u64>,
+    },
     /// Nothing before this time.
     At(Micros),
     /// Live: nothing until a frame arrives (the connection is woken then).
@@ -235,8 +248,36 @@ impl Stream {
             steps,
             loop_from,
             last_again,
+            numbered: false,
         };
         Ok(Stream::framed(&boundary, timeline, images, &final_type, extra))
+    }
+
+    /// JPEG `frames` played in a loop forever, `interval` apart, each part numbered
+    /// (`X-Frame`): a testcard. Each frame is dropped once encoded.
+    pub fn numbered_loop(frames: Vec<Vec<u8>>, interval: Micros, extra: &str) -> io::Result<Self> {
+        if frames.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream needs parts",
+            ));
+        }
+        let boundary = Boundary::absent_from(frames.iter().map(|f| &f[..]))?;
+        let steps = frames
+            .into_iter()
+            .map(|body| Step {
+                part: Rc::new(Part::encode(&boundary, "image/jpeg", &body, Then::More)),
+                delay: interval,
+            })
+            .collect();
+        let timeline = Timeline::Steps {
+            lead: 0,
+            steps,
+            loop_from: Some(0),
+            last_again: None,
+            numbered: true,
+        };
+        Ok(Stream::framed(&boundary, timeline, true, "image/jpeg", extra))
     }
 
     /// `count` parts of `body`, `interval_ms` apart.
@@ -363,7 +404,7 @@ impl Stream {
             Timeline::Steps { lead, .. } => (0, now + lead),
             Timeline::Synthetic { .. } => (0, now),
             // A client that joins gets the current frame at once.
-            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(1, |f| f.seq), now),
+            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(0, |f| f.seq), now),
         };
         Cursor {
             next,
@@ -383,12 +424,13 @@ impl Stream {
         }
         match self.step(cursor.next, cursor.dual_final) {
             Some((part, delay)) => {
-                let at = cursor.due;
+                let (at, frame) = (cursor.due, self.frame_number(cursor));
                 cursor.next += 1;
                 cursor.due += delay;
                 Next::Part {
                     part: part.clone(),
                     at,
+                    frame,
                 }
             }
             None => Next::End { closing: false },
@@ -401,10 +443,19 @@ impl Stream {
         self.as_live().is_none() && self.step(cursor.next, cursor.dual_final).is_none()
     }
 
-    /// The part after the cursor and when it is due, if known now (not for live streams).
-    pub fn peek(&self, cursor: &Cursor) -> Option<(Rc<Part>, Micros)> {
+    /// The part after the cursor, when it is due and its frame number, if known now (not
+    /// for live streams).
+    pub fn peek(&self, cursor: &Cursor) -> Option<(Rc<Part>, Micros, Option<u64>)> {
         let (part, _) = self.step(cursor.next, cursor.dual_final)?;
-        Some((part.clone(), cursor.due))
+        Some((part.clone(), cursor.due, self.frame_number(cursor)))
+    }
+
+    /// The `X-Frame` of the scripted step at the cursor: its index, in a numbered stream.
+    fn frame_number(&self, cursor: &Cursor) -> Option<u64> {
+        match &self.timeline {
+            Timeline::Steps { numbered: true, .. } => Some(cursor.next),
+            _ => None,
+        }
     }
 
     /// Scripted step `index` and the delay after it; `None` past the end.
@@ -458,6 +509,7 @@ impl Stream {
             return Next::Part {
                 part: frame.part.clone(),
                 at: frame.at,
+                frame: Some(frame.seq),
             };
         }
         if !live.ended.get() {
@@ -469,6 +521,7 @@ impl Stream {
                 Next::Part {
                     part: frame.part.clone(),
                     at: frame.at,
+                    frame: Some(frame.seq),
                 }
             }
             _ => Next::End { closing: true },
@@ -533,7 +586,9 @@ mod tests {
         let mut got = vec![];
         while got.len() < limit {
             match stream.next(&mut cursor, now) {
-                Next::Part { part, at } => got.push((String::from_utf8_lossy(part.body()).into(), at / 1000)),
+                Next::Part { part, at, .. } => {
+                    got.push((String::from_utf8_lossy(part.body()).into(), at / 1000))
+                }
                 Next::At(at) => now = at,
                 Next::Idle => unreachable!("scripted streams are never idle"),
                 Next::End { .. } => return (got, true),
@@ -595,6 +650,56 @@ mod tests {
         assert_eq!(stream.viewers(), 2);
         drop(viewers);
         assert_eq!(stream.viewers(), 0);
+    }
+
+    #[test]
+    fn a_numbered_loop_counts_its_frames_on_across_loops() {
+        let stream = Stream::numbered_loop(vec![b"a".to_vec(), b"b".to_vec()], 40_000, "").unwrap();
+        assert!(stream.is_images());
+        let mut cursor = stream.cursor(0, false);
+        let mut got = Vec::new();
+        let mut now = 0;
+        while got.len() < 5 {
+            match stream.next(&mut cursor, now) {
+                Next::Part { part, at, frame } => got.push((part.body().to_vec(), at, frame)),
+                Next::At(at) => now = at,
+                other => panic!("{other:?}"),
+            }
+        }
+        let want: Vec<(Vec<u8>, Micros, Option<u64>)> = (0..5)
+            .map(|i| (vec![b"ab"[i % 2]], 40_000 * i as u64, Some(i as u64)))
+            .collect();
+        assert_eq!(got, want);
+        // What goes ahead (`advance_headers`) is numbered too.
+        let (part, due, frame) = stream.peek(&cursor).unwrap();
+        assert_eq!((part.body(), due, frame), (&b"b"[..], 200_000, Some(5)));
+        // Other scripted streams are not numbered.
+        let plain = Stream::scripted(parts(1), 0, Some(0), "").unwrap();
+        let mut cursor = plain.cursor(0, false);
+        assert!(matches!(
+            plain.next(&mut cursor, 0),
+            Next::Part { frame: None, .. }
+        ));
+        assert!(Stream::numbered_loop(Vec::new(), 1, "").is_err());
+    }
+
+    #[test]
+    fn live_frames_are_numbered_from_0_for_every_client() {
+        let stream = Stream::live("").unwrap();
+        let live = stream.as_live().unwrap();
+        let frame = |next: Next| match next {
+            Next::Part { frame, .. } => frame,
+            other => panic!("{other:?}"),
+        };
+        let mut first = stream.cursor(0, false);
+        live.publish(b"f0", 10);
+        assert_eq!(frame(stream.next(&mut first, 10)), Some(0));
+        live.publish(b"f1", 20);
+        live.publish(b"f2", 30);
+        let mut late = stream.cursor(30, false);
+        // The one that skipped a frame sees the gap; one that joins later starts there.
+        assert_eq!(frame(stream.next(&mut first, 30)), Some(2));
+        assert_eq!(frame(stream.next(&mut late, 30)), Some(2));
     }
 
     #[test]

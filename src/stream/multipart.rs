@@ -4,17 +4,20 @@
 //!
 //! ```text
 //! --B                                   opening dash-boundary (sent after the response head)
-//! Content-Type: image/png               ┐
+//! Content-Type: image/jpeg              ┐
 //! Content-Length: 1795                  │ a part: its head, the stamp of the moment it was
-//! X-Timestamp: 1763722800.500000        │ due, a blank line, the body, and at once the
+//! X-Timestamp: 1763722800.500000        │ due (and, in a numbered stream, the frame's
+//! X-Frame: 42                           │ number), a blank line, the body, and at once the
 //!                                       │ delimiter that opens the next part, so a browser
 //! <body>                                │ shows this part without waiting for the next one
 //! --B                                   ┘ (the last part ends with --B-- instead)
 //! ```
 //!
 //! A part is encoded once per stream ([`Part`]) and shared by every connection; only the
-//! stamp, a few bytes, is per connection ([`Stamp`], inline, no allocation). A boundary is
-//! random, and checked absent from every body it frames.
+//! stamp, a few bytes, is per connection ([`Stamp`], inline, no allocation). `X-Frame`
+//! belongs to the stamp because its number may differ by connection (a testcard's loop
+//! counts on for each client). A boundary is random, and checked absent from every body
+//! it frames.
 
 use std::fmt;
 use std::io;
@@ -202,44 +205,56 @@ impl Part {
     }
 }
 
-/// `seconds.micros` since the Unix epoch, formatted without allocating.
+/// Separates the stamp's `X-Timestamp` value from its `X-Frame` header.
+const FRAME_HEADER: &[u8] = b"\r\nX-Frame: ";
+/// The longest stamp: 21 characters of `u64::MAX` microseconds, then the `X-Frame`
+/// header with 20 digits.
+const STAMP_MAX: usize = 21 + FRAME_HEADER.len() + 20;
+
+/// A connection's stamp for one part: the `X-Timestamp` value, `seconds.micros` since the
+/// Unix epoch, and for a numbered part its `X-Frame` header; formatted without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
-    text: [u8; 24],
+    text: [u8; STAMP_MAX],
     len: u8,
 }
 
 impl Stamp {
-    pub fn new(epoch_us: u64) -> Stamp {
-        let mut text = [0u8; 24];
-        let mut digits = [0u8; 20];
-        let mut n = epoch_us / 1_000_000;
-        let mut count = 0;
-        loop {
-            digits[count] = b'0' + (n % 10) as u8;
-            count += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+    pub fn new(epoch_us: u64, frame: Option<u64>) -> Stamp {
+        let mut stamp = Stamp {
+            text: [0; STAMP_MAX],
+            len: 0,
+        };
+        stamp.push_decimal(epoch_us / 1_000_000, 1);
+        stamp.push(b".");
+        stamp.push_decimal(epoch_us % 1_000_000, 6);
+        if let Some(frame) = frame {
+            stamp.push(FRAME_HEADER);
+            stamp.push_decimal(frame, 1);
         }
-        for (i, d) in digits[..count].iter().rev().enumerate() {
-            text[i] = *d;
-        }
-        text[count] = b'.';
-        let mut micros = epoch_us % 1_000_000;
-        for i in (0..6).rev() {
-            text[count + 1 + i] = b'0' + (micros % 10) as u8;
-            micros /= 10;
-        }
-        Stamp {
-            text,
-            len: (count + 7) as u8,
-        }
+        stamp
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.text[..self.len as usize]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let at = self.len as usize;
+        self.text[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len() as u8;
+    }
+
+    /// `n` in decimal, zero-padded to at least `width` digits.
+    fn push_decimal(&mut self, mut n: u64, width: usize) {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        while n > 0 || count < width {
+            digits[digits.len() - 1 - count] = b'0' + (n % 10) as u8;
+            n /= 10;
+            count += 1;
+        }
+        self.push(&digits[digits.len() - count..]);
     }
 }
 
@@ -271,7 +286,7 @@ mod tests {
     fn a_part_is_framed_with_its_delimiter_and_the_stamp_in_between() {
         let boundary = Boundary::new("B".repeat(24));
         let part = Part::encode(&boundary, "text/plain", b"hi", Then::More);
-        let stamp = Stamp::new(1_763_722_800_000_042);
+        let stamp = Stamp::new(1_763_722_800_000_042, None);
         let (head, tail) = part.halves();
         let wire = [head, stamp.as_bytes(), tail].concat();
         let b = "B".repeat(24);
@@ -295,9 +310,17 @@ mod tests {
     }
 
     #[test]
-    fn stamps_have_six_digit_micros() {
-        assert_eq!(Stamp::new(0).as_bytes(), b"0.000000");
-        assert_eq!(Stamp::new(1_500_000).as_bytes(), b"1.500000");
-        assert_eq!(Stamp::new(u64::MAX).as_bytes(), b"18446744073709.551615");
+    fn stamps_have_six_digit_micros_and_the_frame_number() {
+        assert_eq!(Stamp::new(0, None).as_bytes(), b"0.000000");
+        assert_eq!(Stamp::new(1_500_000, None).as_bytes(), b"1.500000");
+        assert_eq!(Stamp::new(u64::MAX, None).as_bytes(), b"18446744073709.551615");
+        assert_eq!(
+            Stamp::new(1_500_000, Some(0)).as_bytes(),
+            b"1.500000\r\nX-Frame: 0"
+        );
+        assert_eq!(
+            Stamp::new(u64::MAX, Some(u64::MAX)).as_bytes(),
+            b"18446744073709.551615\r\nX-Frame: 18446744073709551615"
+        );
     }
 }

@@ -10,13 +10,15 @@
 //! (`Stream::scripted` drops each body as it encodes it). A folder is measured from its
 //! metadata before any image is read, so one over the caps costs no memory at all.
 //! Only regular files are opened (a FIFO would block start-up): a folder's FIFOs,
-//! devices and subfolders are skipped, as its files of other types are.
+//! devices and subfolders are skipped, as its files of other types are. A testcard's
+//! frames, encoded here too, count against the same caps (see `testcard`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::stream::live::{self, LiveConfig};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
+use crate::stream::testcard::{self, TestcardConfig};
 use crate::stream::{PartSpec, Stream};
 
 /// The largest synthetic part: it is held in memory once, shared by all clients.
@@ -47,6 +49,8 @@ pub enum StreamSpec {
     Script(PathBuf),
     /// Live MJPEG from standard input.
     Stdin(LiveConfig),
+    /// JPEG frames drawn and encoded at start-up, played in a loop.
+    Testcard(TestcardConfig),
 }
 
 /// A spec split into its kind, its argument and its `key=value` options.
@@ -186,8 +190,21 @@ impl StreamSpec {
                     max_frame: max_frame as usize,
                 }))
             }
+            "testcard" => {
+                pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
+                if pieces.arg.is_some() {
+                    return Err("testcard takes no argument (options: size, fps, quality, frames)".into());
+                }
+                let config = TestcardConfig::new(
+                    pieces.option("size"),
+                    pieces.fps(testcard::DEFAULT_FPS)?,
+                    pieces.number("quality")?,
+                    pieces.number("frames")?,
+                )?;
+                Ok(StreamSpec::Testcard(config))
+            }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir, script, stdin or synthetic)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, synthetic or testcard)"
             )),
         }
     }
@@ -215,6 +232,10 @@ impl StreamSpec {
             StreamSpec::Stdin(_) => {
                 live::check_stdin().map_err(|e| format!("stdin: {e}"))?;
                 Stream::live(extra)
+            }
+            StreamSpec::Testcard(config) => {
+                let frames = testcard::encode_frames(config)?;
+                Stream::numbered_loop(frames, config.interval(), extra)
             }
         };
         stream.map_err(|e| e.to_string())
@@ -414,6 +435,19 @@ mod tests {
             max_frame: 8 << 20,
         };
         assert_eq!(StreamSpec::parse("stdin"), Ok(StreamSpec::Stdin(live)));
+        let card = TestcardConfig {
+            width: 320,
+            height: 240,
+            fps: 25.0,
+            quality: 90,
+            frames: 50,
+        };
+        assert_eq!(
+            StreamSpec::parse("testcard,size=320x240,fps=25,quality=90,frames=50"),
+            Ok(StreamSpec::Testcard(card))
+        );
+        let defaults = TestcardConfig::new(None, 10.0, None, None).unwrap();
+        assert_eq!(StreamSpec::parse("testcard"), Ok(StreamSpec::Testcard(defaults)));
         assert_eq!(synthetic_body(253)[251..], [0, 1]);
     }
 
@@ -446,6 +480,18 @@ mod tests {
             ("script", "expected script:FILE"),
             ("stdin,max_frame=10", "max_frame must be from 1024"),
             ("stdin,fps=-1", "fps must be a number from 0.001 to 1000"),
+            ("testcard:x", "testcard takes no argument"),
+            ("testcard,speed=2", "testcard: unknown option 'speed'"),
+            (
+                "testcard,fps=0",
+                "testcard: fps must be a number from 0.001 to 1000",
+            ),
+            (
+                "testcard,quality=high",
+                "testcard: quality must be a whole number",
+            ),
+            ("testcard,size=1x1", "testcard: size must be WIDTHxHEIGHT"),
+            ("testcard,frames=-3", "testcard: frames must be a whole number"),
         ] {
             let err = StreamSpec::parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");

@@ -27,6 +27,23 @@ fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
             &["--stream", "/stats"],
         ),
         (&["--listen", "127.0.0.1:0", "stray"], &["stray"]),
+        (
+            &["--listen", "127.0.0.1:0", "--stream", "/c=testcard,size=8x8"],
+            &["testcard", "size", "8x8"],
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--stream", "/c=testcard,quality=0"],
+            &["testcard", "quality", "1 to 100"],
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--stream",
+                "/c=testcard,size=1920x1080,frames=73",
+            ],
+            &["testcard", "frames", "1 to 72"],
+        ),
     ] {
         check_refused(&run_binary(args, &[]), &format!("{args:?}"), names);
     }

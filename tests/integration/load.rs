@@ -1,17 +1,19 @@
 //! `mixreplace-load` end to end: the built binary against small test servers on loopback
-//! sockets (threads on the test side), asserting on its `--json` report and exit code.
+//! sockets (threads on the test side) and against the real server (the demo, a cap, live
+//! frames it skips, a testcard), asserting on its `--json` report and exit code.
 //! Every server and every run is bounded in time; nothing is timed for speed.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::json;
-use crate::support::process::run;
+use crate::support::media::frame;
+use crate::support::process::{Guard, drain, run};
 use crate::support::server::Server;
 
 /// No test server or run outlives this.
@@ -522,6 +524,30 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+/// Every key of a `--json` report, and every failure reason, has its line in `--help`.
+#[test]
+fn the_help_documents_every_json_key() {
+    let server = serve(Behavior::Stream {
+        parts: 1,
+        gap: Duration::ZERO,
+        timestamps: true,
+        chunked: false,
+    });
+    let run = load(&["--url", &url(server.addr, "/"), "--json", "-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report();
+    let help = load(&["--help"]).stdout;
+    let (_, documented) = help.split_once("The JSON report").expect("a JSON section");
+    for key in report.keys() {
+        let line = format!("\n  {key} ");
+        assert!(documented.contains(&line), "--help does not document {key}");
+    }
+    let (_, reasons) = help.split_once("Failure reasons:").expect("the failure reasons");
+    for reason in report.get("failed").keys() {
+        assert!(reasons.contains(reason), "--help does not name {reason}");
+    }
+}
+
 #[test]
 fn help_and_version() {
     let run = load(&["--help"]);
@@ -589,4 +615,70 @@ fn against_the_real_server_at_its_cap_the_rest_get_503_and_nothing_hangs() {
     assert_eq!(r.int("completed") + refused, 20);
     assert_eq!(r.get("bad_status_codes").keys(), ["503"]);
     assert_eq!(server.stats().answers(503), refused);
+}
+
+/// The load generator's drop count against the server's own: a live stream fed while
+/// the load generator is stopped (SIGSTOP), so the server skips frames for its one client
+/// (the frames it had no time for: far more bytes than socket buffers hold), then let go.
+/// Its `dropped_frames` (gaps in `X-Frame`) must be the server's `skipped_frames`, and
+/// with the frames it got, every frame fed.
+#[test]
+fn against_the_real_server_dropped_frames_are_the_frames_the_server_skipped() {
+    const FRAMES: u32 = 40;
+    const FRAME_SIZE: usize = 1 << 20;
+    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mixreplace-load"));
+    command
+        .args(["--url", &format!("http://{}/cam", server.addr()), "--json", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = Guard::spawn(&mut command, LIMIT);
+    let (stdout, stderr) = (
+        drain(client.child().stdout.take().unwrap()),
+        drain(client.child().stderr.take().unwrap()),
+    );
+    server.wait_viewers("/cam", 1);
+    client.signal(libc::SIGSTOP);
+    for id in 1..=FRAMES {
+        server.feed(&frame(id, FRAME_SIZE));
+    }
+    client.signal(libc::SIGCONT);
+    server.end_input();
+    let status = client.wait_exit(LIMIT).expect("the load generator finishes");
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(status.success(), "{stderr}");
+    let r = json::parse(&String::from_utf8(stdout.join().unwrap()).unwrap());
+    let skipped = server.stats().skipped("/cam");
+    eprintln!(
+        "server skipped {skipped}; load generator: {} parts, {} numbered, {} dropped",
+        r.int("parts"),
+        r.int("numbered_parts"),
+        r.int("dropped_frames")
+    );
+    assert!(skipped >= 1, "the stopped client skipped no frame");
+    assert_eq!(r.int("dropped_frames"), skipped);
+    assert_eq!(r.int("numbered_parts") + skipped, u64::from(FRAMES));
+    assert_eq!(
+        (r.int("clients_with_drops"), r.int("out_of_order_frames")),
+        (1, 0)
+    );
+    // Every frame part, and the empty final part of the input's end.
+    assert_eq!(r.int("parts"), r.int("numbered_parts") + 1);
+}
+
+/// A testcard never skips: each client gets every frame, numbered in order. It loops
+/// forever, so the run ends at its timeout, every client counted as `timeout`.
+#[test]
+fn against_a_testcard_every_frame_arrives_numbered_in_order() {
+    let server = Server::start(&["--stream", "/card=testcard,size=64x48,fps=50,frames=7"]);
+    let url = format!("http://{}/card", server.addr());
+    let run = load(&["--url", &url, "-c", "5", "--timeout-s", "1.5", "--json", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let r = run.report();
+    check_totals(&r);
+    assert_eq!(failed(&r, "timeout"), 5);
+    assert!(r.int("parts") >= 5 * 10, "{}", run.stdout);
+    assert_eq!(r.int("numbered_parts"), r.int("parts"));
+    assert_eq!(r.int("timestamped_parts"), r.int("parts"));
+    assert_eq!(r.int("dropped_frames") + r.int("out_of_order_frames"), 0);
 }

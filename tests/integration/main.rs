@@ -38,3 +38,5 @@ mod slow_reader;
 mod startup;
 // Stopping: /quit, SIGTERM and SIGINT, a second signal, and clients that hold a stop up.
 mod stop;
+// The testcard kind: ffmpeg decodes it quietly, X-Frame counts at its fps, Chromium shows it.
+mod testcard;

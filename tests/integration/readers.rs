@@ -28,6 +28,11 @@ fn the_reader_takes_a_well_framed_stream_and_its_early_end() {
     assert_eq!(parsed.parts[0].body, b"hi");
     assert_eq!(parsed.parts[1].stamp, Some(1_500_000));
     assert!(parsed.parts[1].last && !parsed.parts[0].last);
+    assert_eq!(parsed.parts[1].frame, None);
+    // A numbered part: X-Frame after the stamp.
+    let numbered = whole.replace("1.500000\r\n", "1.500000\r\nX-Frame: 18446744073709551615\r\n");
+    let parsed = parse_all(numbered.as_bytes(), &b).unwrap();
+    assert_eq!(parsed.parts[1].frame, Some(u64::MAX));
     let stopped = format!(
         "--{b}\r\n{}\r\n--{b}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n\r\n--{b}--\r\n",
         part("text/plain", "hi", "1.000000")
@@ -69,6 +74,10 @@ fn the_reader_refuses_every_framing_mistake() {
         format!("\r\n{}", ok("hi")),                                            // preamble
         stop.replace(&format!("--{b}--"), &format!("--{b}")),                   // a stop that goes on
         stop.replace("Length: 0", "Length: 1"),                                 // a stop with a length
+        ok("hi").replace("1.000000\r\n", "1.000000\r\nX-Frame: 01\r\n"),        // leading zero
+        ok("hi").replace("1.000000\r\n", "1.000000\r\nX-Frame: 18446744073709551616\r\n"), // past u64
+        ok("hi").replace("1.000000\r\n", "1.000000\r\nX-Frame: 1\r\nX-Frame: 1\r\n"), // twice
+        ok("hi").replace("Content-Type: t\r\n", "X-Frame: 1\r\nContent-Type: t\r\n"), // out of place
     ] {
         assert!(parse_all(bad.as_bytes(), &b).is_err(), "{bad:?}");
     }

@@ -1,7 +1,7 @@
 //! Just enough JSON to read `/stats`, the load generator's `--json` report and Chromium's
 //! DevTools answers back, strictly: a malformed text fails the test.
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -30,6 +30,14 @@ impl Value {
         match self.get(key) {
             Value::Num(n) => *n,
             v => panic!("{key} is not a number: {v:?}"),
+        }
+    }
+
+    /// The value itself, if it is a number.
+    pub fn as_num(&self) -> Option<f64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            _ => None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Test media: real JPEGs from ffmpeg, numbered JPEG frames of any size, solid-colour
-//! PNGs, and byte comparisons that do not print megabytes.
+//! PNGs, PNGs read back as RGB, and byte comparisons that do not print megabytes.
 
 use super::multipart::find;
 
@@ -56,6 +56,56 @@ pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     writer.write_image_data(&pixels).expect("PNG pixels");
     writer.finish().expect("a whole PNG");
     out
+}
+
+/// An image's pixels: `width` × `height`, three bytes (R, G, B) each, row by row.
+#[derive(Debug)]
+pub struct Rgb {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Rgb {
+    /// A PNG (a screenshot, ffmpeg's output) of any colour type, alpha dropped.
+    pub fn from_png(png: &[u8]) -> Rgb {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buffer = vec![0; reader.output_buffer_size().expect("a PNG of sane size")];
+        let info = reader.next_frame(&mut buffer).expect("PNG pixels");
+        let channels = match info.color_type {
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            other => panic!("a PNG in {other:?}"),
+        };
+        let pixels = buffer[..info.buffer_size()]
+            .chunks_exact(channels)
+            .flat_map(|px| [px[0], px[1], px[2]])
+            .collect();
+        Rgb {
+            width: info.width as usize,
+            height: info.height as usize,
+            pixels,
+        }
+    }
+
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let at = (y * self.width + x) * 3;
+        [self.pixels[at], self.pixels[at + 1], self.pixels[at + 2]]
+    }
+
+    /// How many pixels are `rgb`, give or take `tolerance` in each channel.
+    pub fn count(&self, rgb: [u8; 3], tolerance: u8) -> usize {
+        self.pixels
+            .chunks_exact(3)
+            .filter(|px| {
+                px.iter()
+                    .zip(rgb)
+                    .all(|(&got, want)| got.abs_diff(want) <= tolerance)
+            })
+            .count()
+    }
 }
 
 /// A short stand-in for bytes in assertions: their length and FNV-1a hash.

@@ -13,7 +13,9 @@
 //!   killed by a watchdog past its time limit;
 //! - every temporary file lives in a [`Scratch`] folder, removed when dropped.
 
+pub mod browser;
 pub mod demo;
+pub mod ffmpeg;
 pub mod http;
 pub mod json;
 pub mod media;

@@ -6,10 +6,11 @@
 //! ```text
 //! --B                                  the opening delimiter, nothing before it
 //! Content-Type: T                      ┐ a part: exactly these three headers, in this
-//! Content-Length: N                    │ order; N bytes of body (which never hold the
-//! X-Timestamp: SECONDS.MICROS          │ delimiter), then at once CRLF--B and CRLF for
-//!                                      │ another part or --CRLF for the last one
-//! <N bytes>                            ┘
+//! Content-Length: N                    │ order, and in a numbered stream (testcard, live)
+//! X-Timestamp: SECONDS.MICROS          │ `X-Frame` after them; N bytes of body (which
+//! X-Frame: DIGITS                      │ never hold the delimiter), then at once CRLF--B
+//!                                      │ and CRLF for another part or --CRLF for the
+//! <N bytes>                            ┘ last one
 //! ```
 //!
 //! Two more shapes, and nothing else:
@@ -31,7 +32,7 @@ use super::{IO_TIMEOUT, now_us};
 
 /// Longest part header line read before giving up.
 const MAX_LINE: u64 = 16 * 1024;
-/// Most header lines in one part (the server sends at most three).
+/// Most header lines in one part (the server sends at most four).
 const MAX_HEADERS: usize = 8;
 /// Largest part body accepted, and most parts read by [`PartReader::read_to_end`].
 const MAX_BODY: usize = 256 << 20;
@@ -46,6 +47,8 @@ pub struct Part {
     pub body: Vec<u8>,
     /// `X-Timestamp` in microseconds since the Unix epoch: when the part was due.
     pub stamp: Option<u64>,
+    /// `X-Frame`, in a numbered stream.
+    pub frame: Option<u64>,
     /// Its delimiter was the closing one (`--B--`).
     pub last: bool,
     /// When its header block had been read, in microseconds since the epoch.
@@ -59,6 +62,12 @@ impl Part {
     pub fn stamp_us(&self) -> u64 {
         self.stamp
             .unwrap_or_else(|| panic!("a part without X-Timestamp: {:?}", self.headers))
+    }
+
+    /// The `X-Frame`, which every part of a numbered stream carries.
+    pub fn frame_number(&self) -> u64 {
+        self.frame
+            .unwrap_or_else(|| panic!("a part without X-Frame: {:?}", self.headers))
     }
 }
 
@@ -177,18 +186,23 @@ impl<R: Read> PartReader<R> {
         let head_at_us = now_us();
         let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
         let value = |i: usize| headers[i].1.as_str();
-        let (body, stamp, stop) = match names[..] {
-            ["Content-Type", "Content-Length", "X-Timestamp"] => {
+        let (body, stamp, frame, stop) = match names[..] {
+            ["Content-Type", "Content-Length", "X-Timestamp", ref numbered @ ..] => {
                 let length = content_length(value(1))?;
                 let stamp =
                     parse_stamp(value(2)).ok_or_else(|| bad(format!("X-Timestamp {:?}", value(2))))?;
-                (self.body(length)?, Some(stamp), false)
+                let frame = match numbered {
+                    ["X-Frame"] => Some(frame_number(value(3))?),
+                    [] => None,
+                    _ => return Err(bad(format!("a part with headers {names:?}"))),
+                };
+                (self.body(length)?, Some(stamp), frame, false)
             }
-            ["Content-Type", "Content-Length"] if value(1) == "0" => (Vec::new(), None, true),
+            ["Content-Type", "Content-Length"] if value(1) == "0" => (Vec::new(), None, None, true),
             ["Content-Type"] => {
                 let body = self.body_to_delimiter()?;
                 let stop = body.is_empty();
-                (body, None, stop)
+                (body, None, None, stop)
             }
             _ => return Err(bad(format!("a part with headers {names:?}"))),
         };
@@ -198,6 +212,7 @@ impl<R: Read> PartReader<R> {
             headers,
             body,
             stamp,
+            frame,
             last,
             head_at_us,
             arrived: Instant::now(),
@@ -359,6 +374,14 @@ fn content_length(text: &str) -> io::Result<usize> {
         .filter(|t| t.bytes().all(|b| b.is_ascii_digit()) && (*t == "0" || !t.starts_with('0')))
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| bad(format!("Content-Length {text:?}")))
+}
+
+/// `X-Frame`: digits, no leading zero but for 0 itself, within a u64.
+fn frame_number(text: &str) -> io::Result<u64> {
+    Some(text)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_digit()) && (*t == "0" || !t.starts_with('0')))
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| bad(format!("X-Frame {text:?}")))
 }
 
 /// `SECONDS.MICROS` (exactly six digits after the dot) in microseconds.

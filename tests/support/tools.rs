@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// No run of a tool outlives this.
+pub const TOOL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Whether a missing tool fails the test instead of skipping it.
 pub fn tools_required() -> bool {
     let set = |name: &str| {

@@ -1,0 +1,60 @@
+//! ffmpeg as a client and as a tool: commands that print only errors, decoding checked
+//! clean, decoded frames as hashes. Every run is bounded by [`TOOL_LIMIT`].
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::process::{Output, run};
+use super::tools::TOOL_LIMIT;
+
+/// Runs ffmpeg with `args` to its end (bounded); fails the test unless it succeeds.
+pub fn run_ffmpeg(ffmpeg: &Path, args: &[&str], what: &str) -> Output {
+    let done = run(ffmpeg_command(ffmpeg).args(args), None, TOOL_LIMIT);
+    assert!(done.status.success(), "{what}: {}", done.stderr_text());
+    done
+}
+
+pub fn ffmpeg_command(ffmpeg: &Path) -> Command {
+    let mut command = Command::new(ffmpeg);
+    command
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The MD5 of each decoded frame, from `-f framemd5` output.
+pub fn frame_hashes(framemd5: &str) -> Vec<String> {
+    framemd5
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// ffmpeg's stderr holds nothing but, at the very end, what its HTTP reader says about
+/// every response that ends by closing the connection without a Content-Length (as every
+/// stream does): "Stream ends prematurely at N, should be 18446744073709551615" and then
+/// "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status is 0).
+/// A live stream that ends closes with an empty final part that names its Content-Type,
+/// as ffmpeg's mpjpeg demuxer requires of every part, so it says nothing about it.
+pub fn assert_clean_decode(stderr: &str, what: &str) {
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|line| {
+            let http_eof = line.contains("Stream ends prematurely at ")
+                && line.ends_with("should be 18446744073709551615")
+                || line.ends_with(": Input/output error");
+            !http_eof
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{what}: ffmpeg said:\n{stderr}");
+}
+
+/// ffmpeg reads `url` with the mpjpeg demuxer and decodes every frame.
+pub fn ffmpeg_client(ffmpeg: &Path, url: &str) -> Command {
+    let mut command = ffmpeg_command(ffmpeg);
+    command.args(["-f", "mpjpeg", "-i", url, "-f", "framemd5", "-"]);
+    command
+}
