@@ -166,7 +166,9 @@ fn settle(h: &mut Harness, conn: &mut Conn<MemorySocket>) -> Outcome {
         socket.end = PeerEnd::Fin;
     }
     let mut outcome = h.input(conn, Input::Readable { read_closed: true });
-    for _ in 0..1000 {
+    // No write is larger than the write budget, which can be one byte: enough turns for
+    // the largest response (`/big`, about 5 KiB) a byte a turn, and its timers.
+    for _ in 0..20_000 {
         if let Outcome::Close(_) = outcome {
             return outcome;
         }

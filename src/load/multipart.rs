@@ -184,6 +184,11 @@ impl Parser {
     /// Parses `data`, calling `on_part` with the part's headers for every part whose body
     /// completes inside it. After an `Err` the parser must not be fed again.
     pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(PartHeaders)) -> Result<Parsed, Error> {
+        // After the closing delimiter everything is epilogue, chunk framing included: what
+        // a later read brings is ignored as the rest of the read that completed it was.
+        if self.state == State::Done {
+            return Ok(Parsed::Complete);
+        }
         while !self.head_done() {
             if data.is_empty() {
                 return Ok(Parsed::Partial);
@@ -750,6 +755,30 @@ mod tests {
         }
         out.extend_from_slice(b"0\r\n\r\n");
         out
+    }
+
+    #[test]
+    // See: fuzz target load_multipart (2026-11-30): a chunk's bad CRLF after the closing
+    // delimiter was an error when it came in a later read, and ignored in the same read.
+    #[test]
+    fn what_follows_the_closing_delimiter_is_ignored_in_any_read() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+            Content-Type: multipart/x-mixed-replace;boundary=q\r\n\r\n";
+        let body = b"--q\r\nContent-Length: 2\r\n\r\nhi\r\n--q--\r\n";
+        // The chunk claims two bytes more than it holds: its CRLF check sees "0\r".
+        let mut s = head.to_vec();
+        s.extend_from_slice(format!("{:x}\r\n", body.len() + 2).as_bytes());
+        s.extend_from_slice(body);
+        s.extend_from_slice(b"0\r\n\r\n");
+        for at in 0..=s.len() {
+            let (a, b) = s.split_at(at);
+            // Both reads fed, as the load generator feeds what it reads after completion.
+            let mut parser = Parser::new();
+            let first = parser.feed(a, &mut |_| {});
+            let second = parser.feed(b, &mut |_| {});
+            assert!(first.is_ok(), "split at {at}: {first:?}");
+            assert_eq!(second, Ok(Parsed::Complete), "split at {at}");
+        }
     }
 
     #[test]
