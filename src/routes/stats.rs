@@ -1,4 +1,5 @@
-//! Counters the loop keeps, and their JSON form for `GET /stats`.
+//! Counters the loop keeps, and their JSON form for `GET /stats` (which also lists each
+//! stream's faults on purpose, `[]` for most).
 
 use std::fmt::Write as _;
 
@@ -20,15 +21,18 @@ pub enum Reason {
     Stopped,
     /// Any other socket error.
     Error,
+    /// A fault on purpose ended it (`reset@PART`, `truncate@PART`).
+    Fault,
 }
 
 impl Reason {
-    const ALL: [Reason; 5] = [
+    const ALL: [Reason; 6] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
         Reason::Stopped,
         Reason::Error,
+        Reason::Fault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +42,7 @@ impl Reason {
             Reason::SendTimeout => "send_timeout",
             Reason::Stopped => "stopped",
             Reason::Error => "error",
+            Reason::Fault => "fault",
         }
     }
 }
@@ -97,6 +102,16 @@ impl Stats {
             .streams()
             .map(|(path, stream)| (json_string(path), stream.skipped()));
         join_pairs(&mut out, skipped);
+        out.push_str("},\"faults\":{");
+        for (i, (path, stream)) in routes.streams().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let names: Vec<String> = stream
+                .faults()
+                .iter()
+                .map(|f| json_string(&f.to_string()))
+                .collect();
+            let _ = write!(out, "{comma}{}:[{}]", json_string(path), names.join(","));
+        }
         out.push_str("},\"answers\":{");
         let answers = STATUSES
             .iter()

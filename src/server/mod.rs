@@ -23,6 +23,7 @@
 pub mod conn;
 pub mod memory;
 pub mod outbox;
+pub mod sabotage;
 
 use std::fmt;
 use std::io;

@@ -184,15 +184,32 @@ impl Part {
         &self.bytes[self.body_at..]
     }
 
-    /// The part's `Content-Type`, read back from its encoded head.
+    /// The part's `Content-Type`, read back from its encoded head (its line may end in
+    /// LF alone: see `fault`).
     pub fn content_type(&self) -> &str {
         let line = &self.bytes[b"Content-Type: ".len()..];
-        let end = line.iter().position(|&b| b == b'\r').unwrap_or(0);
+        let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(0);
         std::str::from_utf8(&line[..end]).unwrap_or("")
     }
 
     pub fn body(&self) -> &[u8] {
         &self.bytes[self.body_at..self.body_at + self.body_len]
+    }
+
+    /// A part framed elsewhere (on purpose otherwise: `fault`): `bytes` starts with its
+    /// `Content-Type` line, the stamp goes at `stamp_at`, and its body is the `body_len`
+    /// bytes at `body_at`.
+    pub fn from_framed(bytes: Vec<u8>, stamp_at: usize, body_at: usize, body_len: usize) -> Part {
+        assert!(
+            bytes.starts_with(b"Content-Type: ") && stamp_at <= body_at && body_at + body_len <= bytes.len(),
+            "a framed part's offsets lie within it"
+        );
+        Part {
+            bytes: bytes.into_boxed_slice(),
+            stamp_at,
+            body_at,
+            body_len,
+        }
     }
 }
 
