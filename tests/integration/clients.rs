@@ -7,17 +7,14 @@
 //! failure, so CI always runs them. Every tool runs under a guard that kills it (Chromium:
 //! its whole process group) and reaps it when the test ends, and under a watchdog.
 
-use std::fs::File;
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::Scratch;
-use crate::support::json;
+use crate::support::browser::{Browser, pixels};
 use crate::support::media::{EXIF_JPEG, frame, solid_png, sum};
 use crate::support::multipart::{Item, Part, PartReader, open_with};
 use crate::support::process::{Guard, Output, drain, pump, run};
@@ -387,116 +384,7 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Headless Chromium, driven over the DevTools protocol on a pipe (no extra crates).
-
-/// A headless Chromium whose DevTools protocol runs over fds 3 (commands in) and 4
-/// (answers out), NUL-separated JSON messages: `--remote-debugging-pipe`.
-struct Browser {
-    to_browser: File,
-    answers: mpsc::Receiver<String>,
-    next_id: u64,
-    log: PathBuf,
-    // Dropped in this order: the process group first, then its profile.
-    _process: Guard,
-    _profile: Scratch,
-}
-
-impl Browser {
-    fn launch(chromium: &Path) -> Browser {
-        let profile = Scratch::new("chromium");
-        let log = profile.join("stderr.log");
-        let (commands_read, commands_write) = pipe();
-        let (answers_read, answers_write) = pipe();
-        let mut command = Command::new(chromium);
-        command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-pipe",
-            ])
-            .arg(format!("--user-data-dir={}", profile.join("data").display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
-        let (child_in, child_out) = (raw(&commands_read), raw(&answers_write));
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                // Out of the way first, so that placing one cannot close the other.
-                let high_in = libc::fcntl(child_in, libc::F_DUPFD_CLOEXEC, 10);
-                let high_out = libc::fcntl(child_out, libc::F_DUPFD_CLOEXEC, 10);
-                if high_in < 0 || high_out < 0 || libc::dup2(high_in, 3) < 0 || libc::dup2(high_out, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let process = Guard::spawn_group(&mut command, TOOL_LIMIT);
-        // The browser's ends stay only in the browser, so its exit closes the pipes.
-        drop((commands_read, answers_write));
-        let (tx, answers) = mpsc::channel();
-        thread::spawn(move || {
-            use std::io::{BufRead, BufReader};
-            for message in BufReader::new(answers_read).split(0) {
-                let Ok(message) = message else { break };
-                if tx.send(String::from_utf8_lossy(&message).into_owned()).is_err() {
-                    break;
-                }
-            }
-        });
-        Browser {
-            to_browser: commands_write,
-            answers,
-            next_id: 0,
-            log,
-            _process: process,
-            _profile: profile,
-        }
-    }
-
-    /// Sends a command (to a page when `session` is given) and returns its answer.
-    fn call(&mut self, session: Option<&str>, method: &str, params: &str) -> json::Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let session = session.map_or(String::new(), |s| format!(",\"sessionId\":\"{s}\""));
-        let message = format!("{{\"id\":{id},\"method\":\"{method}\",\"params\":{params}{session}}}\0");
-        self.to_browser.write_all(message.as_bytes()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let answer = self.answers.recv_timeout(left).unwrap_or_else(|e| {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("no answer to {method}: {e}; chromium's log:\n{log}")
-            });
-            // Events (no id) and answers to nothing else we sent are skipped.
-            let message = json::parse(&answer);
-            if message.find("id") == Some(&json::Value::Num(id as f64)) {
-                assert!(message.find("error").is_none(), "{method}: {answer}");
-                return message;
-            }
-        }
-    }
-}
-
-fn pipe() -> (File, File) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
-}
-
-fn raw(file: &File) -> i32 {
-    std::os::fd::AsRawFd::as_raw_fd(file)
-}
+// Headless Chromium.
 
 const RED: [u8; 3] = [255, 0, 0];
 const BLUE: [u8; 3] = [0, 0, 255];
@@ -505,18 +393,8 @@ const FRAME_H: u32 = 90;
 
 /// How many pixels of a PNG screenshot are `rgb`, give or take a little.
 fn count_pixels(screenshot: &[u8], rgb: [u8; 3]) -> usize {
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(screenshot));
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().unwrap();
-    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut pixels).unwrap();
-    let channels = match info.color_type {
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        other => panic!("a screenshot in {other:?}"),
-    };
-    pixels[..info.buffer_size()]
-        .chunks_exact(channels)
+    pixels(screenshot)
+        .iter()
         .filter(|px| px.iter().zip(rgb).all(|(&got, want)| got.abs_diff(want) <= 8))
         .count()
 }
@@ -531,21 +409,9 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     dir.write("2-blue.png", solid_png(FRAME_W, FRAME_H, BLUE));
     let server = Server::start(&["--stream", &format!("/cam=dir:{},fps=2", dir.path().display())]);
 
-    let mut browser = Browser::launch(&chromium);
+    let mut browser = Browser::launch(&chromium, TOOL_LIMIT);
     let url = format!("http://{}/view", server.addr());
-    let target = browser.call(None, "Target.createTarget", &format!("{{\"url\":\"{url}\"}}"));
-    let target = target.get("result").str("targetId");
-    let attached = browser.call(
-        None,
-        "Target.attachToTarget",
-        &format!("{{\"targetId\":\"{target}\",\"flatten\":true}}"),
-    );
-    let session = attached.get("result").str("sessionId");
-    browser.call(
-        Some(session),
-        "Emulation.setDeviceMetricsOverride",
-        "{\"width\":400,\"height\":300,\"deviceScaleFactor\":1,\"mobile\":false}",
-    );
+    let page = browser.open(&url, 400, 300);
 
     // Screenshots a moment apart until both colours have been on screen (each frame
     // shows for 500 ms), at most 40 of them.
@@ -553,12 +419,7 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     let mut seen = Vec::new();
     for _ in 0..40 {
         thread::sleep(Duration::from_millis(150));
-        let shot = browser.call(Some(session), "Page.captureScreenshot", "{\"format\":\"png\"}");
-        let png = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            shot.get("result").str("data"),
-        )
-        .unwrap();
+        let png = browser.screenshot(&page);
         let (red, blue) = (count_pixels(&png, RED), count_pixels(&png, BLUE));
         seen.push(match (red, blue) {
             (r, 0) if r >= whole_frame => "red",

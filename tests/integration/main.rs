@@ -18,6 +18,8 @@ mod clients;
 mod curl;
 // The demo stream byte for byte and on time, over HTTP/1.1 and 1.0, and in Python's email.
 mod demo;
+// Which real clients break on which fault on purpose: the README's table, from a run.
+mod fault_clients;
 // Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.
 mod faults;
 // Hostile and careless clients beside an on-time demo client.

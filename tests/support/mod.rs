@@ -13,6 +13,7 @@
 //!   killed by a watchdog past its time limit;
 //! - every temporary file lives in a [`Scratch`] folder, removed when dropped.
 
+pub mod browser;
 pub mod demo;
 pub mod http;
 pub mod json;
