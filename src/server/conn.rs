@@ -686,6 +686,7 @@ impl<S: Socket> Conn<S> {
                 Outcome::Continue
             }
             Act::Waiting => Outcome::Continue,
+            Act::WriteOn => self.pump(cx),
             // Errors are moot: the connection is closed either way.
             Act::Reset => {
                 let _ = self.socket.reset_on_close();
@@ -1641,6 +1642,25 @@ mod tests {
         assert_eq!(conn.deadline(), Some(300_000));
         play_out(&mut h, &mut conn);
         assert_eq!(unstamped(&conn), reference());
+    }
+
+    #[test]
+    fn a_stall_cuts_the_body_whose_header_block_went_ahead_counting_chunk_lines() {
+        let mut h = with_faults(&["stall=50@2", "chunked"]);
+        let request = b"GET /f?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        // Part 2's header block went out with part 1, each piece its own chunk.
+        assert!(unstamped(&conn).ends_with("X-Timestamp: _\r\n\r\n\r\n"));
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        // "two", CRLF, "--", the 32-character boundary, CRLF: a chunk of 41 bytes, cut after "t".
+        assert!(text(&conn).ends_with("\r\n29\r\nt"), "{}", text(&conn));
+        assert_eq!(conn.deadline(), Some(150_000));
+        assert_eq!(h.advance(&mut conn, 150_000), Outcome::Continue);
+        // The rest of the chunk, then part 3's header block ahead.
+        let out = unstamped(&conn);
+        assert!(out.contains("\r\ntwo\r\n--B\r\n\r\n") && out.ends_with("X-Timestamp: _\r\n\r\n\r\n"));
+        play_out(&mut h, &mut conn);
+        assert!(text(&conn).ends_with("\r\n0\r\n\r\n"));
     }
 
     #[test]

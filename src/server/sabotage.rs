@@ -30,6 +30,8 @@ pub enum Act {
     Wait(Micros),
     /// Already waiting: nothing to do until the timer.
     Waiting,
+    /// Not a stop: write on.
+    WriteOn,
     /// Reset the connection (`SO_LINGER` 0, then close).
     Reset,
     /// Close the connection (a FIN).
@@ -121,10 +123,14 @@ impl Sabotage {
                 self.waiting = true;
                 Act::Wait(every)
             }
-            // Not a stop of ours: move the mark on rather than wait forever.
+            // Stops are never behind what is written, so this is not reached; were it,
+            // they move on rather than leave the connection waiting for nothing.
             _ => {
+                debug_assert!(false, "a mark at no stop: {self:?}");
+                self.cut = self.cut.filter(|&(at, _)| at > here);
+                self.drip_at = self.drip_at.map(|at| at.max(here + 1));
                 self.mark(out);
-                Act::Waiting
+                Act::WriteOn
             }
         }
     }
