@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::support::Scratch;
 use crate::support::browser::{Browser, pixels};
-use crate::support::media::{EXIF_JPEG, frame, solid_png, sum};
+use crate::support::media::{EXIF_JPEG, frame, frame_hashes, is_ffmpeg_http_eof, solid_png, sum};
 use crate::support::multipart::{Item, Part, PartReader, open_with};
 use crate::support::process::{Guard, Output, drain, pump, run};
 use crate::support::server::Server;
@@ -237,31 +237,12 @@ fn ffmpeg_command(ffmpeg: &Path) -> Command {
     command
 }
 
-/// The MD5 of each decoded frame, from `-f framemd5` output.
-fn frame_hashes(framemd5: &str) -> Vec<String> {
-    framemd5
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
-}
-
 /// ffmpeg's stderr holds nothing but, at the very end, what its HTTP reader says about
-/// every response that ends by closing the connection without a Content-Length (as every
-/// stream does): "Stream ends prematurely at N, should be 18446744073709551615" and then
-/// "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status is 0).
-/// A live stream that ends closes with an empty final part that names its Content-Type,
-/// as ffmpeg's mpjpeg demuxer requires of every part, so it says nothing about it.
+/// every stream ([`is_ffmpeg_http_eof`]). A live stream that ends closes with an empty
+/// final part that names its Content-Type, as ffmpeg's mpjpeg demuxer requires of every
+/// part, so it says nothing about it.
 fn assert_clean_decode(stderr: &str, what: &str) {
-    let unexpected: Vec<&str> = stderr
-        .lines()
-        .filter(|line| {
-            let http_eof = line.contains("Stream ends prematurely at ")
-                && line.ends_with("should be 18446744073709551615")
-                || line.ends_with(": Input/output error");
-            !http_eof
-        })
-        .collect();
+    let unexpected: Vec<&str> = stderr.lines().filter(|line| !is_ffmpeg_http_eof(line)).collect();
     assert!(unexpected.is_empty(), "{what}: ffmpeg said:\n{stderr}");
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::Scratch;
 use crate::support::browser::{Browser, pixels};
+use crate::support::media::{frame_hashes, is_ffmpeg_http_eof};
 use crate::support::process::run;
 use crate::support::server::Server;
 use crate::support::tools::{require_tool, skip_or_fail};
@@ -187,15 +188,6 @@ fn quiet(program: &Path) -> Command {
     command
 }
 
-/// The MD5 of each frame ffmpeg decoded (`-f framemd5`).
-fn frame_hashes(framemd5: &str) -> Vec<String> {
-    framemd5
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| Some(line.rsplit(',').next()?.trim().to_owned()))
-        .collect()
-}
-
 /// ffmpeg decodes `url` (`-f mpjpeg` unless `auto`): frames whose MD5 is the frame's.
 fn ffmpeg_cell(ffmpeg: &Path, url: &str, auto: bool, frame_md5: &str) -> Cell {
     let mut command = quiet(ffmpeg);
@@ -209,15 +201,8 @@ fn ffmpeg_cell(ffmpeg: &Path, url: &str, auto: bool, frame_md5: &str) -> Cell {
         .iter()
         .filter(|hash| *hash == frame_md5)
         .count();
-    // Every stream ends by closing the connection without a length, which ffmpeg's HTTP
-    // reader reports however well-framed the stream is (see `clients.rs`).
     let stderr = done.stderr_text();
-    let lines = stderr.lines().filter(|line| {
-        let http_eof = line.contains("Stream ends prematurely at ")
-            && line.ends_with("should be 18446744073709551615")
-            || line.ends_with(": Input/output error");
-        !http_eof
-    });
+    let lines = stderr.lines().filter(|line| !is_ffmpeg_http_eof(line));
     let mut said = first_said(lines, 2);
     if !done.status.success() && said.is_empty() {
         said.push(format!("exit {}", done.status.code().unwrap_or(-1)));

@@ -1,5 +1,6 @@
 //! Test media: real JPEGs from ffmpeg, numbered JPEG frames of any size, solid-colour
-//! PNGs, and byte comparisons that do not print megabytes.
+//! PNGs, what ffmpeg says of what it decoded, and byte comparisons that do not print
+//! megabytes.
 
 use super::multipart::find;
 
@@ -56,6 +57,25 @@ pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     writer.write_image_data(&pixels).expect("PNG pixels");
     writer.finish().expect("a whole PNG");
     out
+}
+
+/// The MD5 of each frame ffmpeg decoded, from its `-f framemd5` output.
+pub fn frame_hashes(framemd5: &str) -> Vec<String> {
+    framemd5
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| Some(line.rsplit(',').next()?.trim().to_owned()))
+        .collect()
+}
+
+/// Whether a line of ffmpeg's stderr is what its HTTP reader says about every response
+/// that ends by closing the connection without a `Content-Length`, as every stream does,
+/// however well framed: "Stream ends prematurely at N, should be 18446744073709551615",
+/// then "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status
+/// is 0).
+pub fn is_ffmpeg_http_eof(line: &str) -> bool {
+    line.contains("Stream ends prematurely at ") && line.ends_with("should be 18446744073709551615")
+        || line.ends_with(": Input/output error")
 }
 
 /// A short stand-in for bytes in assertions: their length and FNV-1a hash.
