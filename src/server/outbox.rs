@@ -69,7 +69,11 @@ impl ChunkSize {
 }
 
 impl Chunk {
-    /// The chunk's bytes as up to three slices, in order.
+    /// The chunk's bytes as up to three slices, in order. Always inlined: `pending` and
+    /// every write walk the queue through it, and since the enum has a variant for the
+    /// faults' chunk lines LLVM makes it a call, which cost a stream without faults 57
+    /// instructions a part more than before the faults (callgrind); inlined, 13 more.
+    #[inline(always)]
     fn slices(&self) -> [&[u8]; 3] {
         match self {
             Chunk::Static(bytes) => [bytes, &[], &[]],
