@@ -38,6 +38,16 @@ Options:
                                                of N frames (default 640x360, 10 fps,
                                                quality 80, 3 s of frames), X-Frame on
                                                each part
+                         Every kind but stdin takes faults on purpose, to test clients
+                         with the malformed streams real devices send: ,fault=NAME
+                         (repeatable; never applied unless asked for), NAME one of
+                           no_first_boundary  dashed_boundary  quoted_boundary
+                           no_length  bare_delimiter  lf_only  duplicate_length
+                           wrong_length=±N@PART  jpeg_trailer  no_close  busy_page
+                           stall=MS@PART  reset@PART  truncate@PART  chunked
+                           drip=BYTES/MS
+                         PART counts the parts a client is sent, from 1; the README
+                         says what each one sends and which clients break on it.
   --allow-quit           GET /quit answers 202 and stops the server gracefully.
 
 Limits:

@@ -73,9 +73,9 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::outbox`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
+//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
-//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`) | what is served, encoded once |
+//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
 //! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys` | parsing, timers, time, measures, system calls; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's

@@ -16,10 +16,11 @@ use mixreplace::routes::access::Access;
 use mixreplace::routes::{Route, Routes};
 use mixreplace::server::conn::{Conn, Input, Limits, Outcome};
 use mixreplace::server::memory::{Harness, MemorySocket, PeerEnd};
+use mixreplace::stream::fault::Faults;
 use mixreplace::stream::{PartSpec, Stream};
 
 /// Requests worth cutting up; the fuzzer's raw bytes reach the rest.
-const REQUESTS: [&[u8]; 12] = [
+const REQUESTS: [&[u8]; 14] = [
     b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /live?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /?advance_headers=1&dual_final_frames=1 HTTP/1.0\r\n\r\n",
@@ -32,6 +33,8 @@ const REQUESTS: [&[u8]; 12] = [
     b"GET /stats HTTP/1.0\r\n\r\n",
     b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /faulty HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /faulty?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
 ];
 
 /// The fuzzer's bytes, read as a script.
@@ -63,6 +66,11 @@ fn routes() -> Routes {
     routes.add("/live", Route::Stream(Rc::new(Stream::live("").expect("boundary"))));
     let big = Stream::synthetic(3, &[b'x'; 5000], 10, "").expect("parts");
     routes.add("/big", Route::Stream(Rc::new(big)));
+    // Every connection fault but the ones that end the connection at once.
+    let faults = ["chunked", "drip=700/3", "stall=5@2", "lf_only", "no_close"];
+    let faulty = Stream::synthetic(3, &[b'y'; 2000], 10, "").expect("parts");
+    let faulty = faulty.with_faults(Faults::parse(faults).expect("faults"), "").expect("faults");
+    routes.add("/faulty", Route::Stream(Rc::new(faulty)));
     routes.add("/stats", Route::Stats);
     routes.add("/quit", Route::Quit);
     routes

@@ -16,7 +16,8 @@
 //! 6. The route's answer. A stream takes `?action=stream` (the default) or
 //!    `?action=snapshot` (its latest image: `404` when it has none, `503` with
 //!    `Retry-After` for a live stream before its first frame); any other action is a
-//!    `400`.
+//!    `400`. A stream with the `busy_page` fault answers its stream requests with a
+//!    busy page.
 //!
 //! Every answer carries the access settings' header lines (CORS), as every response does.
 
@@ -43,6 +44,8 @@ pub enum Reply {
         stream: Rc<Stream>,
         options: StreamOptions,
     },
+    /// A `200` with a busy page instead of the stream (the `busy_page` fault).
+    Busy,
     /// A `200` with this image alone.
     Snapshot(Rc<Part>),
     /// `GET /quit`: a `202`, and the server stops gracefully.
@@ -162,6 +165,7 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
         Route::Metrics => Reply::Page(Page::Metrics),
         Route::View => Reply::Page(Page::View),
         Route::Stream(stream) => match request.query_param("action") {
+            None | Some("stream") if stream.is_busy() => Reply::Busy,
             None | Some("stream") => Reply::Stream {
                 stream: stream.clone(),
                 options: StreamOptions::of(request),
@@ -187,6 +191,7 @@ mod tests {
     use super::*;
     use crate::http;
     use crate::stream::PartSpec;
+    use crate::stream::fault::Faults;
 
     /// The server's configurations the table runs under.
     #[derive(Clone, Copy, Debug)]
@@ -220,6 +225,11 @@ mod tests {
             Route::Stream(Rc::new(Stream::scripted(text.to_vec(), 0, None, "").unwrap())),
         );
         routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
+        let busy = Stream::scripted(image.to_vec(), 0, None, "").unwrap();
+        let busy = busy
+            .with_faults(Faults::parse(["busy_page"]).unwrap(), "")
+            .unwrap();
+        routes.add("/busy", Route::Stream(Rc::new(busy)));
         routes.add("/stats", Route::Stats);
         routes.add("/metrics", Route::Metrics);
         routes.add("/view", Route::View);
@@ -258,6 +268,7 @@ mod tests {
             ),
             Reply::Snapshot(part) => format!("snapshot {}", String::from_utf8_lossy(part.body())),
             Reply::Quit => "quit".to_owned(),
+            Reply::Busy => "busy".to_owned(),
         }
     }
 
@@ -294,6 +305,10 @@ mod tests {
             (Open, "GET /text?action=snapshot", None, "404"),
             (Open, "GET /live?action=snapshot", None, "503 Retry-After: 1"),
             (Open, "GET /live", None, "stream"),
+            // busy_page: the page for the stream, its snapshot as ever.
+            (Open, "GET /busy", None, "busy"),
+            (Open, "HEAD /busy?action=stream", None, "busy"),
+            (Open, "GET /busy?action=snapshot", None, "snapshot png"),
             // Pages.
             (Open, "GET /stats", None, "page Stats"),
             (Open, "HEAD /stats", None, "page Stats"),

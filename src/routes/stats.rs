@@ -1,5 +1,6 @@
-//! Counters the loop keeps, and their three forms: JSON for `GET /stats`, the Prometheus
-//! text for `GET /metrics`, and the [`Stats`] snapshot an embedding program reads
+//! Counters the loop keeps, and their three forms: JSON for `GET /stats` (which also
+//! lists each stream's faults on purpose, `[]` for most), the Prometheus text for
+//! `GET /metrics`, and the [`Stats`] snapshot an embedding program reads
 //! (`Handle::stats`). All three read the same [`Counters`] and the streams' own gauges,
 //! so they agree field for field.
 
@@ -26,15 +27,18 @@ pub enum Reason {
     Stopped,
     /// Any other socket error.
     Error,
+    /// A fault on purpose ended it (`reset@PART`, `truncate@PART`).
+    Fault,
 }
 
 impl Reason {
-    const ALL: [Reason; 5] = [
+    const ALL: [Reason; 6] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
         Reason::Stopped,
         Reason::Error,
+        Reason::Fault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Reason {
             Reason::SendTimeout => "send_timeout",
             Reason::Stopped => "stopped",
             Reason::Error => "error",
+            Reason::Fault => "fault",
         }
     }
 }
@@ -116,6 +121,16 @@ impl Counters {
             .streams()
             .map(|(path, stream)| (json_string(path), stream.delivery().part_bytes));
         join_pairs(&mut out, bytes);
+        out.push_str("},\"faults\":{");
+        for (i, (path, stream)) in routes.streams().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let names: Vec<String> = stream
+                .faults()
+                .iter()
+                .map(|f| json_string(&f.to_string()))
+                .collect();
+            let _ = write!(out, "{comma}{}:[{}]", json_string(path), names.join(","));
+        }
         out.push_str("},\"answers\":{");
         let answers = STATUSES
             .iter()

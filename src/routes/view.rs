@@ -1,4 +1,5 @@
-//! `GET /view`: one page that shows every image stream in an `<img>` and links the others.
+//! `GET /view`: one page that shows every image stream in an `<img>` and links the others,
+//! each stream's faults on purpose marked beside it.
 //!
 //! Chrome and Safari no longer replace a top-level document with
 //! `multipart/x-mixed-replace`, but they do render it inside `<img>`. The images ask for
@@ -12,32 +13,46 @@
 use std::fmt::Write as _;
 
 use crate::routes::Routes;
+use crate::stream::Stream;
 
 pub fn page(routes: &Routes) -> String {
     let mut html = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mixreplace</title>\n\
          <style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:0 1em 1em 0}\
-         img{max-width:90vw;border:1px solid #ccc}</style></head><body>\n<h1>mixreplace</h1>\n",
+         img{max-width:90vw;border:1px solid #ccc}.faults{color:#b00}</style></head><body>\n<h1>mixreplace</h1>\n",
     );
     let (images, others): (Vec<_>, Vec<_>) = routes.streams().partition(|(_, stream)| stream.is_images());
-    for (path, _) in &images {
-        let (link, text) = (href(path), escape(path));
+    for (path, stream) in &images {
+        let (link, text, faults) = (href(path), escape(path), fault_mark(stream));
         let _ = writeln!(
             html,
             "<figure><img src=\"{link}?advance_headers=1&amp;dual_final_frames=1\" alt=\"{text}\">\
-             <figcaption><a href=\"{link}\">{text}</a></figcaption></figure>"
+             <figcaption><a href=\"{link}\">{text}</a>{faults}</figcaption></figure>"
         );
     }
     if !others.is_empty() {
         html.push_str("<ul>\n");
-        for (path, _) in &others {
-            let (link, text) = (href(path), escape(path));
-            let _ = writeln!(html, "<li><a href=\"{link}\">{text}</a></li>");
+        for (path, stream) in &others {
+            let (link, text, faults) = (href(path), escape(path), fault_mark(stream));
+            let _ = writeln!(html, "<li><a href=\"{link}\">{text}</a>{faults}</li>");
         }
         html.push_str("</ul>\n");
     }
     html.push_str("</body></html>\n");
     html
+}
+
+/// A stream's faults on purpose, marked so nobody takes them for a bug: empty for most.
+fn fault_mark(stream: &Stream) -> String {
+    let faults = stream.faults();
+    if faults.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = faults.iter().map(|f| escape(&f.to_string())).collect();
+    format!(
+        " <small class=\"faults\">faults on purpose: {}</small>",
+        names.join(", ")
+    )
 }
 
 /// A path as a link: percent-encoded where RFC 3986 does not allow a character in a

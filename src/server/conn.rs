@@ -32,10 +32,14 @@
 //!   `client_gone`, and a stream whose closing delimiter is out does not wait out its
 //!   final pause (it lingers and closes as `finished`). A reset, or a failed write,
 //!   closes it as `client_gone` at once.
+//! - A stream with connection faults on purpose (`fault`) has its connections follow
+//!   them through a [`Sabotage`]: it frames what is queued and stops writing at marks
+//!   in the outbox, where the connection waits on its one timer, resets or closes.
+//!   Without faults the connection has none, and pays one branch per part for it.
 //!
 //! The socket is anything that is a [`Socket`] (read, write with `writev`, shut down the
-//! write side): the loop gives it mio's `TcpStream`, the unit tests below and the `conn`
-//! fuzz target an in-memory one ([`super::memory`]), with explicit times.
+//! write side, reset): the loop gives it mio's `TcpStream`, the unit tests below and the
+//! `conn` fuzz target an in-memory one ([`super::memory`]), with explicit times.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -53,6 +57,8 @@ use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
 use crate::server::outbox::{Chunk, Flush, Outbox};
+use crate::server::sabotage::{Act, Sabotage};
+use crate::stream::fault::BUSY_PAGE;
 use crate::stream::multipart::{Part, Stamp};
 use crate::stream::{Cursor, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
@@ -74,11 +80,18 @@ pub trait Socket: Read + Write {
     /// Shuts down the write side: the client reads the end of the response, and the
     /// connection still reads what the client sends (lingering close).
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Makes the close that follows a reset (`SO_LINGER` 0): only `reset@PART` asks.
+    fn reset_on_close(&mut self) -> io::Result<()>;
 }
 
 impl Socket for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn reset_on_close(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
     }
 }
 
@@ -221,6 +234,8 @@ pub struct Conn<S: Socket = TcpStream> {
     progress_at: Micros,
     /// The client's end of input was read: it may still read (a half-close) or be gone.
     client_eof: bool,
+    /// The stream's connection faults, while it sends a stream that has them.
+    sabotage: Option<Box<Sabotage>>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -237,6 +252,7 @@ impl<S: Socket> Conn<S> {
             client_held: false,
             progress_at: cx.now,
             client_eof: false,
+            sabotage: None,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
@@ -306,6 +322,12 @@ impl<S: Socket> Conn<S> {
     }
 
     fn on_timer(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        // A wait on purpose ended: the timer was not any of the state's.
+        if let Some(sabotage) = self.sabotage.as_deref_mut() {
+            if sabotage.resume(&mut self.out) {
+                return self.pump(cx);
+            }
+        }
         match self.state {
             State::Head { .. } => self.answer(
                 Status::RequestTimeout,
@@ -341,10 +363,12 @@ impl<S: Socket> Conn<S> {
                 // `advance_headers` the next part's header block may be out already: a
                 // scripted part's says its length, so its body follows before the close.
                 if !stream.closed_for(cursor) {
-                    if let Some((announced, _, _)) = stream.peek(cursor).filter(|_| *header_sent) {
-                        self.out.push(Chunk::Body(announced));
+                    let announced = stream.peek(cursor).filter(|_| *header_sent);
+                    let closing = Chunk::Shared(stream.closing(*header_sent).clone());
+                    if let Some((announced, _, _)) = announced {
+                        self.push_framing(Chunk::Body(announced));
                     }
-                    self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
+                    self.push_framing(closing);
                 }
                 self.state = State::Finishing;
                 self.pump(cx)
@@ -410,6 +434,11 @@ impl<S: Socket> Conn<S> {
                 self.send(version, page.content_type(), body.as_bytes(), head_only, cx)
             }
             Reply::Stream { stream, options } => self.start_stream(stream, version, head_only, options, cx),
+            Reply::Busy => {
+                cx.stats.answered(Status::Ok);
+                let content_type = "text/html; charset=utf-8";
+                self.send(version, content_type, BUSY_PAGE.as_bytes(), head_only, cx)
+            }
             Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
             Reply::Quit => {
                 *cx.stop_requested = true;
@@ -455,7 +484,11 @@ impl<S: Socket> Conn<S> {
             return self.pump(cx);
         }
         cx.stats.streams += 1;
-        self.out.push(Chunk::Shared(stream.opening().clone()));
+        if let Some(plan) = stream.wire_plan() {
+            let sabotage = Sabotage::new(plan.clone(), version, &mut self.out);
+            self.sabotage = Some(Box::new(sabotage));
+        }
+        self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
             cx.watchers.push((cx.key, self.serial));
         }
@@ -547,6 +580,7 @@ impl<S: Socket> Conn<S> {
                     cx.again.push((cx.key, self.serial, Input::Writable));
                     return Outcome::Continue;
                 }
+                Flush::Mark => return self.at_mark(cx),
                 Flush::Done => {}
             }
             match &mut self.state {
@@ -608,10 +642,11 @@ impl<S: Socket> Conn<S> {
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
-                if closing {
-                    self.out.push(Chunk::Shared(stream.closing(*header_sent).clone()));
-                }
+                let closing = closing.then(|| Chunk::Shared(stream.closing(*header_sent).clone()));
                 self.state = State::Finishing;
+                if let Some(closing) = closing {
+                    self.push_framing(closing);
+                }
                 return Pending::Queued;
             }
         };
@@ -620,28 +655,65 @@ impl<S: Socket> Conn<S> {
         debug_assert!(!self.out.holds_part(), "a part queued behind another");
         cx.stats.parts += 1;
         stream.delivered(&part, cx.now.saturating_sub(at));
-        let stamp = Stamp::new(cx.clock.epoch_us(at), frame);
-        if !*advance_headers {
+        let stamp = stream.stamp(cx.clock.epoch_us(at), frame);
+        let from = self.out.len();
+        if *advance_headers {
+            let ahead = stream
+                .peek(cursor)
+                .map(|(next, due, frame)| (next, stream.stamp(cx.clock.epoch_us(due), frame)));
+            let live = stream.as_live().is_some();
+            queue_ahead(&mut self.out, part, stamp, header_sent, ahead, live);
+        } else {
             self.out.push(Chunk::Part(part, stamp));
-            return Pending::Queued;
         }
-        if !*header_sent {
-            self.out.push(Chunk::PartHeader(part.clone(), stamp));
-        }
-        self.out.push(Chunk::PartBody(part));
-        *header_sent = true;
-        match stream.peek(cursor) {
-            Some((next, due, frame)) => self
-                .out
-                .push(Chunk::PartHeader(next, Stamp::new(cx.clock.epoch_us(due), frame))),
-            None if stream.as_live().is_some() => self.out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
-            None => *header_sent = false,
+        if let Some(sabotage) = self.sabotage.as_deref_mut() {
+            sabotage.queued(&mut self.out, from, true);
         }
         Pending::Queued
     }
 
+    /// Queues the stream's framing (its opening, an early end) as the stream's faults
+    /// frame it.
+    fn push_framing(&mut self, chunk: Chunk) {
+        let from = self.out.len();
+        self.out.push(chunk);
+        if let Some(sabotage) = self.sabotage.as_deref_mut() {
+            sabotage.queued(&mut self.out, from, false);
+        }
+    }
+
+    /// Writing reached the outbox's mark: a connection fault stops it there.
+    fn at_mark(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let Some(sabotage) = self.sabotage.as_deref_mut() else {
+            unreachable!("a mark without faults")
+        };
+        match sabotage.at_mark(&mut self.out) {
+            Act::Wait(delay) => {
+                self.arm(cx, cx.now + delay);
+                Outcome::Continue
+            }
+            Act::Waiting => Outcome::Continue,
+            Act::WriteOn => self.pump(cx),
+            // Errors are moot: the connection is closed either way.
+            Act::Reset => {
+                let _ = self.socket.reset_on_close();
+                Outcome::Close(Reason::Fault)
+            }
+            Act::Truncate => {
+                let _ = self.socket.shutdown_write();
+                Outcome::Close(Reason::Fault)
+            }
+        }
+    }
+
     /// Everything is sent: shut our side and read until the client closes.
     fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        // A chunked body's last chunk goes out first.
+        if let Some(sabotage) = self.sabotage.as_deref_mut() {
+            if sabotage.finish(&mut self.out) {
+                return self.pump(cx);
+            }
+        }
         if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
@@ -720,6 +792,29 @@ impl<S: Socket> Conn<S> {
     }
 }
 
+/// `?advance_headers=1`: queues `part`'s header block unless it went out already
+/// (`header_sent`), its body and delimiter, and the header block of the part after it
+/// (`ahead`, when known; a live stream's next frame gets [`LIVE_ADVANCE_HEADER`]).
+fn queue_ahead(
+    out: &mut Outbox,
+    part: Rc<Part>,
+    stamp: Stamp,
+    header_sent: &mut bool,
+    ahead: Option<(Rc<Part>, Stamp)>,
+    live: bool,
+) {
+    if !*header_sent {
+        out.push(Chunk::PartHeader(part.clone(), stamp));
+    }
+    out.push(Chunk::PartBody(part));
+    *header_sent = true;
+    match ahead {
+        Some((next, stamp)) => out.push(Chunk::PartHeader(next, stamp)),
+        None if live => out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
+        None => *header_sent = false,
+    }
+}
+
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
 /// down a socket the client has reset answers `NotConnected` (ENOTCONN): a hang-up too.
 fn classify(e: &io::Error) -> Reason {
@@ -792,10 +887,14 @@ mod tests {
     /// The output with every `X-Timestamp` value blanked (stamps follow the clock) and
     /// the boundary written `B` (each stream draws its own).
     fn unstamped(conn: &Conn<MemorySocket>) -> String {
-        let text = text(conn);
+        unstamp(&text(conn))
+    }
+
+    /// [`unstamped`] of any output.
+    fn unstamp(text: &str) -> String {
         let text = match text.split_once("boundary=") {
             Some((_, rest)) => text.replace(&rest[..rest.find("\r\n").unwrap()], "B"),
-            None => text,
+            None => text.to_owned(),
         };
         let mut out = String::new();
         let mut rest = text.as_str();
@@ -1485,5 +1584,170 @@ mod tests {
             Outcome::Close(Reason::Finished)
         );
         assert!(text(&conn).ends_with("--\r\n"));
+    }
+
+    /// A harness whose `/` is the usual three parts with `faults`.
+    fn with_faults(faults: &[&str]) -> Harness {
+        let mut routes = routes();
+        let parts = [
+            PartSpec::new("image/png", "one", 100),
+            PartSpec::new("image/png", "two", 200),
+            PartSpec::new("image/png", "three", 0),
+        ];
+        let stream = Stream::scripted(parts.to_vec(), 0, None, "").unwrap();
+        let faults = crate::stream::fault::Faults::parse(faults.iter().copied()).unwrap();
+        routes.add(
+            "/f",
+            Route::Stream(Rc::new(stream.with_faults(faults, "").unwrap())),
+        );
+        Harness::new(routes, Access::default(), Limits::default())
+    }
+
+    const GET_F: &[u8] = b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /// The body of a chunked response: every chunk checked (a size line in hex, that
+    /// many bytes, CRLF), up to the zero-length one, which must end the output.
+    fn dechunked(output: &str) -> (Vec<String>, String) {
+        let (head, mut rest) = output.split_once("\r\n\r\n").unwrap();
+        let mut chunks = Vec::new();
+        loop {
+            let (size, after) = rest.split_once("\r\n").unwrap();
+            let size = usize::from_str_radix(size, 16).unwrap();
+            if size == 0 {
+                assert_eq!(after, "\r\n", "after the last chunk");
+                return (chunks, format!("{head}\r\n\r\n"));
+            }
+            chunks.push(after[..size].to_owned());
+            assert_eq!(&after[size..size + 2], "\r\n");
+            rest = &after[size + 2..];
+        }
+    }
+
+    #[test]
+    fn a_chunked_stream_sends_each_piece_as_a_chunk_and_ends_with_the_last_chunk() {
+        let plain = reference();
+        let (plain_head, plain_body) = plain.split_once("\r\n\r\n").unwrap();
+        for request in [GET_F, b"GET /f?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n"] {
+            let mut h = with_faults(&["chunked"]);
+            let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+            assert_eq!(play_out(&mut h, &mut conn), Outcome::Continue);
+            assert_eq!(state(&conn), "lingering");
+            let (chunks, head) = dechunked(&text(&conn));
+            let boundary = head.split_once("boundary=").unwrap().1;
+            let boundary = &boundary[..boundary.find("\r\n").unwrap()];
+            let chunks: Vec<String> = chunks.iter().map(|c| unstamp(c).replace(boundary, "B")).collect();
+            let chunked_head = format!("{plain_head}\r\nTransfer-Encoding: chunked\r\n\r\n");
+            assert_eq!(unstamp(&head), chunked_head);
+            if request == GET_F {
+                // The opening, then each part with its delimiter.
+                assert_eq!(chunks.len(), 4, "{chunks:?}");
+                assert!(chunks[1].ends_with("\r\n\r\none\r\n--B\r\n"), "{chunks:?}");
+            }
+            assert_eq!(chunks.concat(), plain_body);
+        }
+        // HTTP/1.0 has no chunked bodies: the stream as it is.
+        let mut h = with_faults(&["chunked"]);
+        let (mut conn, _) = requested(&mut h, b"GET /f HTTP/1.0\r\n\r\n", MemorySocket::default());
+        play_out(&mut h, &mut conn);
+        assert_eq!(unstamped(&conn), plain.replacen("HTTP/1.1", "HTTP/1.0", 1));
+    }
+
+    #[test]
+    fn a_stall_stops_a_part_after_half_its_body_for_its_time() {
+        let mut h = with_faults(&["stall=50@2"]);
+        let (mut conn, _) = requested(&mut h, GET_F, MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        // "two": its header block and one byte, then nothing until 150 ms.
+        assert!(
+            unstamped(&conn)
+                .ends_with("--B\r\nContent-Type: image/png\r\nContent-Length: 3\r\nX-Timestamp: _\r\n\r\nt")
+        );
+        assert_eq!(conn.deadline(), Some(150_000));
+        let written = conn.socket.written.len();
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(h.advance(&mut conn, 149_999), Outcome::Continue);
+        assert_eq!(conn.socket.written.len(), written);
+        assert_eq!(h.advance(&mut conn, 150_000), Outcome::Continue);
+        assert!(unstamped(&conn).ends_with("\r\n\r\ntwo\r\n--B\r\n"));
+        // The timeline goes on as it was: the last part at 300 ms.
+        assert_eq!(conn.deadline(), Some(300_000));
+        play_out(&mut h, &mut conn);
+        assert_eq!(unstamped(&conn), reference());
+    }
+
+    #[test]
+    fn a_stall_cuts_the_body_whose_header_block_went_ahead_counting_chunk_lines() {
+        let mut h = with_faults(&["stall=50@2", "chunked"]);
+        let request = b"GET /f?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+        // Part 2's header block went out with part 1, each piece its own chunk.
+        assert!(unstamped(&conn).ends_with("X-Timestamp: _\r\n\r\n\r\n"));
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        // "two", CRLF, "--", the 32-character boundary, CRLF: a chunk of 41 bytes, cut after "t".
+        assert!(text(&conn).ends_with("\r\n29\r\nt"), "{}", text(&conn));
+        assert_eq!(conn.deadline(), Some(150_000));
+        assert_eq!(h.advance(&mut conn, 150_000), Outcome::Continue);
+        // The rest of the chunk, then part 3's header block ahead.
+        let out = unstamped(&conn);
+        assert!(out.contains("\r\ntwo\r\n--B\r\n\r\n") && out.ends_with("X-Timestamp: _\r\n\r\n\r\n"));
+        play_out(&mut h, &mut conn);
+        assert!(text(&conn).ends_with("\r\n0\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_stop_during_a_stall_waits_for_it_then_closes_the_stream() {
+        let mut h = with_faults(&["stall=50@1"]);
+        let (mut conn, _) = requested(&mut h, GET_F, MemorySocket::default());
+        assert!(text(&conn).ends_with("\r\n\r\no"));
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+        assert_eq!(state(&conn), "finishing");
+        assert!(text(&conn).ends_with("\r\n\r\no"));
+        assert_eq!(h.advance(&mut conn, 50_000), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        assert!(unstamped(&conn).ends_with(
+            "\r\n\r\none\r\n--B\r\nContent-Type: image/png\r\nContent-Length: 0\r\n\r\n\r\n--B--\r\n"
+        ));
+    }
+
+    #[test]
+    fn a_reset_or_a_truncate_ends_the_connection_after_half_a_part() {
+        for (fault, body, reset) in [("reset@1", "o", true), ("truncate@3", "th", false)] {
+            let mut h = with_faults(&[fault]);
+            let (mut conn, outcome) = requested(&mut h, GET_F, MemorySocket::default());
+            let outcome = match outcome {
+                Outcome::Continue => play_out(&mut h, &mut conn),
+                closed => closed,
+            };
+            assert_eq!(outcome, Outcome::Close(Reason::Fault), "{fault}");
+            assert!(
+                text(&conn).ends_with(&format!("\r\n\r\n{body}")),
+                "{fault}: {}",
+                text(&conn)
+            );
+            assert_eq!((conn.socket.reset, conn.socket.shut), (reset, !reset), "{fault}");
+        }
+    }
+
+    #[test]
+    fn a_drip_sends_every_byte_after_the_head_a_few_at_a_time() {
+        let mut h = with_faults(&["drip=10/5"]);
+        let (mut conn, _) = requested(&mut h, GET_F, MemorySocket::default());
+        let head = text(&conn).find("\r\n\r\n").unwrap() + 4;
+        assert_eq!(conn.socket.written.len(), head + 10);
+        let mut stops = 0;
+        while state(&conn) != "lingering" && stops < 1000 {
+            let before = conn.socket.written.len();
+            let at = conn.deadline().unwrap();
+            assert_eq!(h.advance(&mut conn, at), Outcome::Continue);
+            assert!(conn.socket.written.len() - before <= 10);
+            stops += 1;
+        }
+        let body = conn.socket.written.len() - head;
+        assert_eq!(
+            stops,
+            body.div_ceil(10) - 1 + 2,
+            "a stop every 10 bytes, and the waits for parts 2 and 3"
+        );
+        assert_eq!(unstamped(&conn), reference());
     }
 }

@@ -50,6 +50,8 @@ pub struct MemorySocket {
     pub shut: bool,
     /// `shutdown_write` fails with this kind (`NotConnected`: the client reset first).
     pub shutdown_error: Option<io::ErrorKind>,
+    /// The server asked for its close to be a reset.
+    pub reset: bool,
 }
 
 impl Default for MemorySocket {
@@ -63,6 +65,7 @@ impl Default for MemorySocket {
             written: Vec::new(),
             shut: false,
             shutdown_error: None,
+            reset: false,
         }
     }
 }
@@ -137,6 +140,11 @@ impl Socket for MemorySocket {
                 Ok(())
             }
         }
+    }
+
+    fn reset_on_close(&mut self) -> io::Result<()> {
+        self.reset = true;
+        Ok(())
     }
 }
 

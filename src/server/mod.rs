@@ -28,6 +28,7 @@
 pub mod conn;
 pub mod memory;
 pub mod outbox;
+pub mod sabotage;
 
 use std::fmt;
 use std::io;

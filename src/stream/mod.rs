@@ -18,7 +18,14 @@
 //! `X-Frame`: a testcard's step index, counting on across its loop for each client from
 //! 0; a live frame's number in publishing order from 0, the same for every client, so a
 //! client that skips frames sees the gap.
+//!
+//! A scripted stream (a testcard too) may carry faults on purpose
+//! ([`Stream::with_faults`], see [`fault`]): its bytes re-framed once at start-up, a part
+//! swapped in at one index for `wrong_length`, and a plan for its connections' write
+//! path; its stamps follow its line ends ([`Stream::stamp`]). A stream without faults
+//! pays one branch per part for them.
 
+pub mod fault;
 pub mod jpeg;
 pub mod live;
 pub mod multipart;
@@ -34,7 +41,8 @@ use std::rc::Rc;
 use crate::clock::{Micros, ms};
 use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
-use crate::stream::multipart::{Boundary, Part, Then};
+use crate::stream::fault::{Fault, Faults, OddPart, WirePlan};
+use crate::stream::multipart::{Boundary, Part, Stamp, Then};
 
 /// One part of a scripted stream, before encoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +202,30 @@ pub struct Stream {
     /// Whether every part is an image, so an `<img>` can show the stream.
     images: bool,
     timeline: Timeline,
+    /// Kept to re-frame the stream for faults.
+    boundary: Boundary,
+    /// The faults asked for, if any ([`Stream::with_faults`]).
+    faulted: Option<Box<Faulted>>,
+}
+
+/// What a stream's faults leave besides its re-framed bytes.
+#[derive(Debug)]
+struct Faulted {
+    faults: Faults,
+    /// `wrong_length`: parts swapped in at their index.
+    odd: Vec<OddPart>,
+    /// What each connection does in its write path.
+    wire: Option<Rc<WirePlan>>,
+}
+
+impl Faulted {
+    /// The part to send at `index` where `part` would be.
+    fn swap<'a>(&'a self, index: u64, part: &'a Rc<Part>) -> &'a Rc<Part> {
+        self.odd
+            .iter()
+            .find(|o| o.index == index && Rc::ptr_eq(&o.usual, part))
+            .map_or(part, |o| &o.odd)
+    }
 }
 
 impl Stream {
@@ -342,7 +374,107 @@ impl Stream {
             close_delimiter: Rc::from(boundary.close_delimiter().into_bytes()),
             images,
             timeline,
+            boundary: boundary.clone(),
+            faulted: None,
         }
+    }
+
+    /// The stream with `faults` (see [`fault`]): its head, delimiters and parts re-framed
+    /// once, here, and the plan its connections follow. `extra`: as for the constructors.
+    /// Only scripted streams take faults; a part a fault names must be one the stream
+    /// has, and a `wrong_length` must leave a length of 0 or more.
+    pub fn with_faults(mut self, faults: Faults, extra: &str) -> Result<Stream, String> {
+        if self.faulted.is_some() {
+            return Err("faults given twice".into());
+        }
+        if faults.is_empty() {
+            return Ok(self);
+        }
+        let parts = match &self.timeline {
+            Timeline::Live(_) => return Err("faults apply to scripted streams, not to live ones".into()),
+            Timeline::Steps {
+                steps,
+                loop_from: None,
+                ..
+            } => Some(steps.len() as u64),
+            Timeline::Steps { .. } => None,
+            Timeline::Synthetic { count, .. } => Some(*count),
+        };
+        let past_the_end = |f: &&Fault| parts.is_some_and(|n| f.part().is_some_and(|p| p > n));
+        if let Some(fault) = faults.as_slice().iter().find(past_the_end) {
+            return Err(format!(
+                "fault {fault}: the stream has only {} parts",
+                parts.unwrap_or_default()
+            ));
+        }
+        let framing = faults.framing();
+        let boundary = self.boundary.clone();
+        let head = |version| {
+            let param = framing.boundary_param(&boundary);
+            let extra = framing.head_extra(version == Version::Http11, extra);
+            Rc::from(http::stream_head(version, &param, &extra).into_bytes())
+        };
+        self.heads = [head(Version::Http10), head(Version::Http11)];
+        self.opening = Rc::from(framing.opening(&boundary));
+        self.closing = Rc::from(framing.closing(&self.closing, &boundary));
+        self.close_delimiter = Rc::from(framing.closing(&self.close_delimiter, &boundary));
+        // The parts `wrong_length` swaps out, found before re-framing replaces them.
+        let wrong: Vec<_> = faults
+            .wrong_lengths()
+            .map(|(by, part)| (part - 1, by, self.parts_at(part - 1)))
+            .collect();
+        let mut odd = Vec::new();
+        for slot in self.part_slots() {
+            let old = slot.clone();
+            *slot = Rc::new(
+                framing
+                    .part(&old, &boundary, 0)
+                    .expect("no offset, no negative length"),
+            );
+            for (index, by, usual) in &wrong {
+                if usual.iter().any(|u| Rc::ptr_eq(u, &old)) {
+                    let part = framing.part(&old, &boundary, *by).ok_or_else(|| {
+                        format!(
+                            "fault wrong_length={by:+}@{}: the part has only {} bytes",
+                            index + 1,
+                            slot.body().len()
+                        )
+                    })?;
+                    odd.push(OddPart {
+                        index: *index,
+                        usual: slot.clone(),
+                        odd: Rc::new(part),
+                    });
+                }
+            }
+        }
+        let wire = faults.wire_plan().map(Rc::new);
+        self.faulted = Some(Box::new(Faulted { faults, odd, wire }));
+        Ok(self)
+    }
+
+    /// Every encoded part of a scripted timeline, to re-frame.
+    fn part_slots(&mut self) -> Vec<&mut Rc<Part>> {
+        match &mut self.timeline {
+            Timeline::Steps {
+                steps, last_again, ..
+            } => steps
+                .iter_mut()
+                .map(|step| &mut step.part)
+                .chain(last_again.as_mut())
+                .collect(),
+            Timeline::Synthetic { more, last, .. } => vec![&mut more.part, &mut last.part],
+            Timeline::Live(_) => Vec::new(),
+        }
+    }
+
+    /// Every part that may be sent at `index`, with or without `dual_final`.
+    fn parts_at(&self, index: u64) -> Vec<Rc<Part>> {
+        [false, true]
+            .into_iter()
+            .filter_map(|dual_final| self.plain_step(index, dual_final))
+            .map(|(part, _)| part.clone())
+            .collect()
     }
 
     pub fn viewers(&self) -> u64 {
@@ -375,6 +507,28 @@ impl Stream {
 
     pub fn is_images(&self) -> bool {
         self.images
+    }
+
+    /// A connection's stamp for a part of this stream: with `lf_only`, the line end
+    /// inside it (before `X-Frame`) is LF alone, as every other line of the framing.
+    pub fn stamp(&self, epoch_us: u64, frame: Option<u64>) -> Stamp {
+        let lf_only = self.faulted.as_ref().is_some_and(|f| f.faults.lf_only());
+        Stamp::with_line_end(epoch_us, frame, lf_only)
+    }
+
+    /// The faults asked for, in the order given (none for most streams).
+    pub fn faults(&self) -> &[Fault] {
+        self.faulted.as_ref().map_or(&[], |f| f.faults.as_slice())
+    }
+
+    /// `busy_page`: requests for the stream get a busy page instead.
+    pub fn is_busy(&self) -> bool {
+        self.faulted.as_ref().is_some_and(|f| f.faults.busy())
+    }
+
+    /// What each connection of the stream does in its write path, if anything.
+    pub fn wire_plan(&self) -> Option<&Rc<WirePlan>> {
+        self.faulted.as_ref()?.wire.as_ref()
     }
 
     /// The response head (status line and headers) for a client of `version`.
@@ -458,8 +612,18 @@ impl Stream {
         }
     }
 
-    /// Scripted step `index` and the delay after it; `None` past the end.
+    /// Scripted step `index` and the delay after it, as sent: a fault may swap the part;
+    /// `None` past the end.
     fn step(&self, index: u64, dual_final: bool) -> Option<(&Rc<Part>, Micros)> {
+        let (part, delay) = self.plain_step(index, dual_final)?;
+        match &self.faulted {
+            None => Some((part, delay)),
+            Some(faulted) => Some((faulted.swap(index, part), delay)),
+        }
+    }
+
+    /// Scripted step `index` as the timeline has it.
+    fn plain_step(&self, index: u64, dual_final: bool) -> Option<(&Rc<Part>, Micros)> {
         match &self.timeline {
             Timeline::Steps {
                 steps,
@@ -571,6 +735,7 @@ impl Drop for Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::fault::Faults;
 
     fn parts(n: usize) -> Vec<PartSpec> {
         (0..n)
@@ -728,6 +893,77 @@ mod tests {
         assert_eq!(body(stream.next(&mut late, 60)), b"f3");
         assert_eq!(body(stream.next(&mut late, 60)), b"f3");
         assert!(matches!(stream.next(&mut late, 60), Next::End { closing: true }));
+    }
+
+    /// The `Content-Length` of each part a client at `cursor` gets, `count` of them.
+    fn lengths(stream: &Stream, dual_final: bool, count: usize) -> Vec<String> {
+        let mut cursor = stream.cursor(0, dual_final);
+        (0..count)
+            .map_while(|_| match stream.next(&mut cursor, u64::MAX / 2) {
+                Next::Part { part, .. } => {
+                    let head = String::from_utf8_lossy(part.halves().0).into_owned();
+                    Some(head.split("Content-Length: ").nth(1)?.lines().next()?.to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_wrong_length_swaps_its_part_in_wherever_that_part_is_sent() {
+        let faults = |texts: &[&str]| Faults::parse(texts.iter().copied()).unwrap();
+        let wrong = faults(&["wrong_length=+5@2", "wrong_length=-1@3"]);
+        let once = Stream::scripted(parts(3), 0, None, "").unwrap();
+        let once = once.with_faults(wrong.clone(), "").unwrap();
+        assert_eq!(lengths(&once, false, 10), ["2", "7", "1"]);
+        // With dual_final the third part is sent twice: once more framed, once closing.
+        assert_eq!(lengths(&once, true, 10), ["2", "7", "1", "2"]);
+        let looped = Stream::scripted(parts(3), 0, Some(1), "").unwrap();
+        let looped = looped.with_faults(wrong.clone(), "").unwrap();
+        assert_eq!(lengths(&looped, false, 5), ["2", "7", "1", "2", "2"]);
+        let synthetic = Stream::synthetic(3, b"xy", 0, "").unwrap();
+        let synthetic = synthetic.with_faults(wrong.clone(), "").unwrap();
+        assert_eq!(lengths(&synthetic, false, 10), ["2", "7", "1"]);
+        assert_eq!(synthetic.faults().len(), 2);
+        assert!(!synthetic.is_busy() && synthetic.wire_plan().is_none());
+        // A loop has no last part: any part may be named.
+        let far = Stream::scripted(parts(2), 0, Some(0), "").unwrap();
+        assert!(
+            far.with_faults(faults(&["reset@99"]), "")
+                .unwrap()
+                .wire_plan()
+                .is_some()
+        );
+        let live = Stream::live("").unwrap().with_faults(faults(&["chunked"]), "");
+        assert!(live.unwrap_err().contains("not to live ones"));
+        let twice = Stream::synthetic(1, b"x", 0, "").unwrap();
+        let twice = twice.with_faults(faults(&["chunked"]), "").unwrap();
+        assert_eq!(
+            twice.with_faults(faults(&["lf_only"]), "").unwrap_err(),
+            "faults given twice"
+        );
+    }
+
+    #[test]
+    fn framing_faults_reach_the_head_the_opening_and_the_closings() {
+        let faults = Faults::parse(["quoted_boundary", "no_first_boundary", "chunked", "lf_only"]).unwrap();
+        let stream = Stream::scripted(parts(1), 0, None, "X: y\r\n").unwrap();
+        let boundary = stream.boundary.clone();
+        let stream = stream.with_faults(faults, "X: y\r\n").unwrap();
+        let head = |version| String::from_utf8_lossy(stream.head(version)).into_owned();
+        assert!(head(Version::Http11).contains(&format!("; boundary=\"{boundary}\"\r\n")));
+        assert!(head(Version::Http11).ends_with("Transfer-Encoding: chunked\r\nX: y\r\n\r\n"));
+        assert!(head(Version::Http10).ends_with("Connection: close\r\nX: y\r\n\r\n"));
+        assert!(stream.opening().is_empty());
+        assert_eq!(
+            &stream.closing(true)[..],
+            format!("\n--{boundary}--\n").as_bytes()
+        );
+        assert!(
+            stream
+                .closing(false)
+                .starts_with(b"Content-Type: image/png\nContent-Length: 0\n\n\n--")
+        );
     }
 
     #[test]

@@ -187,29 +187,51 @@ impl Part {
         &self.bytes[self.body_at..]
     }
 
-    /// The part's `Content-Type`, read back from its encoded head.
+    /// What ends its header block after the stamp: CRLF CRLF, or as a fault frames it.
+    pub fn header_end(&self) -> &[u8] {
+        &self.bytes[self.stamp_at..self.body_at]
+    }
+
     /// Its encoded length: header block (without the stamp), body and delimiter.
     pub fn encoded_len(&self) -> usize {
         let (head, tail) = self.halves();
         head.len() + tail.len()
     }
 
+    /// The part's `Content-Type`, read back from its encoded head (its line may end in
+    /// LF alone: see `fault`).
     pub fn content_type(&self) -> &str {
         let line = &self.bytes[b"Content-Type: ".len()..];
-        let end = line.iter().position(|&b| b == b'\r').unwrap_or(0);
+        let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(0);
         std::str::from_utf8(&line[..end]).unwrap_or("")
     }
 
     pub fn body(&self) -> &[u8] {
         &self.bytes[self.body_at..self.body_at + self.body_len]
     }
+
+    /// A part framed elsewhere (on purpose otherwise: `fault`): `bytes` starts with its
+    /// `Content-Type` line, the stamp goes at `stamp_at`, and its body is the `body_len`
+    /// bytes at `body_at`.
+    pub fn from_framed(bytes: Vec<u8>, stamp_at: usize, body_at: usize, body_len: usize) -> Part {
+        assert!(
+            bytes.starts_with(b"Content-Type: ") && stamp_at <= body_at && body_at + body_len <= bytes.len(),
+            "a framed part's offsets lie within it"
+        );
+        Part {
+            bytes: bytes.into_boxed_slice(),
+            stamp_at,
+            body_at,
+            body_len,
+        }
+    }
 }
 
-/// Separates the stamp's `X-Timestamp` value from its `X-Frame` header.
-const FRAME_HEADER: &[u8] = b"\r\nX-Frame: ";
-/// The longest stamp: 21 characters of `u64::MAX` microseconds, then the `X-Frame`
-/// header with 20 digits.
-const STAMP_MAX: usize = 21 + FRAME_HEADER.len() + 20;
+/// The `X-Frame` header's name, after the line end that ends the `X-Timestamp` line.
+const FRAME_HEADER: &[u8] = b"X-Frame: ";
+/// The longest stamp: 21 characters of `u64::MAX` microseconds, a CRLF, then the
+/// `X-Frame` header with 20 digits.
+const STAMP_MAX: usize = 21 + 2 + FRAME_HEADER.len() + 20;
 
 /// A connection's stamp for one part: the `X-Timestamp` value, `seconds.micros` since the
 /// Unix epoch, and for a numbered part its `X-Frame` header; formatted without allocating.
@@ -221,6 +243,12 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn new(epoch_us: u64, frame: Option<u64>) -> Stamp {
+        Stamp::with_line_end(epoch_us, frame, false)
+    }
+
+    /// The stamp, its lines ending in LF alone when `lf_only` (the `lf_only` fault: the
+    /// line between `X-Timestamp` and `X-Frame` is framing like any other).
+    pub fn with_line_end(epoch_us: u64, frame: Option<u64>, lf_only: bool) -> Stamp {
         let mut stamp = Stamp {
             text: [0; STAMP_MAX],
             len: 0,
@@ -229,6 +257,7 @@ impl Stamp {
         stamp.push(b".");
         stamp.push_decimal(epoch_us % 1_000_000, 6);
         if let Some(frame) = frame {
+            stamp.push(if lf_only { b"\n" } else { b"\r\n" });
             stamp.push(FRAME_HEADER);
             stamp.push_decimal(frame, 1);
         }
@@ -322,5 +351,11 @@ mod tests {
             Stamp::new(u64::MAX, Some(u64::MAX)).as_bytes(),
             b"18446744073709.551615\r\nX-Frame: 18446744073709551615"
         );
+        // `lf_only`: the line end inside the stamp is framing too.
+        assert_eq!(
+            Stamp::with_line_end(1_500_000, Some(7), true).as_bytes(),
+            b"1.500000\nX-Frame: 7"
+        );
+        assert_eq!(Stamp::with_line_end(0, None, true), Stamp::new(0, None));
     }
 }

@@ -4,6 +4,10 @@
 //! here, at start-up, so a bad folder, file or standard input is refused before the
 //! server listens.
 //!
+//! `fault=NAME` (repeatable) is an option of every kind but `stdin`: it is taken out
+//! before the kind reads its options, and the spec wraps the kind's
+//! ([`StreamSpec::WithFaults`]); see `fault` for the names.
+//!
 //! Start-up memory: a scripted stream keeps every part in memory, so every kind that
 //! reads files shares the scripts' caps — [`MAX_FILE`] per file, [`MAX_PARTS`] parts and
 //! [`MAX_TOTAL_BYTES`] of bodies per stream — and holds each body once while it starts
@@ -16,6 +20,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::stream::fault::Faults;
 use crate::stream::live::{self, LiveConfig};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::testcard::{self, TestcardConfig};
@@ -51,6 +56,8 @@ pub enum StreamSpec {
     Stdin(LiveConfig),
     /// JPEG frames drawn and encoded at start-up, played in a loop.
     Testcard(TestcardConfig),
+    /// Another kind, with faults on purpose.
+    WithFaults(Box<StreamSpec>, Faults),
 }
 
 /// A spec split into its kind, its argument and its `key=value` options.
@@ -147,7 +154,20 @@ impl<'a> Pieces<'a> {
 
 impl StreamSpec {
     pub fn parse(text: &str) -> Result<StreamSpec, String> {
-        let pieces = Pieces::split(text)?;
+        let mut pieces = Pieces::split(text)?;
+        let (faults, options) = pieces.options.into_iter().partition(|(key, _)| *key == "fault");
+        pieces.options = options;
+        let spec = StreamSpec::parse_kind(&pieces)?;
+        let faults = Faults::parse(faults.iter().map(|(_, value): &(_, &str)| *value))
+            .map_err(|e| format!("{}: {e}", pieces.kind))?;
+        match spec {
+            _ if faults.is_empty() => Ok(spec),
+            StreamSpec::Stdin(_) => Err("stdin: faults apply to scripted streams, not to live ones".into()),
+            spec => Ok(StreamSpec::WithFaults(Box::new(spec), faults)),
+        }
+    }
+
+    fn parse_kind(pieces: &Pieces<'_>) -> Result<StreamSpec, String> {
         match pieces.kind {
             "demo" => {
                 pieces.refuse_unknown(&[])?;
@@ -156,7 +176,7 @@ impl StreamSpec {
                     Some(_) => Err("demo takes no argument".into()),
                 }
             }
-            "synthetic" => parse_synthetic(&pieces),
+            "synthetic" => parse_synthetic(pieces),
             "dir" => {
                 pieces.refuse_unknown(&["fps", "loop"])?;
                 let dir = pieces.arg.ok_or("dir: expected dir:FOLDER")?;
@@ -236,6 +256,9 @@ impl StreamSpec {
             StreamSpec::Testcard(config) => {
                 let frames = testcard::encode_frames(config)?;
                 Stream::numbered_loop(frames, config.interval(), extra)
+            }
+            StreamSpec::WithFaults(spec, faults) => {
+                return spec.build(extra)?.with_faults(faults.clone(), extra);
             }
         };
         stream.map_err(|e| e.to_string())
@@ -496,6 +519,55 @@ mod tests {
             let err = StreamSpec::parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn every_scripted_kind_takes_faults_and_live_input_does_not() {
+        let faults = |texts: &[&str]| Faults::parse(texts.iter().copied()).unwrap();
+        assert_eq!(
+            StreamSpec::parse("demo,fault=no_length,fault=stall=10@2"),
+            Ok(StreamSpec::WithFaults(
+                Box::new(StreamSpec::Demo),
+                faults(&["no_length", "stall=10@2"])
+            ))
+        );
+        let dir = StreamSpec::Dir {
+            dir: "f".into(),
+            fps: 2.0,
+            repeat: true,
+        };
+        assert_eq!(
+            StreamSpec::parse("dir:f,fault=chunked,fps=2"),
+            Ok(StreamSpec::WithFaults(Box::new(dir), faults(&["chunked"])))
+        );
+        for (spec, says) in [
+            ("stdin,fault=chunked", "stdin: faults apply to scripted streams"),
+            ("demo,fault=nope", "demo: unknown fault 'nope'"),
+            (
+                "script:x,fault=reset",
+                "script: fault 'reset': expected reset@PART",
+            ),
+            ("synthetic:parts=1,size=1,interval=0,fault", "expected key=value"),
+        ] {
+            let err = StreamSpec::parse(spec).unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
+        // What depends on the stream is checked when it is built.
+        for (spec, says) in [
+            (
+                "demo,fault=reset@16",
+                "fault reset@16: the stream has only 15 parts",
+            ),
+            (
+                "synthetic:parts=2,size=3,interval=0,fault=wrong_length=-4@2",
+                "fault wrong_length=-4@2: the part has only 3 bytes",
+            ),
+        ] {
+            let err = StreamSpec::parse(spec).unwrap().build("").unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
+        let built = StreamSpec::parse("synthetic:parts=2,size=3,interval=0,fault=wrong_length=-3@2");
+        assert_eq!(built.unwrap().build("").unwrap().faults().len(), 1);
     }
 
     #[test]

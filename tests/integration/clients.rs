@@ -347,8 +347,8 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     dir.write("2-blue.png", solid_png(FRAME_W, FRAME_H, BLUE));
     let server = Server::start(&["--stream", &format!("/cam=dir:{},fps=2", dir.path().display())]);
 
-    let mut browser = Browser::launch(&chromium);
-    let session = browser.open_page(&format!("http://{}/view", server.addr()), 400, 300);
+    let mut browser = Browser::launch(&chromium, TOOL_LIMIT);
+    let page = browser.open(&format!("http://{}/view", server.addr()), 400, 300);
 
     // Screenshots a moment apart until both colours have been on screen (each frame
     // shows for 500 ms), at most 40 of them.
@@ -356,7 +356,7 @@ fn chromium_shows_both_frames_of_a_folder_stream_on_the_view_page() {
     let mut seen = Vec::new();
     for _ in 0..40 {
         thread::sleep(Duration::from_millis(150));
-        let shot = Rgb::from_png(&browser.screenshot(&session));
+        let shot = Rgb::from_png(&browser.screenshot(&page));
         let (red, blue) = (shot.count(RED, 8), shot.count(BLUE, 8));
         seen.push(match (red, blue) {
             (r, 0) if r >= whole_frame => "red",

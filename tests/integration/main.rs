@@ -20,6 +20,10 @@ mod curl;
 mod demo;
 // The library embedded: two servers in one process, spawned or run, stats, stop, errors.
 mod embed;
+// Which real clients break on which fault on purpose: the README's table, from a run.
+mod fault_clients;
+// Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.
+mod faults;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.

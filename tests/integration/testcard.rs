@@ -198,15 +198,15 @@ fn chromium_shows_the_frame_number_of_a_testcard_on_the_view_page() {
     ]);
     let frames = decode_each(&ffmpeg, &read_parts(server.addr(), "/card", LOOP));
 
-    let mut browser = Browser::launch(&chromium);
-    let session = browser.open_page(&format!("http://{}/view", server.addr()), 600, 400);
+    let mut browser = Browser::launch(&chromium, TOOL_LIMIT);
+    let page = browser.open(&format!("http://{}/view", server.addr()), 600, 400);
     // The image's content box, once the page and the image are there.
     let script = "(() => { const i = document.querySelector('img'); if (!i) return []; \
                   const r = i.getBoundingClientRect(); \
                   return [r.left + i.clientLeft, r.top + i.clientTop, i.clientWidth, i.clientHeight]; })()";
     let mut at = None;
     for _ in 0..50 {
-        let box_px: Vec<f64> = match browser.evaluate(&session, script) {
+        let box_px: Vec<f64> = match browser.evaluate(&page, script) {
             Value::Arr(values) => values.iter().filter_map(Value::as_num).collect(),
             _ => Vec::new(),
         };
@@ -227,7 +227,7 @@ fn chromium_shows_the_frame_number_of_a_testcard_on_the_view_page() {
     let mut seen = Vec::new();
     for _ in 0..30 {
         thread::sleep(Duration::from_millis(200));
-        let shot = Rgb::from_png(&browser.screenshot(&session));
+        let shot = Rgb::from_png(&browser.screenshot(&page));
         assert_eq!((shot.width, shot.height), (600, 400), "one pixel per CSS pixel");
         let (frame, close, next) = best_match(&shot, at, &frames, whole);
         let (digits, digits_close, digits_next) = best_match(&shot, at, &frames, number);

@@ -1,9 +1,10 @@
-//! Headless Chromium, driven over the DevTools protocol on a pipe (no extra crates): a
-//! page opened at a size, screenshots, JavaScript values.
+//! Headless Chromium, driven over the DevTools protocol on a pipe (no extra crates):
+//! pages opened at a size and closed, screenshots, JavaScript values.
 //!
 //! The browser runs in a process group of its own under a [`Guard`] (killed whole, with
-//! its helpers, when dropped) with a profile in a [`Scratch`] folder; every answer is
-//! awaited for at most 15 s, and a missing one fails the test with Chromium's log.
+//! its helpers, when dropped, and by its watchdog past the caller's limit) with a profile
+//! in a [`Scratch`] folder; every answer is awaited for at most [`ANSWER_TIMEOUT`], and a
+//! missing one fails the test with Chromium's log.
 
 use std::fs::File;
 use std::io::Write;
@@ -16,10 +17,13 @@ use std::time::{Duration, Instant};
 use super::Scratch;
 use super::json;
 use super::process::Guard;
-use super::tools::TOOL_LIMIT;
+
+/// The longest one DevTools command may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A headless Chromium whose DevTools protocol runs over fds 3 (commands in) and 4
 /// (answers out), NUL-separated JSON messages: `--remote-debugging-pipe`.
+#[derive(Debug)]
 pub struct Browser {
     to_browser: File,
     answers: mpsc::Receiver<String>,
@@ -31,8 +35,8 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts headless Chromium on `about:blank`.
-    pub fn launch(chromium: &Path) -> Browser {
+    /// Starts headless Chromium on `about:blank`; past `limit` its watchdog kills it.
+    pub fn launch(chromium: &Path, limit: Duration) -> Browser {
         let profile = Scratch::new("chromium");
         let log = profile.join("stderr.log");
         let (commands_read, commands_write) = pipe();
@@ -68,7 +72,7 @@ impl Browser {
                 Ok(())
             });
         }
-        let process = Guard::spawn_group(&mut command, TOOL_LIMIT);
+        let process = Guard::spawn_group(&mut command, limit);
         // The browser's ends stay only in the browser, so its exit closes the pipes.
         drop((commands_read, answers_write));
         let (tx, answers) = mpsc::channel();
@@ -98,7 +102,7 @@ impl Browser {
         let session = session.map_or(String::new(), |s| format!(",\"sessionId\":\"{s}\""));
         let message = format!("{{\"id\":{id},\"method\":\"{method}\",\"params\":{params}{session}}}\0");
         self.to_browser.write_all(message.as_bytes()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let answer = self.answers.recv_timeout(left).unwrap_or_else(|e| {
@@ -115,8 +119,9 @@ impl Browser {
     }
 
     /// Opens `url` in a new page of `width` × `height` CSS pixels at one device pixel
-    /// each; returns the page's session.
-    pub fn open_page(&mut self, url: &str, width: u32, height: u32) -> String {
+    /// each. Headless Chromium renders only the page opened last: screenshots of the
+    /// others never come.
+    pub fn open(&mut self, url: &str, width: u32, height: u32) -> Page {
         let target = self.call(None, "Target.createTarget", &format!("{{\"url\":\"{url}\"}}"));
         let target = target.get("result").str("targetId").to_owned();
         let attached = self.call(
@@ -130,12 +135,22 @@ impl Browser {
             "Emulation.setDeviceMetricsOverride",
             &format!("{{\"width\":{width},\"height\":{height},\"deviceScaleFactor\":1,\"mobile\":false}}"),
         );
-        session
+        Page { target, session }
+    }
+
+    /// Closes a page.
+    pub fn close(&mut self, page: Page) {
+        let params = format!("{{\"targetId\":\"{}\"}}", page.target);
+        self.call(None, "Target.closeTarget", &params);
     }
 
     /// A PNG screenshot of the page.
-    pub fn screenshot(&mut self, session: &str) -> Vec<u8> {
-        let shot = self.call(Some(session), "Page.captureScreenshot", "{\"format\":\"png\"}");
+    pub fn screenshot(&mut self, page: &Page) -> Vec<u8> {
+        let shot = self.call(
+            Some(&page.session),
+            "Page.captureScreenshot",
+            "{\"format\":\"png\"}",
+        );
         base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
             shot.get("result").str("data"),
@@ -145,9 +160,9 @@ impl Browser {
 
     /// The value of the JavaScript `expression` in the page (returned by value); `Null`
     /// for `undefined`, and a thrown exception fails the test.
-    pub fn evaluate(&mut self, session: &str, expression: &str) -> json::Value {
+    pub fn evaluate(&mut self, page: &Page, expression: &str) -> json::Value {
         let params = format!("{{\"expression\":{expression:?},\"returnByValue\":true}}");
-        let answer = self.call(Some(session), "Runtime.evaluate", &params);
+        let answer = self.call(Some(&page.session), "Runtime.evaluate", &params);
         let result = answer.get("result");
         assert!(
             result.find("exceptionDetails").is_none(),
@@ -159,6 +174,13 @@ impl Browser {
             .cloned()
             .unwrap_or(json::Value::Null)
     }
+}
+
+/// A page (a DevTools target) and the session attached to it.
+#[derive(Debug)]
+pub struct Page {
+    target: String,
+    session: String,
 }
 
 fn pipe() -> (File, File) {

@@ -33,22 +33,22 @@ pub fn frame_hashes(framemd5: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a line of ffmpeg's stderr is what its HTTP reader says about every response
+/// that ends by closing the connection without a Content-Length, as every stream does,
+/// however well framed: "Stream ends prematurely at N, should be 18446744073709551615",
+/// then "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status
+/// is 0).
+pub fn is_ffmpeg_http_eof(line: &str) -> bool {
+    line.contains("Stream ends prematurely at ") && line.ends_with("should be 18446744073709551615")
+        || line.ends_with(": Input/output error")
+}
+
 /// ffmpeg's stderr holds nothing but, at the very end, what its HTTP reader says about
-/// every response that ends by closing the connection without a Content-Length (as every
-/// stream does): "Stream ends prematurely at N, should be 18446744073709551615" and then
-/// "URL: Input/output error" (libavformat/http.c, `http_buf_read`; the exit status is 0).
-/// A live stream that ends closes with an empty final part that names its Content-Type,
-/// as ffmpeg's mpjpeg demuxer requires of every part, so it says nothing about it.
+/// every stream ([`is_ffmpeg_http_eof`]). A live stream that ends closes with an empty
+/// final part that names its Content-Type, as ffmpeg's mpjpeg demuxer requires of every
+/// part, so it says nothing about it.
 pub fn assert_clean_decode(stderr: &str, what: &str) {
-    let unexpected: Vec<&str> = stderr
-        .lines()
-        .filter(|line| {
-            let http_eof = line.contains("Stream ends prematurely at ")
-                && line.ends_with("should be 18446744073709551615")
-                || line.ends_with(": Input/output error");
-            !http_eof
-        })
-        .collect();
+    let unexpected: Vec<&str> = stderr.lines().filter(|line| !is_ffmpeg_http_eof(line)).collect();
     assert!(unexpected.is_empty(), "{what}: ffmpeg said:\n{stderr}");
 }
 

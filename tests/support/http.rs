@@ -5,6 +5,9 @@
 //! header sent twice fails the test when it is asked for ([`Response::header`]). The
 //! server closes every connection after its answer, so a response is read to the close,
 //! and whether that close was clean (EOF, not a reset) is part of it.
+//!
+//! [`read_raw`] is the exception: it takes every byte as it comes, for the faults on
+//! purpose, whose tests spell out the bytes themselves.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -164,6 +167,58 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> io::Result<Resp
         }
     }
     Ok(response)
+}
+
+/// How the server ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// A FIN: reading gave end of input.
+    Eof,
+    /// A reset: reading failed with `ConnectionReset`.
+    Reset,
+}
+
+/// Every byte of a response, however malformed, and how it ended.
+#[derive(Debug)]
+pub struct Raw {
+    pub bytes: Vec<u8>,
+    pub end: End,
+    /// From just before the request was sent to the end.
+    pub elapsed: Duration,
+}
+
+impl Raw {
+    /// The head (up to and including the blank line) and the rest.
+    pub fn split_head(&self) -> (String, &[u8]) {
+        let at = super::multipart::find(&self.bytes, b"\r\n\r\n").expect("a response head") + 4;
+        let head = String::from_utf8(self.bytes[..at].to_vec()).expect("a UTF-8 head");
+        (head, &self.bytes[at..])
+    }
+}
+
+/// Sends `request` on a new connection and reads everything to the close, at most
+/// [`MAX_TRAILING`] bytes, taking nothing for granted about what comes back.
+pub fn read_raw(addr: SocketAddr, request: &[u8]) -> Raw {
+    let started = std::time::Instant::now();
+    let mut stream = connect(addr);
+    stream.write_all(request).expect("send the request");
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let end = loop {
+        assert!(bytes.len() <= MAX_TRAILING, "more than {MAX_TRAILING} bytes");
+        match stream.read(&mut chunk) {
+            Ok(0) => break End::Eof,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break End::Reset,
+            Err(e) => panic!("reading after {} bytes: {e}", bytes.len()),
+        }
+    };
+    Raw {
+        bytes,
+        end,
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Sends `request` on a new connection and reads its response, whose body (if it has a

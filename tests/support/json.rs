@@ -33,6 +33,14 @@ impl Value {
         }
     }
 
+    /// The value itself, if it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The value itself, if it is a number.
     pub fn as_num(&self) -> Option<f64> {
         match self {
