@@ -11,7 +11,7 @@ use crate::clock::Micros;
 use crate::histogram::FixedBuckets;
 use crate::http::Status;
 use crate::routes::Routes;
-use crate::stream::Delivered;
+use crate::stream::Stream;
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,25 +102,22 @@ impl Counters {
             self.parts,
             self.bytes,
         );
-        let viewers = routes
-            .streams()
-            .map(|(path, stream)| (json_string(path), stream.viewers()));
-        join_pairs(&mut out, viewers);
-        out.push_str("},\"skipped_frames\":{");
-        let skipped = routes
-            .streams()
-            .map(|(path, stream)| (json_string(path), stream.skipped()));
-        join_pairs(&mut out, skipped);
-        out.push_str("},\"stream_parts\":{");
-        let parts = routes
-            .streams()
-            .map(|(path, stream)| (json_string(path), stream.delivery().parts));
-        join_pairs(&mut out, parts);
-        out.push_str("},\"stream_part_bytes\":{");
-        let bytes = routes
-            .streams()
-            .map(|(path, stream)| (json_string(path), stream.delivery().part_bytes));
-        join_pairs(&mut out, bytes);
+        // One object per counter, keyed by path.
+        let per_stream = |out: &mut String, key: &str, get: fn(&Stream) -> u64| {
+            if !key.is_empty() {
+                let _ = write!(out, "}},\"{key}\":{{");
+            }
+            join_pairs(
+                out,
+                routes
+                    .streams()
+                    .map(|(path, stream)| (json_string(path), get(stream))),
+            );
+        };
+        per_stream(&mut out, "", Stream::viewers);
+        per_stream(&mut out, "skipped_frames", Stream::skipped);
+        per_stream(&mut out, "stream_parts", |s| s.delivery().parts);
+        per_stream(&mut out, "stream_part_bytes", |s| s.delivery().part_bytes);
         out.push_str("},\"faults\":{");
         for (i, (path, stream)) in routes.streams().enumerate() {
             let comma = if i > 0 { "," } else { "" };
@@ -192,15 +189,17 @@ impl Counters {
             "Bytes written to clients.",
             &one(self.bytes),
         );
-        let viewers: Vec<_> = routes
-            .streams()
-            .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), stream.viewers()))
-            .collect();
+        let per_stream = |get: fn(&Stream) -> u64| -> Vec<(String, u64)> {
+            routes
+                .streams()
+                .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), get(stream)))
+                .collect()
+        };
+        let viewers = per_stream(Stream::viewers);
+        let skipped = per_stream(Stream::skipped);
+        let parts = per_stream(|s| s.delivery().parts);
+        let part_bytes = per_stream(|s| s.delivery().part_bytes);
         metric("viewers", "gauge", "Clients watching each stream now.", &viewers);
-        let skipped: Vec<_> = routes
-            .streams()
-            .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), stream.skipped()))
-            .collect();
         let help = "Live frames a client skipped because it was still sending an earlier one.";
         metric("skipped_frames_total", "counter", help, &skipped);
         let answers: Vec<_> = STATUSES
@@ -225,23 +224,17 @@ impl Counters {
             "Connections closed, by reason.",
             &closed,
         );
-        let per_stream = |get: fn(&Delivered) -> u64| -> Vec<(String, u64)> {
-            routes
-                .streams()
-                .map(|(path, stream)| (format!("{{path={}}}", label_value(path)), get(&stream.delivery())))
-                .collect()
-        };
         metric(
             "stream_parts_total",
             "counter",
             "Parts handed to clients, by stream (one per part per client).",
-            &per_stream(|d| d.parts),
+            &parts,
         );
         metric(
             "stream_part_bytes_total",
             "counter",
             "Bytes of the parts handed to clients, by stream.",
-            &per_stream(|d| d.part_bytes),
+            &part_bytes,
         );
         histogram_header(
             &mut out,
