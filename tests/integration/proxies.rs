@@ -14,7 +14,7 @@ use crate::support::ffmpeg::{
     assert_clean_chunked_decode, assert_clean_decode, ffmpeg_command, frame_hashes, run_ffmpeg,
 };
 use crate::support::json;
-use crate::support::multipart::{Item, PartReader, Parts, parse_all};
+use crate::support::multipart::{Item, PartReader, Parts, parse_saved};
 use crate::support::process::{Guard, Output, drain, run};
 use crate::support::proxy::{Cert, Kind, Proxy, curl_https};
 use crate::support::server::Server;
@@ -111,8 +111,7 @@ fn curl_on_thread(mut command: Command) -> JoinHandle<Output> {
     thread::spawn(move || run(&mut command, None, TOOL_LIMIT))
 }
 
-/// curl's output, a whole multipart body, read strictly (the boundary from its first
-/// line).
+/// curl's output, a whole multipart body, read strictly.
 fn parse_curl(done: &Output, what: &str) -> Parts {
     assert!(
         done.status.success(),
@@ -120,12 +119,7 @@ fn parse_curl(done: &Output, what: &str) -> Parts {
         done.status,
         done.stderr_text()
     );
-    let first = done.stdout.split(|&b| b == b'\n').next().unwrap_or_default();
-    let boundary = std::str::from_utf8(first)
-        .ok()
-        .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
-        .unwrap_or_else(|| panic!("{what}: the body does not open with a delimiter"));
-    parse_all(&done.stdout, boundary).unwrap_or_else(|e| panic!("{what}: {e}"))
+    parse_saved(&done.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------

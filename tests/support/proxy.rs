@@ -128,9 +128,15 @@ impl Proxy {
         for _ in 0..START_ATTEMPTS {
             let scratch = Scratch::new(kind.program());
             let (https, plain) = (free_addr(), free_addr());
+            let site = Site {
+                https,
+                plain,
+                servers,
+                cert,
+            };
             let config = match kind {
-                Kind::Nginx => nginx_config(&scratch, https, plain, servers, cert),
-                Kind::Haproxy => haproxy_config(&scratch, https, plain, servers, cert),
+                Kind::Nginx => nginx_config(&scratch, &site),
+                Kind::Haproxy => haproxy_config(&scratch, &site),
             };
             let mut command = proxy_command(kind, &program, &scratch, &config);
             let process = Guard::spawn_group(&mut command, PROXY_LIMIT);
@@ -254,16 +260,19 @@ fn raise_fd_limit(command: &mut Command) {
     }
 }
 
-/// `contrib/nginx.conf` as a site of a main configuration of the test's own: temporary
-/// files in the scratch folder, no access log, one worker.
-fn nginx_config(
-    scratch: &Scratch,
+/// What a proxy's configuration is filled in with.
+struct Site<'a> {
     https: SocketAddr,
     plain: SocketAddr,
-    servers: &[SocketAddr],
-    cert: &Cert,
-) -> PathBuf {
-    let upstream: String = servers
+    servers: &'a [SocketAddr],
+    cert: &'a Cert,
+}
+
+/// `contrib/nginx.conf` as a site of a main configuration of the test's own: temporary
+/// files in the scratch folder, no access log, one worker.
+fn nginx_config(scratch: &Scratch, site: &Site<'_>) -> PathBuf {
+    let upstream: String = site
+        .servers
         .iter()
         .map(|addr| format!("    server {addr};\n"))
         .collect();
@@ -272,10 +281,16 @@ fn nginx_config(
         "contrib/nginx.conf",
         &[
             ("    server 127.0.0.1:8080;\n", upstream),
-            ("listen 443 ssl;", format!("listen {https} ssl;")),
-            ("listen 127.0.0.1:8081;", format!("listen {plain};")),
-            ("/etc/ssl/mixreplace/cert.pem", cert.cert().display().to_string()),
-            ("/etc/ssl/mixreplace/key.pem", cert.key().display().to_string()),
+            ("listen 443 ssl;", format!("listen {} ssl;", site.https)),
+            ("listen 127.0.0.1:8081;", format!("listen {};", site.plain)),
+            (
+                "/etc/ssl/mixreplace/cert.pem",
+                site.cert.cert().display().to_string(),
+            ),
+            (
+                "/etc/ssl/mixreplace/key.pem",
+                site.cert.key().display().to_string(),
+            ),
         ],
     );
     let site_path = scratch.write("site.conf", site);
@@ -296,14 +311,9 @@ fn nginx_config(
 }
 
 /// `contrib/haproxy.cfg` with the test's ports, certificate and servers.
-fn haproxy_config(
-    scratch: &Scratch,
-    https: SocketAddr,
-    plain: SocketAddr,
-    servers: &[SocketAddr],
-    cert: &Cert,
-) -> PathBuf {
-    let backend: String = servers
+fn haproxy_config(scratch: &Scratch, site: &Site<'_>) -> PathBuf {
+    let backend: String = site
+        .servers
         .iter()
         .enumerate()
         .map(|(i, addr)| format!("    server edge{} {addr}\n", i + 1))
@@ -318,9 +328,9 @@ fn haproxy_config(
             ),
             (
                 "bind :443 ssl crt /etc/haproxy/mixreplace.pem",
-                format!("bind {https} ssl crt {}", cert.pem().display()),
+                format!("bind {} ssl crt {}", site.https, site.cert.pem().display()),
             ),
-            ("bind 127.0.0.1:8443", format!("bind {plain}")),
+            ("bind 127.0.0.1:8443", format!("bind {}", site.plain)),
         ],
     );
     scratch.write("haproxy.cfg", config)
@@ -341,7 +351,7 @@ fn fill(template: &str, name: &str, replacements: &[(&str, String)]) -> String {
 }
 
 /// A loopback address whose port was free a moment ago.
-pub fn free_addr() -> SocketAddr {
+fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
     listener.local_addr().expect("its address")
 }
