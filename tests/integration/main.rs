@@ -26,6 +26,8 @@ mod fault_clients;
 mod faults;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
+// Behind nginx and HAProxy with TLS (contrib/), and HAProxy over two servers at 4,000 viewers.
+mod proxies;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.
