@@ -159,9 +159,11 @@ pub use crate::routes::stats::{Stats, StreamStats};
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;
 
+mod auth_file;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod clock;
+pub(crate) mod date;
 mod embed;
 mod error;
 #[doc(hidden)]

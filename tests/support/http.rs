@@ -227,9 +227,10 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
     send_and_read(addr, request, false)
 }
 
-/// `METHOD target` over HTTP/1.1; the answer to a `HEAD` has no body.
+/// `METHOD target` over HTTP/1.1, one request on its connection (`Connection: close`:
+/// the answer is read to the close); the answer to a `HEAD` has no body.
 pub fn fetch(addr: SocketAddr, method: &str, target: &str) -> Response {
-    let request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n");
+    let request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     send_and_read(addr, request.as_bytes(), method == "HEAD")
 }
 
