@@ -4,8 +4,8 @@
 //! `cargo bench --bench scale` runs everything (several minutes) and writes the tables to
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
-//! `MIXREPLACE_BENCH_ONLY=fairness` or `=testcard` runs that section alone (see
-//! `fairness.rs`, `testcard.rs`) and writes nothing.
+//! `MIXREPLACE_BENCH_ONLY=fairness`, `=testcard` or `=snapshot` runs that section alone
+//! (see `fairness.rs`, `testcard.rs`, `snapshot.rs`) and writes nothing.
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -49,6 +49,7 @@ mod fairness;
 mod floors;
 mod machine;
 mod servers;
+mod snapshot;
 mod table;
 mod targets;
 mod testcard;
@@ -64,6 +65,7 @@ use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::servers::{contenders, mixreplace};
+use crate::snapshot::{run_snapshot, snapshot_table};
 use crate::table::{fmt_num, median, spread_cell};
 use crate::targets::{fairness_targets, targets};
 use crate::testcard::{run_testcard, testcard_table};
@@ -104,6 +106,14 @@ fn main() {
         report.section("Fairness");
         report.text(&fairness_table(&fairness));
         report.text(&fairness_targets(&fairness, &settings));
+        return;
+    }
+    if settings.only_snapshot {
+        report.section("Snapshots: 50 kept-alive pollers, mixreplace and ustreamer");
+        match run_snapshot(&settings) {
+            Ok(runs) => report.text(&snapshot_table(&runs)),
+            Err(e) => report.line(&format!("The snapshot bench could not run: {e}")),
+        }
         return;
     }
     if settings.only_testcard {
@@ -202,6 +212,8 @@ struct Settings {
     only_fairness: bool,
     /// `MIXREPLACE_BENCH_ONLY=testcard`: testcard against synthetic alone, written nowhere.
     only_testcard: bool,
+    /// `MIXREPLACE_BENCH_ONLY=snapshot`: snapshots against µStreamer alone, written nowhere.
+    only_snapshot: bool,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -216,6 +228,7 @@ impl Settings {
             quick,
             only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
             only_testcard: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "testcard"),
+            only_snapshot: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "snapshot"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),

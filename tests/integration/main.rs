@@ -26,6 +26,8 @@ mod fault_clients;
 mod faults;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
+// Keep-alive, pipelining, Date, µStreamer's aliases, auth files, curl and wrk (issue 10).
+mod keepalive;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.
