@@ -9,7 +9,10 @@
 //! server is pinned to the server CPU and `wrk -t2 -c50 -d10s` to the other; the two take
 //! turns within each round so the machine's other load falls on both alike. The figure is
 //! wrk's requests per second, every answer a `200` (wrk counts anything else as "Non-2xx");
-//! the target is the issue's: at least 1.5× µStreamer's, of the medians.
+//! the target is the issue's: at least 1.5× µStreamer's, of the medians. Beside it, the
+//! server's CPU time (user + system, all threads, from `/proc/PID/stat`) per request:
+//! on a shared machine, where others take the two servers' CPU in different measure, it
+//! says more than the rate.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,19 +22,27 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::machine::{Proc, loadavg, on_path, pinned};
+use crate::machine::{Proc, Usage, loadavg, on_path, pinned};
 use crate::table::{fmt_num, markdown_table, median, spread_cell};
 use crate::{SERVER, STEP_LIMIT, Settings};
 
 const CONNECTIONS: u32 = 50;
 const TARGET_RATIO: f64 = 1.5;
 
-/// Requests per second of each run, per server; `Err`: why a run failed.
+/// Each run, per server; `Err`: why a run failed.
 pub struct SnapshotRuns {
     pub frame_size: usize,
     pub seconds: u64,
-    pub ours: Vec<Result<f64, String>>,
-    pub ustreamer: Vec<Result<f64, String>>,
+    pub ours: Vec<Result<Run, String>>,
+    pub ustreamer: Vec<Result<Run, String>>,
+}
+
+/// One wrk run against one server.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub per_second: f64,
+    /// The server's CPU time per request answered, µs.
+    pub cpu_us: f64,
 }
 
 pub fn run_snapshot(settings: &Settings) -> Result<SnapshotRuns, String> {
@@ -54,39 +65,56 @@ pub fn run_snapshot(settings: &Settings) -> Result<SnapshotRuns, String> {
         ustreamer: Vec::new(),
     };
     for round in 0..settings.runs {
-        let ours =
-            start_ours(&frame, settings).and_then(|(_proc, port)| run_wrk(&wrk, port, seconds, settings));
+        let ours = start_ours(&frame, settings)
+            .and_then(|(proc, port)| run_wrk(&wrk, &proc, port, seconds, settings));
         eprintln!("  round {}: mixreplace {}", round + 1, shown(&ours));
         runs.ours.push(ours);
         let theirs = start_ustreamer(&ustreamer, settings)
-            .and_then(|(_proc, port)| run_wrk(&wrk, port, seconds, settings));
+            .and_then(|(proc, port)| run_wrk(&wrk, &proc, port, seconds, settings));
         eprintln!("  round {}: ustreamer {}", round + 1, shown(&theirs));
         runs.ustreamer.push(theirs);
     }
     Ok(runs)
 }
 
-fn shown(run: &Result<f64, String>) -> String {
+fn shown(run: &Result<Run, String>) -> String {
     match run {
-        Ok(rate) => format!("{} req/s", fmt_num(*rate, 0)),
+        Ok(run) => format!(
+            "{} req/s, {} µs of server CPU a request",
+            fmt_num(run.per_second, 0),
+            fmt_num(run.cpu_us, 1)
+        ),
         Err(e) => format!("failed: {e}"),
     }
 }
 
 /// The table and the target line.
 pub fn snapshot_table(runs: &SnapshotRuns) -> String {
-    let ok = |runs: &[Result<f64, String>]| {
+    let values = |runs: &[Result<Run, String>], get: fn(&Run) -> f64| {
         runs.iter()
-            .filter_map(|r| r.as_ref().ok().copied())
+            .filter_map(|r| r.as_ref().ok().map(get))
             .collect::<Vec<f64>>()
     };
-    let (ours, theirs) = (ok(&runs.ours), ok(&runs.ustreamer));
+    let (ours, theirs) = (
+        values(&runs.ours, |r| r.per_second),
+        values(&runs.ustreamer, |r| r.per_second),
+    );
+    let (our_cpu, their_cpu) = (
+        values(&runs.ours, |r| r.cpu_us),
+        values(&runs.ustreamer, |r| r.cpu_us),
+    );
     let ratio = median(&ours).zip(median(&theirs)).map(|(a, b)| a / b);
+    let cpu_ratio = median(&their_cpu).zip(median(&our_cpu)).map(|(a, b)| a / b);
     let rows = vec![
         vec![
             "requests/s".to_string(),
             spread_cell(&ours, 0),
             spread_cell(&theirs, 0),
+        ],
+        vec![
+            "server CPU a request, µs".to_string(),
+            spread_cell(&our_cpu, 1),
+            spread_cell(&their_cpu, 1),
         ],
         vec![
             "failed runs".to_string(),
@@ -107,8 +135,10 @@ pub fn snapshot_table(runs: &SnapshotRuns) -> String {
     };
     let _ = writeln!(
         text,
-        "\nmixreplace ÷ ustreamer: {} (target ≥ {TARGET_RATIO}×: {verdict})",
-        ratio.map_or("-".into(), |r| format!("{}×", fmt_num(r, 2)))
+        "\nmixreplace ÷ ustreamer: {} the requests per second (target ≥ {TARGET_RATIO}×: {verdict}); \
+         {} less server CPU a request",
+        ratio.map_or("-".into(), |r| format!("{}×", fmt_num(r, 2))),
+        cpu_ratio.map_or("-".into(), |r| format!("{}×", fmt_num(r, 2)))
     );
     text
 }
@@ -204,9 +234,15 @@ fn fetch_snapshot(port: u16) -> Result<Vec<u8>, String> {
     Ok(answer[at + 4..].to_vec())
 }
 
-/// wrk's requests per second against `/snapshot`; a run with errors or non-2xx answers
-/// fails.
-fn run_wrk(wrk: &std::path::Path, port: u16, seconds: u64, settings: &Settings) -> Result<f64, String> {
+/// wrk against `/snapshot` of `server`; a run with errors or non-2xx answers fails.
+fn run_wrk(
+    wrk: &std::path::Path,
+    server: &Proc,
+    port: u16,
+    seconds: u64,
+    settings: &Settings,
+) -> Result<Run, String> {
+    let before = Usage::of(server.pid()).ok_or("the server is gone")?;
     let mut cmd = Command::new(wrk);
     cmd.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s")])
         .arg(format!("http://127.0.0.1:{port}/snapshot"))
@@ -221,12 +257,25 @@ fn run_wrk(wrk: &std::path::Path, port: u16, seconds: u64, settings: &Settings) 
         text
     });
     proc.wait(Duration::from_secs(seconds) + STEP_LIMIT)?;
+    let used = Usage::of(server.pid()).ok_or("the server is gone")?.since(before);
     let text = reader.join().map_err(|_| "wrk's reader panicked")?;
     if text.contains("Non-2xx") || text.contains("Socket errors") {
         return Err(format!("wrk saw errors:\n{text}"));
     }
-    text.lines()
+    let per_second: f64 = text
+        .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|rate| rate.trim().parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))
+        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    // `N requests in 10.00s, …`
+    let requests: f64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .filter(|&n: &f64| n > 0.0)
+        .ok_or_else(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok(Run {
+        per_second,
+        cpu_us: used.cpu() * 1e6 / requests,
+    })
 }
