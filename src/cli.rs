@@ -64,8 +64,8 @@ Limits:
                          (shared, not copied): a slow reader makes its own timeline wait.
   --keepalive-timeout SECS
                          How long a kept-alive connection may wait for its next request
-                         [default: 5]. Answers that are not streams keep the connection
-                         open (HTTP/1.1, or 1.0 with Connection: keep-alive).
+                         [default: 5]. 2xx answers that are not streams keep the
+                         connection open (HTTP/1.1, or 1.0 with Connection: keep-alive).
   --keepalive-requests N Requests per connection at most [default: 1000]; the last
                          answer says Connection: close. 1 turns keep-alive off.
 
@@ -83,7 +83,8 @@ Access:
   -V, --version          Print the version.
 
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
-(Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
+(Prometheus), GET /quit (with --allow-quit); with one stream, /stream and /snapshot too.
+Logs go to stderr; set RUST_LOG (default: info).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line or a stream that cannot start (a bad folder, script or standard input).";
 
