@@ -5,7 +5,11 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth_file;
 use crate::embed::{self, Builder, MAX_TIMEOUT};
+
+/// The environment variable that holds `USER:PASS`, as `--auth` would (but out of `ps`).
+pub const AUTH_VARIABLE: &str = "MIXREPLACE_AUTH";
 
 pub const USAGE: &str = "\
 Usage: mixreplace [OPTIONS]
@@ -58,19 +62,34 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
+  --keepalive-timeout SECS
+                         How long a kept-alive connection may wait for its next request
+                         [default: 5]. 2xx answers that are not streams keep the
+                         connection open (HTTP/1.1, or 1.0 with Connection: keep-alive).
+  --keepalive-requests N Requests per connection at most [default: 1000]; the last
+                         answer says Connection: close. 1 turns keep-alive off.
 
 Access:
-  --auth USER:PASS       Require HTTP Basic authentication on every route (401 without).
+  --auth-file FILE       Require HTTP Basic authentication on every route (401 without)
+                         for the users in FILE: one user:password a line, # comments.
+                         A warning if group or others can read FILE (chmod 600 it).
+  MIXREPLACE_AUTH=USER:PASS
+                         The same for one user, from the environment.
+  --auth USER:PASS       The same on the command line, where ps shows it to every user
+                         (a warning says so). Users from every source are accepted.
   --allow-origin ORIGIN  Send CORS headers allowing ORIGIN (or *); answer preflights.
 
   -h, --help             Print this help.
   -V, --version          Print the version.
 
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
-(Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
+(Prometheus), GET /quit (with --allow-quit); with one stream, /stream and /snapshot too.
+Logs go to stderr; set RUST_LOG (default: info).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line or a stream that cannot start (a bad folder, script or standard input).";
 
+// One `Command` is made per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     /// Serve what the flags describe (the binary then turns on signals and the file
@@ -80,8 +99,17 @@ pub enum Command {
     Version,
 }
 
-/// The flags, as a [`Builder`]; every error names the flag (and the value) at fault.
+/// The flags and [`AUTH_VARIABLE`], as a [`Builder`]; every error names the flag (and
+/// the value) at fault.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    parse_with_env(args, std::env::var_os(AUTH_VARIABLE))
+}
+
+/// [`parse`], with the value of [`AUTH_VARIABLE`] given.
+pub fn parse_with_env(
+    args: impl IntoIterator<Item = OsString>,
+    auth_variable: Option<OsString>,
+) -> Result<Command, String> {
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
@@ -121,9 +149,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 let value = string_value(&mut parser, "--auth")?;
                 match value.split_once(':') {
                     Some((user, password)) if !value.contains(['\r', '\n']) => {
-                        builder.basic_auth(user, password)
+                        builder.basic_auth(user, password).warn_at_bind(
+                            "--auth puts the password on the command line, where ps shows it to every \
+                             user: use --auth-file FILE or MIXREPLACE_AUTH instead"
+                                .to_owned(),
+                        )
                     }
                     _ => return Err("invalid value for --auth: expected USER:PASS".into()),
+                }
+            }
+            Long("auth-file") => {
+                let path = parser.value().map_err(|e| e.to_string())?;
+                let file = auth_file::read(path.as_ref())
+                    .map_err(|e| format!("invalid value for --auth-file: {e}"))?;
+                let builder = with_users(builder, &file.users);
+                match file.warning {
+                    Some(warning) => builder.warn_at_bind(warning),
+                    None => builder,
                 }
             }
             Long("allow-origin") => {
@@ -133,12 +175,43 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             }
             Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
             Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
+            Long("keepalive-timeout") => {
+                builder.keepalive_timeout(seconds(&mut parser, "--keepalive-timeout")?)
+            }
+            Long("keepalive-requests") => {
+                let value = string_value(&mut parser, "--keepalive-requests")?;
+                match value.parse::<u32>() {
+                    Ok(n) if n > 0 => builder.keepalive_requests(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --keepalive-requests: expected a number from 1 to 4294967295"
+                        ));
+                    }
+                }
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
         };
     }
+    if let Some(value) = auth_variable {
+        let value = value
+            .into_string()
+            .map_err(|_| format!("invalid {AUTH_VARIABLE}: not UTF-8"))?;
+        auth_file::check_pair(&value).map_err(|e| format!("invalid {AUTH_VARIABLE}: {e}"))?;
+        builder = with_users(builder, &[value]);
+    }
     Ok(Command::Run(builder))
+}
+
+/// Adds each checked `user:password` to the builder's users.
+fn with_users(builder: Builder, users: &[String]) -> Builder {
+    users
+        .iter()
+        .fold(builder, |builder, pair| match pair.split_once(':') {
+            Some((user, password)) => builder.basic_auth(user, password),
+            None => builder,
+        })
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -168,7 +241,7 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Builder, String> {
-        match parse(args.iter().map(OsString::from))? {
+        match parse_with_env(args.iter().map(OsString::from), None)? {
             Command::Run(builder) => Ok(builder),
             other => Err(format!("{other:?}")),
         }
@@ -199,10 +272,31 @@ mod tests {
                 &["--head-timeout", "86401"],
                 "for --head-timeout: expected seconds",
             ),
+            (
+                &["--keepalive-timeout", "0"],
+                "for --keepalive-timeout: expected seconds",
+            ),
+            (
+                &["--keepalive-requests", "0"],
+                "'0' for --keepalive-requests: expected a number",
+            ),
         ] {
             let err = run(args).unwrap_err();
             assert!(err.contains(says), "{args:?}: {err}");
         }
         assert!(run(&["--head-timeout", "0.0000001", "--auth", "a:b:c"]).is_ok());
+    }
+
+    #[test]
+    fn the_auth_variable_is_checked_and_named() {
+        let parse = |value: &str| parse_with_env(Vec::<OsString>::new(), Some(value.into()));
+        assert!(matches!(parse("cam:secret"), Ok(Command::Run(_))));
+        for (value, says) in [
+            ("nocolon", "invalid MIXREPLACE_AUTH: expected user:password"),
+            ("cam:", "invalid MIXREPLACE_AUTH: the password is empty"),
+        ] {
+            let err = parse(value).unwrap_err();
+            assert_eq!(err, says);
+        }
     }
 }

@@ -86,7 +86,11 @@ pub struct Builder {
     streams: Vec<(String, Source)>,
     limits: Limits,
     max_clients: Option<usize>,
-    credentials: Option<String>,
+    /// `USER:PASS` of each user allowed in; none: no authentication.
+    credentials: Vec<String>,
+    /// Said as warnings once the logger runs, when the server binds (the command
+    /// line's: a password `ps` can show).
+    warnings: Vec<String>,
     origin: Option<String>,
     allow_quit: bool,
     signals: bool,
@@ -111,7 +115,8 @@ impl Builder {
             streams: Vec::new(),
             limits: Limits::default(),
             max_clients: None,
-            credentials: None,
+            credentials: Vec::new(),
+            warnings: Vec::new(),
             origin: None,
             allow_quit: false,
             signals: false,
@@ -175,13 +180,33 @@ impl Builder {
         self.keep_error(checked, || "send_timeout".to_owned())
     }
 
+    /// How long a kept-alive connection may wait for its next request before it is
+    /// closed; more than 0 and at most a day. Default: 5 s.
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
+        let checked = micros(timeout).map(|us| self.limits.keepalive_timeout = us);
+        self.keep_error(checked, || "keepalive_timeout".to_owned())
+    }
+
+    /// Requests one connection may make (at least 1: every answer closes); the answer
+    /// to the last says `Connection: close`. Default: 1000.
+    pub fn keepalive_requests(mut self, n: u32) -> Self {
+        let checked = match n {
+            0 => Err("must be at least 1".to_owned()),
+            n => {
+                self.limits.keepalive_requests = n;
+                Ok(())
+            }
+        };
+        self.keep_error(checked, || "keepalive_requests".to_owned())
+    }
+
     /// Requires HTTP Basic authentication on every route (`401` without); `user` holds
-    /// no `:`.
+    /// no `:`. Called again, it adds a user: each one's credentials are accepted.
     pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
         let checked = if user.contains(':') {
             Err("the user name must not contain ':'".to_owned())
         } else {
-            self.credentials = Some(format!("{user}:{password}"));
+            self.credentials.push(format!("{user}:{password}"));
             Ok(())
         };
         self.keep_error(checked, || "basic_auth".to_owned())
@@ -220,7 +245,11 @@ impl Builder {
         if let Some(message) = self.error {
             return Err(Error::Config(message));
         }
-        let access = Access::new(self.credentials.as_deref(), self.origin.as_deref());
+        for warning in &self.warnings {
+            warn!("{warning}");
+        }
+        let users: Vec<&str> = self.credentials.iter().map(String::as_str).collect();
+        let access = Access::with_users(&users, self.origin.as_deref());
         let live = self.live_config();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
         let config = Config {
@@ -304,6 +333,12 @@ impl Builder {
             Source::Spec(StreamSpec::Stdin(live)) => Some(*live),
             _ => None,
         })
+    }
+
+    /// A warning to log when the server binds (the logger may not run before).
+    pub(crate) fn warn_at_bind(mut self, warning: String) -> Self {
+        self.warnings.push(warning);
+        self
     }
 
     /// Keeps the first error, prefixed with what it concerns.
@@ -591,7 +626,7 @@ mod tests {
             (good.limits.head_timeout, good.limits.send_timeout),
             (1_000, 86_400_000_000)
         );
-        assert_eq!(good.credentials.as_deref(), Some("user:pa:ss"));
+        assert_eq!(good.credentials, ["user:pa:ss"]);
     }
 
     #[test]

@@ -114,6 +114,13 @@
 //!    of the turn `Server::reap` removes it: `Conn::release` cancels its timer,
 //!    `Counters::closed` counts it, and dropping the socket closes it.
 //!
+//! A snapshot on a kept-alive connection goes the same way to step 3 (`Conn::read_head`
+//! → `Conn::serve_buffered`, which keeps what follows the head as the next request), then
+//! `Conn::snapshot` writes the head and the shared image in one `writev` and
+//! `Conn::finish_with_queued` moves to `Answering`; once it is out,
+//! `Conn::await_next_request` goes back to `Head` under the idle timeout (and hands a
+//! pipelined request to the next turn).
+//!
 //! # A live frame, from its input to every viewer
 //!
 //! 1. Standard input's event sets `live_ready`; `Server::read_live` →
@@ -159,9 +166,11 @@ pub use crate::routes::stats::{Stats, StreamStats};
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;
 
+mod auth_file;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod clock;
+pub(crate) mod date;
 mod embed;
 mod error;
 #[doc(hidden)]

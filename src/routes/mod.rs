@@ -40,6 +40,19 @@ impl Routes {
             .map(|(_, route)| route)
     }
 
+    /// The route of the one stream served, if exactly one is.
+    pub fn only_stream(&self) -> Option<&Route> {
+        let mut streams = self
+            .entries
+            .iter()
+            .map(|(_, route)| route)
+            .filter(|route| matches!(route, Route::Stream(_)));
+        match (streams.next(), streams.next()) {
+            (Some(route), None) => Some(route),
+            _ => None,
+        }
+    }
+
     pub fn streams(&self) -> impl Iterator<Item = (&str, &Rc<Stream>)> {
         self.entries.iter().filter_map(|(path, route)| match route {
             Route::Stream(stream) => Some((path.as_str(), stream)),

@@ -45,6 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::clock::{self, Clock, Micros, tick_of_deadline, tick_of_now};
+use crate::date::DateLine;
 use crate::error::Error;
 use crate::routes::Routes;
 use crate::routes::access::Access;
@@ -174,6 +175,8 @@ struct Shared {
     stop_requested: bool,
     /// What the connections may still write this turn (see [`Limits::turn_budget`]).
     turn_left: usize,
+    /// The `Date` line of "now", set as a connection is handed an input.
+    date: DateLine,
 }
 
 impl Shared {
@@ -191,10 +194,12 @@ impl Shared {
             watchers: Vec::new(),
             stop_requested: false,
             turn_left: limits.turn_budget,
+            date: DateLine::at(0),
         }
     }
 
     fn cx(&mut self, key: usize) -> Cx<'_> {
+        self.date.set(self.clock.epoch_us(self.now));
         Cx {
             now: self.now,
             key,
@@ -209,6 +214,7 @@ impl Shared {
             watchers: &mut self.watchers,
             stop_requested: &mut self.stop_requested,
             turn_left: &mut self.turn_left,
+            date: &self.date,
         }
     }
 }

@@ -28,6 +28,8 @@ mod faults;
 mod hostile;
 // Behind nginx and HAProxy with TLS (contrib/), and HAProxy over two servers at 4,000 viewers.
 mod proxies;
+// Keep-alive, pipelining, Date, µStreamer's aliases, auth files, curl and wrk (issue 10).
+mod keepalive;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.

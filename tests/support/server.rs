@@ -110,10 +110,11 @@ impl Server {
         self.process.id()
     }
 
-    /// A request head for `path` with the helpers' header lines.
+    /// A request head for `path` with the helpers' header lines, the only request on its
+    /// connection (`Connection: close`: the answer is read to the close).
     pub fn request(&self, method: &str, path: &str) -> String {
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n{}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{}\r\n",
             self.request_headers
         )
     }
