@@ -408,7 +408,7 @@ pub fn parse_all(body: &[u8], boundary: &str) -> io::Result<Parts> {
 
 /// Reads the head of a stream response on `stream` (its request sent); checks it
 /// ([`http::check_stream_head`]) and returns the reader of its parts.
-pub fn over(stream: TcpStream) -> io::Result<(PartReader<TcpStream>, Response)> {
+pub fn over<S: Read>(stream: S) -> io::Result<(PartReader<S>, Response)> {
     let mut reader = BufReader::new(Tap {
         inner: stream,
         raw: None,
