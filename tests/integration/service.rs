@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mixreplace::{Builder, ListenAddr, PartSpec};
 
 use crate::support::http::{self, exchange};
-use crate::support::multipart::{self, parse_all};
+use crate::support::multipart::{self, parse_written};
 use crate::support::process::{Output, run};
 use crate::support::server::{Server, check_refused, run_binary};
 use crate::support::tools::{TOOL_LIMIT, require_tool, skip_or_fail};
@@ -86,12 +86,7 @@ fn curl_reads_a_stream_and_a_snapshot_over_a_unix_socket_made_with_its_mode() {
 
     let streamed = curl_unix(&curl, &socket, &["-sN", "http://localhost/clip"]);
     assert!(streamed.status.success(), "curl: {}", streamed.stderr_text());
-    let first_line = streamed.stdout.split(|&b| b == b'\n').next().unwrap_or_default();
-    let boundary = std::str::from_utf8(first_line)
-        .ok()
-        .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
-        .unwrap_or_else(|| panic!("curl's output does not open with a delimiter"));
-    let parts = parse_all(&streamed.stdout, boundary).unwrap_or_else(|e| panic!("curl's output: {e}"));
+    let parts = parse_written(&streamed.stdout, "curl's");
     assert_eq!(parts.parts.len(), 5);
     assert!(parts.parts.iter().all(|part| part.body.len() == 64));
     assert!(parts.parts[4].last && parts.stopped.is_none());
