@@ -21,6 +21,11 @@
 //!
 //! While any of 3, 5 or 6 has work left, `poll` does not sleep.
 //!
+//! The listeners (`listen`: TCP, unix, inherited from systemd) have a token range of
+//! their own, `LISTENERS`. Under systemd, `notify` tells it the server is ready and
+//! stopping, and pings its watchdog from a timer of the wheel: a loop that stops
+//! turning stops pinging.
+//!
 //! Signals are watched only when the configuration asks (the binary does; an embedded
 //! server leaves the process's signals alone). A `Remote` reaches the loop from other
 //! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop

@@ -454,8 +454,8 @@ fn sd_notify_reaches_an_abstract_socket_and_pings_only_its_own_watchdog() {
 #[test]
 fn two_servers_share_a_port_with_reuse_port() {
     let shared = spare_addr().to_string();
-    let a = Server::start(&["--reuse-port", "--listen", &shared]);
-    let b = Server::start(&["--reuse-port", "--listen", &shared]);
+    let a = Server::start(&["--reuse-port", "--listen", &shared, "--stream", LONG]);
+    let b = Server::start(&["--reuse-port", "--listen", &shared, "--stream", LONG]);
     // Without the option the port is taken.
     let done = run_binary(&["--listen", &shared], &[("RUST_LOG", "off")]);
     assert_eq!(done.status.code(), Some(1), "{}", done.stderr_text());
@@ -473,6 +473,20 @@ fn two_servers_share_a_port_with_reuse_port() {
     assert!(
         to_a > 0 && to_b > 0,
         "one server got every connection: {to_a} + {to_b}"
+    );
+
+    // Viewers spread too, and each gets its stream from the process it reached.
+    const VIEWERS: u64 = 32;
+    let mut viewers: Vec<_> = (0..VIEWERS).map(|_| multipart::open(addr, "/live")).collect();
+    for viewer in &mut viewers {
+        assert!(matches!(viewer.next(), Ok(multipart::Item::Part(_))));
+    }
+    let (on_a, on_b) = (a.stats().viewers("/live"), b.stats().viewers("/live"));
+    eprintln!("reuse-port: {on_a} + {on_b} of {VIEWERS} viewers");
+    assert_eq!(on_a + on_b, VIEWERS);
+    assert!(
+        on_a > 0 && on_b > 0,
+        "one server got every viewer: {on_a} + {on_b}"
     );
 }
 
