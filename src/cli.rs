@@ -79,6 +79,9 @@ Access:
 
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
 (Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
+Under systemd: sockets passed by socket activation are served; with NOTIFY_SOCKET set the
+server sends READY=1, STATUS= (clients, viewers), WATCHDOG=1 (at half of WATCHDOG_USEC,
+from the event loop) and STOPPING=1 (see contrib/ and the README).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line or a stream that cannot start (a bad folder, script or standard input).";
 
