@@ -2,11 +2,11 @@
 //! name in the message (the builder checks its values again, for embedding programs).
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth_file;
 use crate::embed::{self, Builder, MAX_TIMEOUT};
+use crate::server::listen::ListenAddr;
 
 /// The environment variable that holds `USER:PASS`, as `--auth` would (but out of `ps`).
 pub const AUTH_VARIABLE: &str = "MIXREPLACE_AUTH";
@@ -17,9 +17,20 @@ Usage: mixreplace [OPTIONS]
 Serves multipart/x-mixed-replace HTTP streams from one event loop.
 
 Options:
-  --listen ADDR          Address to listen on [default: 127.0.0.1:8080]; port 0 picks a
-                         free port. The line `listening on http://IP:PORT/` on stdout
-                         says where, once the server is ready.
+  --listen ADDR          Address to listen on (repeatable): IP:PORT, [IPv6]:PORT or
+                         unix:PATH [default: 127.0.0.1:8080, unless systemd passed
+                         sockets]; port 0 picks a free port. Once the server is
+                         ready, one line on stdout lists them all:
+                         `listening on http://IP:PORT/ … unix:PATH`.
+  --unix-mode OCTAL      Permissions of the unix sockets made (660: owner and group may
+                         connect) [default: from the umask].
+  --unix-rm              Remove a stale socket file at a unix:PATH (nothing listening
+                         on it); without, the server refuses to start. Socket files the
+                         server made are removed when it stops.
+  --reuse-port           SO_REUSEPORT on the TCP listeners: several servers share a
+                         port, and the kernel spreads new clients over them.
+  --systemd              Insist on sockets passed by systemd (socket activation:
+                         LISTEN_FDS, LISTEN_PID). Without it they are used when passed.
   --stream PATH=SPEC     Serve SPEC at PATH (repeatable). Without any, / serves the demo.
                          PATH may hold spaces and any Unicode but ?, # and controls;
                          %XX escapes in it are decoded, as they are in requests.
@@ -85,6 +96,9 @@ Access:
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
 (Prometheus), GET /quit (with --allow-quit); with one stream, /stream and /snapshot too.
 Logs go to stderr; set RUST_LOG (default: info).
+Under systemd: sockets passed by socket activation are served; with NOTIFY_SOCKET set the
+server sends READY=1, STATUS= (clients, viewers), WATCHDOG=1 (at half of WATCHDOG_USEC,
+from the event loop) and STOPPING=1 (see contrib/ and the README).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
 command line or a stream that cannot start (a bad folder, script or standard input).";
 
@@ -94,7 +108,7 @@ command line or a stream that cannot start (a bad folder, script or standard inp
 pub enum Command {
     /// Serve what the flags describe (the binary then turns on signals and the file
     /// descriptor limit raise: see `main.rs`).
-    Run(Builder),
+    Run(Box<Builder>),
     Help,
     Version,
 }
@@ -113,16 +127,42 @@ pub fn parse_with_env(
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
-    let mut builder = Builder::new().listen(([127, 0, 0, 1], 8080));
+    let mut builder = Builder::new().fallback_listen(([127, 0, 0, 1], 8080).into());
+    // `--unix-mode` and `--unix-rm` apply to `--listen unix:PATH`: alone they are a mistake.
+    let (mut unix_listeners, mut unix_flag) = (0, None);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         builder = match arg {
             Long("listen") => {
                 let value = string_value(&mut parser, "--listen")?;
-                let addr: SocketAddr = value
+                match value
                     .parse()
-                    .map_err(|_| format!("invalid value '{value}' for --listen: expected IP:PORT"))?;
-                builder.listen(addr)
+                    .map_err(|e| format!("invalid value for --listen: {e}"))?
+                {
+                    ListenAddr::Tcp(addr) => builder.listen(addr),
+                    ListenAddr::Unix(path) => {
+                        unix_listeners += 1;
+                        builder.listen_unix(path)
+                    }
+                }
             }
+            Long("unix-mode") => {
+                let value = string_value(&mut parser, "--unix-mode")?;
+                unix_flag = Some("--unix-mode");
+                match u32::from_str_radix(&value, 8) {
+                    Ok(mode) if mode <= 0o777 => builder.unix_mode(mode),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --unix-mode: expected octal permissions, 0 to 777"
+                        ));
+                    }
+                }
+            }
+            Long("unix-rm") => {
+                unix_flag = Some("--unix-rm");
+                builder.unix_remove_stale(true)
+            }
+            Long("reuse-port") => builder.reuse_port(true),
+            Long("systemd") => builder.require_listen_fd(true),
             Long("stream") => {
                 let value = string_value(&mut parser, "--stream")?;
                 let (path, spec) = value
@@ -201,7 +241,12 @@ pub fn parse_with_env(
         auth_file::check_pair(&value).map_err(|e| format!("invalid {AUTH_VARIABLE}: {e}"))?;
         builder = with_users(builder, &[value]);
     }
-    Ok(Command::Run(builder))
+    if let Some(flag) = unix_flag.filter(|_| unix_listeners == 0) {
+        return Err(format!(
+            "{flag} applies to --listen unix:PATH, and none was given"
+        ));
+    }
+    Ok(Command::Run(Box::new(builder)))
 }
 
 /// Adds each checked `user:password` to the builder's users.
@@ -242,7 +287,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Builder, String> {
         match parse_with_env(args.iter().map(OsString::from), None)? {
-            Command::Run(builder) => Ok(builder),
+            Command::Run(builder) => Ok(*builder),
             other => Err(format!("{other:?}")),
         }
     }
@@ -267,6 +312,20 @@ mod tests {
                 "--stream /b: standard input already",
             ),
             (&["--auth", "nocolon"], "--auth: expected USER:PASS"),
+            (
+                &["--listen", "localhost:80"],
+                "--listen: invalid address 'localhost:80': expected IP:PORT, [IPv6]:PORT or unix:PATH",
+            ),
+            (&["--listen", "unix:"], "--listen: invalid unix socket path ''"),
+            (
+                &["--listen", "unix:/tmp/x", "--unix-mode", "8"],
+                "'8' for --unix-mode: expected octal",
+            ),
+            (
+                &["--unix-mode", "660"],
+                "--unix-mode applies to --listen unix:PATH",
+            ),
+            (&["--unix-rm"], "--unix-rm applies to --listen unix:PATH"),
             (&["--allow-origin", "a b"], "--allow-origin: invalid origin"),
             (
                 &["--head-timeout", "86401"],

@@ -58,7 +58,7 @@
 //! # What is public
 //!
 //! The items re-exported here are the API: [`Builder`], [`Server`], [`Handle`],
-//! [`Stats`] and [`StreamStats`], [`PartSpec`], [`Exit`] and [`Error`]. The modules are
+//! [`Stats`] and [`StreamStats`], [`PartSpec`], [`ListenAddr`], [`Exit`] and [`Error`]. The modules are
 //! `pub` only so that the crate's own binaries (`mixreplace`, `mixreplace-load`),
 //! benches, fuzz targets and integration tests reach them: they are `#[doc(hidden)]` and
 //! promise nothing. The rule for new code: an item meant for embedding programs is
@@ -73,10 +73,10 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
+//! | the loop | `server` (`server::conn`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, writes, telling systemd |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys` | parsing, timers, time, measures, system calls; nothing from the crate |
+//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys`, `systemd` | parsing, timers, time, measures, system calls, systemd's protocols; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -87,8 +87,10 @@
 //!
 //! `GET /` of the demo, in the order the functions run:
 //!
-//! 1. `Server::serve` (the loop behind `Server::run`) sleeps in `poll`, samples "now" once, and the listener's event sets
-//!    `accept_ready`. `Server::accept` takes the connection and `Server::add` registers
+//! 1. `Server::serve` (the loop behind `Server::run`) sleeps in `poll`, samples "now" once, and the listener's event marks
+//!    it ready (`Listeners::mark_ready`). `Server::accept` takes the connection from the
+//!    ready listeners in turn (`Listeners::next_ready`, `Listeners::accept`: a `Peer`,
+//!    TCP or unix) and `Server::add` registers
 //!    it (readable and writable, once) and makes its `Conn::new`, which arms the head
 //!    timeout (`Conn::arm` → `clock::tick_of_deadline` → `Wheel::insert`).
 //! 2. The request's readable event: `Server::drive` hands `Input::Readable` (with mio's
@@ -163,6 +165,7 @@
 pub use crate::embed::{Builder, Handle};
 pub use crate::error::Error;
 pub use crate::routes::stats::{Stats, StreamStats};
+pub use crate::server::listen::ListenAddr;
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;
 
@@ -187,6 +190,8 @@ pub mod server;
 pub mod stream;
 #[doc(hidden)]
 pub mod sys;
+#[doc(hidden)]
+pub mod systemd;
 #[doc(hidden)]
 pub mod wheel;
 

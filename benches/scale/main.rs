@@ -5,7 +5,7 @@
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
 //! `MIXREPLACE_BENCH_ONLY=NAME` runs one section alone and writes nothing: `fairness`,
-//! `testcard`, `proxies`, `snapshot` (see the file of that name).
+//! `testcard`, `proxies`, `snapshot`, `reuseport` (see the file of that name).
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -49,6 +49,7 @@ mod fairness;
 mod floors;
 mod machine;
 mod proxies;
+mod reuseport;
 mod servers;
 mod snapshot;
 mod table;
@@ -72,6 +73,7 @@ use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::proxies::run_proxies;
+use crate::reuseport::{reuseport_table, run_reuseport};
 use crate::servers::{contenders, mixreplace};
 use crate::snapshot::{run_snapshot, snapshot_table};
 use crate::table::{fmt_num, median, spread_cell};
@@ -132,6 +134,11 @@ fn main() {
                 Ok(runs) => report.text(&snapshot_table(&runs)),
                 Err(e) => report.line(&format!("The snapshot bench could not run: {e}")),
             }
+            return;
+        }
+        Some("reuseport") => {
+            report.section("Scale-out: two processes on one port (--reuse-port)");
+            report.text(&reuseport_table(&run_reuseport(&settings)));
             return;
         }
         Some("testcard") => {

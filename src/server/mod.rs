@@ -7,9 +7,10 @@
 //!    writing, another one (edge-triggered readiness will not report them again), oldest
 //!    first; a connection that finds the turn's write budget spent waits for the next;
 //! 4. hand each readiness event to its connection, with mio's read-closed hint (the
-//!    listener and standard input only set a flag);
-//! 5. accept while the listener has connections, up to a cap per turn (the flag stays
-//!    set when capped: an edge-triggered listener sends no new event for the backlog);
+//!    listeners and standard input only set a flag);
+//! 5. accept while a listener has connections, up to a cap per turn shared by every
+//!    listener, taken from them in turn (the flag stays set when capped: an
+//!    edge-triggered listener sends no new event for the backlog);
 //! 6. read the live input, if any, and wake the clients of a new frame (the loop keeps
 //!    the live stream's wake list: a connection adds itself when it starts watching);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
@@ -20,13 +21,20 @@
 //!
 //! While any of 3, 5 or 6 has work left, `poll` does not sleep.
 //!
+//! The listeners (`listen`: TCP, unix, inherited from systemd) have a token range of
+//! their own, `LISTENERS`. Under systemd, `notify` tells it the server is ready and
+//! stopping, and pings its watchdog from a timer of the wheel: a loop that stops
+//! turning stops pinging.
+//!
 //! Signals are watched only when the configuration asks (the binary does; an embedded
 //! server leaves the process's signals alone). A `Remote` reaches the loop from other
 //! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop
 //! pays nothing for them until one comes.
 
 pub mod conn;
+pub mod listen;
 pub mod memory;
+mod notify;
 pub mod outbox;
 pub mod sabotage;
 
@@ -38,7 +46,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -51,12 +58,15 @@ use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::stats::{Counters, Reason, Stats};
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
+use crate::server::listen::{ListenAddr, ListenConfig, Listeners, MAX_LISTENERS, Peer};
+use crate::server::notify::Notifier;
 use crate::stream::Stream;
 use crate::stream::live::{LiveConfig, LiveInput};
 use crate::sys;
 use crate::wheel::Wheel;
 
-const LISTENER: Token = Token(usize::MAX);
+/// Listener `i` is `Token(LISTENERS + i)`, for `i` below [`MAX_LISTENERS`].
+const LISTENERS: usize = usize::MAX - 1024;
 const SIGNALS: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
@@ -84,11 +94,15 @@ pub enum Timer {
     ResumeAccept,
     /// The live input's fps cap allows the frame it held back.
     LiveFrame,
+    /// Time to tell systemd's watchdog the loop still turns.
+    Watchdog,
+    /// Time to look whether the status told to systemd changed.
+    NotifyStatus,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Config {
-    pub listen: SocketAddr,
+    pub listen: ListenConfig,
     pub limits: Limits,
     /// Open connections at most; past it new clients get `503`.
     pub max_clients: usize,
@@ -97,6 +111,8 @@ pub(crate) struct Config {
     pub live: Option<LiveConfig>,
     /// SIGINT and SIGTERM stop the server (the binary's choice, not a library's).
     pub signals: bool,
+    /// Tell systemd (`NOTIFY_SOCKET`) when ready, stopping, and alive.
+    pub notify: bool,
 }
 
 /// How a server's loop ended.
@@ -152,7 +168,7 @@ impl Remote {
 
 /// A connection and, once it closed during the current turn, why.
 struct Slot {
-    conn: Conn,
+    conn: Conn<Peer>,
     closed: Option<Reason>,
 }
 
@@ -225,8 +241,12 @@ impl Shared {
 /// [`Builder::spawn`](crate::Builder::spawn) builds one on a thread of its own.)
 pub struct Server {
     poll: Poll,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    /// Emptied when a stop begins.
+    listeners: Listeners,
+    /// What it listens on, in the listeners' order (kept after they close).
+    addrs: Vec<ListenAddr>,
+    /// systemd's notification socket, when asked for and given.
+    notifier: Option<Notifier>,
     /// With [`Config::signals`] only.
     signals: Option<Signals>,
     /// Requests from a [`Remote`], once one was made.
@@ -241,8 +261,6 @@ pub struct Server {
     closed: Vec<usize>,
     due: Vec<Timer>,
     next_serial: u32,
-    /// The listener may have connections waiting (edge-triggered: remember it).
-    accept_ready: bool,
     /// Out of file descriptors: accepting waits for a timer.
     accept_paused: bool,
     stopping: bool,
@@ -260,7 +278,7 @@ pub struct Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
+            .field("addrs", &self.addrs)
             .field("clients", &self.conns.len())
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
@@ -268,18 +286,14 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds the listener and prepares the loop; nothing is served until [`run`](Self::run).
-    pub(crate) fn bind(config: &Config, routes: Routes) -> Result<Server, Error> {
+    /// Binds the listeners and prepares the loop; nothing is served until [`run`](Self::run).
+    pub(crate) fn bind(config: Config, routes: Routes) -> Result<Server, Error> {
         let poll = Poll::new().map_err(Error::Io)?;
-        let bind_error = |source| Error::Bind {
-            addr: config.listen,
-            source,
-        };
-        let mut listener = sys::listen(config.listen).map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+        let mut listeners = Listeners::bind(config.listen).map_err(Error::from)?;
+        listeners
+            .register(poll.registry(), LISTENERS)
             .map_err(Error::Io)?;
+        let addrs = listeners.addrs().cloned().collect();
         let signals = if config.signals {
             Some(watch_signals(&poll).map_err(Error::Io)?)
         } else {
@@ -300,8 +314,9 @@ impl Server {
         };
         Ok(Server {
             poll,
-            listener: Some(listener),
-            local_addr,
+            listeners,
+            addrs,
+            notifier: if config.notify { Notifier::from_env() } else { None },
             signals,
             requests: None,
             conns: Slab::with_capacity(1024),
@@ -311,7 +326,6 @@ impl Server {
             closed: Vec::new(),
             due: Vec::new(),
             next_serial: 0,
-            accept_ready: true,
             accept_paused: false,
             stopping: false,
             live_ready: live.is_some(),
@@ -321,9 +335,17 @@ impl Server {
         })
     }
 
-    /// The address it listens on: with port 0 asked for, the port the system chose.
+    /// The address of its first TCP listener: with port 0 asked for, the port the
+    /// system chose. (A server on unix sockets only answers `0.0.0.0:0`; see
+    /// [`addrs`](Self::addrs).)
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        first_tcp(&self.addrs)
+    }
+
+    /// Everything it listens on, in order: inherited listeners first, then the
+    /// builder's addresses (with the ports the system chose).
+    pub fn addrs(&self) -> &[ListenAddr] {
+        &self.addrs
     }
 
     /// Serves on the calling thread until `/quit` (with
@@ -353,6 +375,7 @@ impl Server {
     /// that its final counters can be read.
     pub(crate) fn serve(&mut self) -> Result<Exit, Error> {
         let mut events = Events::with_capacity(1024);
+        self.notify_ready();
         loop {
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -365,7 +388,9 @@ impl Server {
             self.give_owed_turns();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_ready = true,
+                    Token(t) if (LISTENERS..LISTENERS + MAX_LISTENERS).contains(&t) => {
+                        self.listeners.mark_ready(t - LISTENERS);
+                    }
                     STDIN => self.live_ready = true,
                     WAKER => self.answer_requests(),
                     SIGNALS => {
@@ -385,7 +410,7 @@ impl Server {
                     }
                 }
             }
-            if self.accept_ready && !self.accept_paused {
+            if !self.accept_paused {
                 self.accept();
             }
             if self.live_ready {
@@ -425,7 +450,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
+        let more_to_accept = !self.accept_paused && self.listeners.any_ready();
         if more_to_accept || self.live_ready || !self.shared.again.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -448,17 +473,16 @@ impl Server {
         }
     }
 
+    /// Accepts from the listeners in turn, up to the cap per turn they share.
     fn accept(&mut self) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
+            let Some(i) = self.listeners.next_ready() else {
                 return;
             };
-            match listener.accept() {
-                Ok((socket, peer)) => self.add(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
+            match self.listeners.accept(i) {
+                Ok((socket, peer)) => self.add(socket, peer, i),
+                // That listener is drained; `next_ready` moves on to the others.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 // Out of descriptors (EMFILE, ENFILE) or memory, or anything unexpected:
                 // accepting again at once would fail again and spin, so pause on a timer.
@@ -487,9 +511,10 @@ impl Server {
         }
     }
 
-    fn add(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        // Parts are written whole and should leave at once, not wait for an ACK.
-        let _ = socket.set_nodelay(true);
+    /// A connection accepted by listener `via`, from `peer` (none over a unix socket).
+    fn add(&mut self, mut socket: Peer, peer: Option<SocketAddr>, via: usize) {
+        socket.set_nodelay();
+        let from = PeerName(peer, self.listeners.addr(via));
         let open = self.conns.len();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -501,10 +526,10 @@ impl Server {
         self.next_serial = self.next_serial.wrapping_add(1);
         let mut cx = self.shared.cx(key);
         let (conn, outcome) = if open >= self.max_clients {
-            debug!("#{key} from {peer} refused: {open} clients open");
+            debug!("#{key} from {from} refused: {open} clients open");
             Conn::refuse(socket, self.next_serial, &mut cx)
         } else {
-            debug!("#{key} accepted from {peer}");
+            debug!("#{key} accepted from {from}");
             (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)
         };
         let closed = match outcome {
@@ -533,7 +558,18 @@ impl Server {
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
-                    self.accept_ready = true;
+                    self.listeners.mark_all_ready();
+                }
+                Timer::Watchdog => {
+                    if let Some(notifier) = &mut self.notifier {
+                        notifier.ping(self.shared.now, &mut self.shared.timers);
+                    }
+                }
+                Timer::NotifyStatus => {
+                    let status = self.status_line();
+                    if let Some(notifier) = &mut self.notifier {
+                        notifier.on_status(self.shared.now, &mut self.shared.timers, status);
+                    }
                 }
                 Timer::StopDeadline => deadline_passed = true,
                 Timer::LiveFrame => {
@@ -653,10 +689,10 @@ impl Server {
     /// Stops accepting and ends every stream with its closing delimiter.
     fn begin_stop(&mut self) {
         self.stopping = true;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        self.listeners.close(self.poll.registry());
+        if let Some(notifier) = &mut self.notifier {
+            notifier.stopping(self.shared.now);
         }
-        self.accept_ready = false;
         info!("stopping: ending {} connections", self.conns.len());
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
@@ -691,6 +727,53 @@ impl Server {
             debug!("#{key} closed: {}", reason.name());
         }
         self.compact_live_watchers();
+    }
+}
+
+impl Server {
+    /// Tells systemd the server is ready, if it listens for that.
+    fn notify_ready(&mut self) {
+        if self.notifier.is_none() {
+            return;
+        }
+        self.shared.now = self.shared.clock.now();
+        let status = self.status_line();
+        if let Some(notifier) = &mut self.notifier {
+            notifier.ready(self.shared.now, &mut self.shared.timers, status);
+        }
+    }
+
+    /// What `systemctl status` shows: clients, viewers and streams now.
+    fn status_line(&self) -> String {
+        let streams = self.shared.routes.streams().count();
+        let viewers: u64 = self.shared.routes.streams().map(|(_, s)| s.viewers()).sum();
+        format!(
+            "{} clients, {viewers} viewers of {streams} streams",
+            self.conns.len()
+        )
+    }
+}
+
+/// The first TCP address of `addrs`, or `0.0.0.0:0` without one.
+pub(crate) fn first_tcp(addrs: &[ListenAddr]) -> SocketAddr {
+    addrs
+        .iter()
+        .find_map(|addr| match addr {
+            ListenAddr::Tcp(ip) => Some(*ip),
+            ListenAddr::Unix(_) => None,
+        })
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// A client in the log: its IP address, or the unix socket it came through.
+struct PeerName<'a>(Option<SocketAddr>, &'a ListenAddr);
+
+impl fmt::Display for PeerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "{}", self.1),
+        }
     }
 }
 

@@ -40,6 +40,9 @@ mod randomized;
 mod readers;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
+// Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,
+// SO_REUSEPORT, the library's listeners, the units in contrib/.
+mod service;
 // A live viewer that stops reading holds no backlog and stalls nobody.
 mod slow_reader;
 // What start-up refuses before it listens, skips unopened, and holds once (issue 12).

@@ -15,7 +15,7 @@ use crate::support::ffmpeg::{
     assert_clean_chunked_decode, assert_clean_decode, ffmpeg_command, frame_hashes, run_ffmpeg,
 };
 use crate::support::json;
-use crate::support::multipart::{Item, PartReader, Parts, parse_saved};
+use crate::support::multipart::{Item, PartReader, Parts, parse_written};
 use crate::support::process::{Guard, Output, drain, run};
 use crate::support::proxy::{Cert, Kind, Proxy, curl_https};
 use crate::support::server::Server;
@@ -120,7 +120,7 @@ fn parse_curl(done: &Output, what: &str) -> Parts {
         done.status,
         done.stderr_text()
     );
-    parse_saved(&done.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
+    parse_written(&done.stdout, what)
 }
 
 // ---------------------------------------------------------------------------------------
