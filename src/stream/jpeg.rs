@@ -29,7 +29,7 @@
 //!   inside a segment has that segment's length walk on into the next frame, past its
 //!   SOI. Three things undo that: `FF D8` where a length should be is an SOI (a cut
 //!   right after a marker); when the walk breaks, or a new SOI abandons the frame, its
-//!   buffered bytes are walked again from the first SOI after its own ([`MAX_RESCANS`]
+//!   buffered bytes are walked again from the first SOI after its own (`MAX_RESCANS`
 //!   deep); and a frame that ends well is checked for an SOI inside one of its header
 //!   segments that starts a JPEG running past that segment's end (an EXIF thumbnail
 //!   ends inside its segment), and walked again from there if so. What is left: a
