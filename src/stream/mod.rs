@@ -108,6 +108,9 @@ pub struct Live {
     input: Cell<InputStats>,
     /// Snapshot requests waiting for the first frame (see [`FrameWaiter`]).
     waiting: Cell<u64>,
+    /// The current frame is no longer news ([`Live::retire`]): kept for its number
+    /// only, until the next frame.
+    stale: Cell<bool>,
 }
 
 impl Live {
@@ -121,13 +124,24 @@ impl Live {
         let mut current = self.current.borrow_mut();
         let seq = current.as_ref().map_or(0, |f| f.seq + 1);
         *current = Some(Frame { part, seq, at: now });
+        self.stale.set(false);
         true
+    }
+
+    /// The producer stopped on purpose (an on-demand input idle): its last frame is no
+    /// longer news, so viewers that join and snapshots wait for the next frame instead
+    /// of getting it, and no heartbeat repeats it. The next [`Live::publish`] undoes it.
+    pub fn retire(&self) {
+        self.stale.set(true);
     }
 
     /// The current frame again, under the next frame number (a heartbeat): the same
     /// encoded part and arrival time, so nothing is copied or encoded. `false` when
     /// there is no frame yet.
     pub fn repeat(&self) -> bool {
+        if self.stale.get() {
+            return false;
+        }
         let mut current = self.current.borrow_mut();
         match current.as_mut() {
             Some(frame) => {
@@ -395,6 +409,7 @@ impl Stream {
             ended: Cell::new(false),
             input: Cell::default(),
             waiting: Cell::new(0),
+            stale: Cell::new(false),
         };
         Ok(Stream::framed(
             &boundary,
@@ -607,7 +622,16 @@ impl Stream {
             Timeline::Steps { lead, .. } => (0, now + lead),
             Timeline::Synthetic { .. } => (0, now),
             // A client that joins gets the current frame at once.
-            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(0, |f| f.seq), now),
+            // A client that joins a retired stream waits for the next frame.
+            Timeline::Live(live) => {
+                let current = live.current.borrow();
+                (
+                    current
+                        .as_ref()
+                        .map_or(0, |f| f.seq + u64::from(live.stale.get())),
+                    now,
+                )
+            }
         };
         Cursor {
             next,
@@ -745,6 +769,7 @@ impl Stream {
     /// stream's first image.
     pub fn snapshot(&self) -> Option<Rc<Part>> {
         match &self.timeline {
+            Timeline::Live(live) if live.stale.get() => None,
             Timeline::Live(live) => live.current.borrow().as_ref().map(|f| f.part.clone()),
             Timeline::Steps { steps, .. } => steps
                 .iter()
