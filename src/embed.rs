@@ -39,7 +39,7 @@ use crate::routes::{Route, Routes};
 use crate::server::conn::Limits;
 use crate::server::listen::{self, ListenAddr, ListenConfig, UnixOptions};
 use crate::server::{Config, Exit, Remote, Server};
-use crate::stream::live::LiveConfig;
+use crate::stream::input::{InputSpec, Source as InputSource};
 use crate::stream::script::{self, MAX_WAIT_MS};
 use crate::stream::spec::StreamSpec;
 use crate::stream::{PartSpec, Stream};
@@ -224,7 +224,8 @@ impl Builder {
 
     /// Serves `spec` at `path`, as the binary's `--stream PATH=SPEC` does: `demo`,
     /// `synthetic:parts=N,size=BYTES,interval=MS`, `script:FILE`, `dir:FOLDER[,fps=N]`,
-    /// `stdin[,fps=N]` (the process's standard input; one stream at most) and the rest
+    /// `stdin[,fps=N]` (the process's standard input; one stream at most), `pipe:FIFO`
+    /// and the rest
     /// of `mixreplace --help`. `path` starts with `/`; `%XX` escapes in it are decoded,
     /// as they are in requests.
     pub fn stream(mut self, path: &str, spec: &str) -> Self {
@@ -340,7 +341,7 @@ impl Builder {
         }
         let users: Vec<&str> = self.credentials.iter().map(String::as_str).collect();
         let access = Access::with_users(&users, self.origin.as_deref());
-        let live = self.live_config();
+        let inputs = self.inputs();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
         let listen = listen_config(
             self.listen,
@@ -359,7 +360,7 @@ impl Builder {
             limits: self.limits,
             max_clients: client_cap(self.max_clients, self.raise_fd_limit),
             access,
-            live,
+            inputs,
             signals: self.signals,
             notify: self.notify,
         };
@@ -411,8 +412,11 @@ impl Builder {
     /// wrong, for the caller to prefix with the path or flag.
     pub(crate) fn try_stream(&mut self, path: &str, spec: &str) -> Result<(), String> {
         let spec = StreamSpec::parse(spec)?;
-        if matches!(spec, StreamSpec::Stdin(_)) && self.live_config().is_some() {
-            return Err("standard input already feeds another stream".into());
+        let reads_stdin = |input: &InputSpec| input.source == InputSource::Stdin;
+        if let StreamSpec::Live(input) = &spec {
+            if reads_stdin(input) && self.inputs().iter().any(|(_, other)| reads_stdin(other)) {
+                return Err("standard input already feeds another stream".into());
+            }
         }
         self.add(path, Source::Spec(spec))
     }
@@ -431,12 +435,15 @@ impl Builder {
         Ok(())
     }
 
-    /// The live input's configuration, if a stream reads standard input.
-    fn live_config(&self) -> Option<LiveConfig> {
-        self.streams.iter().find_map(|(_, source)| match source {
-            Source::Spec(StreamSpec::Stdin(live)) => Some(*live),
-            _ => None,
-        })
+    /// The live streams' inputs, by (decoded) path.
+    fn inputs(&self) -> Vec<(String, InputSpec)> {
+        self.streams
+            .iter()
+            .filter_map(|(path, source)| match source {
+                Source::Spec(StreamSpec::Live(input)) => Some((path.clone(), input.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A warning to log when the server binds (the logger may not run before).

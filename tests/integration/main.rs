@@ -30,6 +30,8 @@ mod hostile;
 mod proxies;
 // Keep-alive, pipelining, Date, µStreamer's aliases, auth files, curl and wrk (issue 10).
 mod keepalive;
+// Live inputs, plural: pipe: and stdin at once, writers coming and going, heartbeats.
+mod inputs;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.
