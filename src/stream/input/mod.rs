@@ -1,4 +1,5 @@
 //! Live inputs: the kinds of source a live stream can have.
 
-pub mod exec;
+pub mod exec_policy;
+pub mod exec_spec;
 pub mod stderr_lines;
