@@ -56,6 +56,7 @@ use crate::routes::access::Access;
 use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
+use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
@@ -138,9 +139,10 @@ pub struct Cx<'a> {
     /// Connections that used up their turn with more to read or write: driven again
     /// next turn with this input (key, serial, input).
     pub again: &'a mut Vec<(usize, u32, Input)>,
-    /// The live stream's wake list (key, serial): a connection that starts watching the
-    /// live stream adds itself; the loop wakes the list with [`Input::Frame`].
-    pub watchers: &'a mut Vec<(usize, u32)>,
+    /// The live streams' wake lists (key, serial): a connection that starts watching a
+    /// live stream adds itself to that stream's list; the loop wakes the list with
+    /// [`Input::Frame`] when the stream has a new frame.
+    pub watchers: &'a mut WakeLists,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
     /// What is left of [`Limits::turn_budget`] this turn.
@@ -490,7 +492,7 @@ impl<S: Socket> Conn<S> {
         }
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
-            cx.watchers.push((cx.key, self.serial));
+            cx.watchers.add(&stream, cx.key, self.serial);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),

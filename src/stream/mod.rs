@@ -28,7 +28,6 @@
 pub mod fault;
 pub mod input;
 pub mod jpeg;
-pub mod live;
 pub mod multipart;
 pub mod script;
 pub mod spec;
@@ -43,6 +42,7 @@ use crate::clock::{Micros, ms};
 use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
 use crate::stream::fault::{Fault, Faults, OddPart, WirePlan};
+use crate::stream::input::InputStats;
 use crate::stream::multipart::{Boundary, Part, Stamp, Then};
 
 /// One part of a scripted stream, before encoding.
@@ -104,6 +104,8 @@ pub struct Live {
     boundary: Boundary,
     current: RefCell<Option<Frame>>,
     ended: Cell<bool>,
+    /// Its input's counters, as its feed last left them (see `input::feed`).
+    input: Cell<InputStats>,
 }
 
 impl Live {
@@ -120,9 +122,45 @@ impl Live {
         true
     }
 
+    /// The current frame again, under the next frame number (a heartbeat): the same
+    /// encoded part and arrival time, so nothing is copied or encoded. `false` when
+    /// there is no frame yet.
+    pub fn repeat(&self) -> bool {
+        let mut current = self.current.borrow_mut();
+        match current.as_mut() {
+            Some(frame) => {
+                frame.seq += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `body` is byte for byte the current frame (for `drop_same`).
+    pub fn is_current(&self, body: &[u8]) -> bool {
+        self.current
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.part.body() == body)
+    }
+
     /// The input ended; every client gets the closing delimiter.
     pub fn end(&self) {
         self.ended.set(true);
+    }
+
+    /// Whether the input ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    /// Its input's counters (see `input::feed`).
+    pub fn input_stats(&self) -> InputStats {
+        self.input.get()
+    }
+
+    pub fn set_input_stats(&self, stats: InputStats) {
+        self.input.set(stats);
     }
 }
 
@@ -347,6 +385,7 @@ impl Stream {
             boundary: boundary.clone(),
             current: RefCell::new(None),
             ended: Cell::new(false),
+            input: Cell::default(),
         };
         Ok(Stream::framed(
             &boundary,

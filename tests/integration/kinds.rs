@@ -446,7 +446,8 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     still.write("a.png", solid_png(1, 1, [1, 2, 3]));
     let mut server = Server::start_live(&[
         "--stream",
-        "/cam=stdin,max_frame=16384",
+        // refresh=0: no heartbeat repeats between the frames counted here.
+        "/cam=stdin,max_frame=16384,refresh=0",
         "--stream",
         &format!("/still=dir:{},loop=false", still.path().display()),
     ]);
@@ -547,7 +548,8 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     assert_eq!(raw.matches("Content-Length").count(), 1);
 
     let junk = junk_before.len() + truncated.len() + broken.len() + junk_after.len();
-    let counted = format!("standard input ended: 4 frames, {junk} junk bytes, 1 oversize frames dropped");
+    let counted =
+        format!("/cam: input ended: 5 frames in, 4 published, {junk} junk bytes, 1 oversize dropped");
     let log = server.log();
     assert!(log.contains(&counted), "want {counted:?} in the log:\n{log}");
 }
