@@ -24,24 +24,13 @@
 //! a `Start`.
 
 use crate::clock::Micros;
+use crate::stream::input::InputState;
 use crate::stream::input::exec_spec::{ExecConfig, SECOND};
 
 const FIRST_BACKOFF: Micros = SECOND;
 const MAX_BACKOFF: Micros = 30 * SECOND;
 /// A run that delivered frames for this long was good: the backoff starts over.
 const GOOD_RUN: Micros = 60 * SECOND;
-
-/// What the input is doing, for `/stats`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecState {
-    /// On demand, with nobody watching: not running.
-    Waiting,
-    Running,
-    /// Waiting out the backoff before starting again.
-    Restarting,
-    /// Ended for good, or the server is stopping.
-    Stopped,
-}
 
 /// What the loop should do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,12 +279,14 @@ impl ExecPolicy {
         }
     }
 
-    pub fn state(&self) -> ExecState {
+    /// What `/stats` shows: `waiting` (on demand, for a viewer), `running`,
+    /// `restarting` (the backoff), `stopped` (ended, or the server stops).
+    pub fn state(&self) -> InputState {
         match self.phase {
-            Phase::Running { .. } => ExecState::Running,
-            Phase::Backoff { .. } => ExecState::Restarting,
-            Phase::Idle if !self.shutting_down => ExecState::Waiting,
-            Phase::Idle | Phase::Ended => ExecState::Stopped,
+            Phase::Running { .. } => InputState::Running,
+            Phase::Backoff { .. } => InputState::Restarting,
+            Phase::Idle if !self.shutting_down => InputState::Waiting,
+            Phase::Idle | Phase::Ended => InputState::Stopped,
         }
     }
 
@@ -367,7 +358,7 @@ mod tests {
             } else {
                 policy.start_failed(now)
             };
-            assert_eq!(policy.state(), ExecState::Restarting);
+            assert_eq!(policy.state(), InputState::Restarting);
             delays.push(delay);
             let at = policy.next_deadline().unwrap();
             // Never a spin: nothing happens before the deadline.
@@ -415,9 +406,9 @@ mod tests {
         let mut p = policy(":cam");
         assert_eq!(p.begin(), Some(Action::Start));
         p.started(0);
-        assert_eq!(p.state(), ExecState::Running);
+        assert_eq!(p.state(), InputState::Running);
         assert_eq!(p.exited(5 * S), AfterExit::End);
-        assert_eq!(p.state(), ExecState::Stopped);
+        assert_eq!(p.state(), InputState::Stopped);
         assert_eq!(p.next_deadline(), None);
     }
 
@@ -439,7 +430,7 @@ mod tests {
     fn on_demand_runs_while_viewers_watch_and_idle_after() {
         let mut p = policy(",on_demand,idle=10,kill_timeout=2:cam");
         assert_eq!(p.begin(), None);
-        assert_eq!(p.state(), ExecState::Waiting);
+        assert_eq!(p.state(), InputState::Waiting);
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.viewers_changed(S, 1), Some(Action::Start));
         p.started(S);
@@ -456,7 +447,7 @@ mod tests {
         assert_eq!(p.next_deadline(), Some(32 * S));
         // Exits on SIGTERM: on purpose, so no backoff, and nobody wants it.
         assert_eq!(p.exited(31 * S), AfterExit::Waiting);
-        assert_eq!(p.state(), ExecState::Waiting);
+        assert_eq!(p.state(), InputState::Waiting);
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.restarts(), 0);
         // The next viewer starts it again at once.
@@ -477,7 +468,7 @@ mod tests {
         assert_eq!(p.viewers_changed(5 * S, 1), None);
         assert_eq!(p.exited(6 * S), AfterExit::StartNow);
         p.started(6 * S);
-        assert_eq!(p.state(), ExecState::Running);
+        assert_eq!(p.state(), InputState::Running);
         // A stubborn process: SIGKILL after the kill timeout (2 s by default).
         assert_eq!(p.viewers_changed(7 * S, 0), None);
         assert_eq!(timers(&mut p, 11 * S), [Action::Terminate]);
@@ -502,7 +493,7 @@ mod tests {
         assert!(p.start_failed(4 * S) == 4 * S);
         assert_eq!(p.next_deadline(), Some(8 * S));
         assert_eq!(timers(&mut p, 8 * S), []);
-        assert_eq!(p.state(), ExecState::Waiting);
+        assert_eq!(p.state(), InputState::Waiting);
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.restarts(), 2);
     }
@@ -513,9 +504,9 @@ mod tests {
         p.begin();
         p.started(0);
         assert_eq!(p.shutdown(S), Some(Action::Terminate));
-        assert_eq!(p.state(), ExecState::Running);
+        assert_eq!(p.state(), InputState::Running);
         assert_eq!(p.exited(2 * S), AfterExit::Stopped);
-        assert_eq!(p.state(), ExecState::Stopped);
+        assert_eq!(p.state(), InputState::Stopped);
         assert_eq!(p.next_deadline(), None);
         // During a backoff: the restart is called off.
         let mut p = policy(",on_demand:cam");
@@ -524,6 +515,6 @@ mod tests {
         assert_eq!(p.shutdown(S), None);
         assert_eq!(timers(&mut p, 60 * S), []);
         assert_eq!(p.viewers_changed(60 * S, 3), None);
-        assert_eq!(p.state(), ExecState::Stopped);
+        assert_eq!(p.state(), InputState::Stopped);
     }
 }

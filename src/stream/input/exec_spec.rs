@@ -20,6 +20,7 @@
 //! (or the embedding program), never from a request.
 
 use crate::clock::Micros;
+use crate::stream::spec::LIVE_OPTIONS;
 
 /// Seconds, in the loop's microseconds.
 pub(crate) const SECOND: Micros = 1_000_000;
@@ -29,10 +30,9 @@ const MAX_IDLE: Micros = 86_400 * SECOND;
 /// A long grace would hold up the server's own stop (which waits for it).
 const MAX_KILL_TIMEOUT: Micros = 60 * SECOND;
 
-/// The options this kind reads; the ambiguity check knows them, and the live options
-/// every kind shares, by name.
-const EXEC_OPTIONS: [&str; 5] = ["on_demand", "idle", "restart", "kill_timeout", "shell"];
-const LIVE_OPTIONS: [&str; 4] = ["fps", "max_frame", "drop_same", "refresh"];
+/// The options this kind reads (the ambiguity check knows them, and the live options
+/// every kind shares, by name).
+pub const EXEC_OPTIONS: [&str; 5] = ["on_demand", "idle", "restart", "kill_timeout", "shell"];
 
 /// The `key=value` options of an `exec:` spec that are not this kind's own, in order.
 pub type OtherOptions<'a> = Vec<(&'a str, &'a str)>;
@@ -346,6 +346,37 @@ mod tests {
         ] {
             let err = ExecConfig::parse(rest).unwrap_err();
             assert!(err.contains(says), "{rest:?}: {err}");
+        }
+    }
+
+    /// Through the `--stream` parser: the kind, its options and the live ones.
+    #[test]
+    fn a_stream_spec_takes_exec_with_the_live_options() {
+        use crate::stream::input::{InputSpec, LiveOptions, Source};
+        use crate::stream::spec::StreamSpec;
+        let spec = StreamSpec::parse("exec,restart,fps=5,refresh=0:cam -o - --opt=a,b").unwrap();
+        let StreamSpec::Live(InputSpec { source, options }) = spec else {
+            panic!("{spec:?}");
+        };
+        let LiveOptions { fps, refresh, .. } = options;
+        assert_eq!((fps, refresh), (Some(5.0), 0));
+        let Source::Exec(config) = source else {
+            panic!("{source:?}");
+        };
+        assert!(config.restart && !config.on_demand);
+        assert_eq!(config.argv, ["cam", "-o", "-", "--opt=a,b"]);
+        for (text, says) in [
+            ("exec", "exec: expected exec[,OPTION…]:COMMAND"),
+            ("exec,fps=0:cam", "exec: fps must be a number from 0.001 to 1000"),
+            ("exec,fault=chunked:cam", "exec: faults apply to scripted streams"),
+            (
+                "exec,size=1:cam",
+                "exec: unknown option 'size' (expected fps, max_frame",
+            ),
+            ("executable:x", "unknown stream kind 'executable'"),
+        ] {
+            let err = StreamSpec::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
         }
     }
 }
