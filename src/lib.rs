@@ -160,6 +160,7 @@
 
 pub use crate::embed::{Builder, Handle};
 pub use crate::error::Error;
+pub use crate::routes::live_stats::LiveInputStats;
 pub use crate::routes::stats::{Stats, StreamStats};
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;

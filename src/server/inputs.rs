@@ -162,7 +162,7 @@ impl Inputs {
         let slots = specs
             .into_iter()
             .map(|(path, spec, stream)| Slot {
-                feed: Feed::new(&path, stream.clone(), spec.options),
+                feed: Feed::new(&path, spec.source.kind(), stream.clone(), spec.options),
                 input: spec.source.input(),
                 list: lists.list_of(&stream),
                 stream,
@@ -269,7 +269,7 @@ impl Inputs {
         let slot = &self.slots[index];
         let demand = Demand {
             viewers: slot.stream.viewers(),
-            snapshots: 0,
+            snapshots: slot.stream.as_live().map_or(0, |live| live.waiting()),
         };
         if demand != slot.demand {
             self.slots[index].demand = demand;

@@ -106,6 +106,8 @@ pub struct Live {
     ended: Cell<bool>,
     /// Its input's counters, as its feed last left them (see `input::feed`).
     input: Cell<InputStats>,
+    /// Snapshot requests waiting for the first frame (see [`FrameWaiter`]).
+    waiting: Cell<u64>,
 }
 
 impl Live {
@@ -152,6 +154,12 @@ impl Live {
     /// Whether the input ended.
     pub fn is_ended(&self) -> bool {
         self.ended.get()
+    }
+
+    /// Snapshot requests waiting for the first frame: they are demand, as viewers are
+    /// (an on-demand input starts for them).
+    pub fn waiting(&self) -> u64 {
+        self.waiting.get()
     }
 
     /// Its input's counters (see `input::feed`).
@@ -386,6 +394,7 @@ impl Stream {
             current: RefCell::new(None),
             ended: Cell::new(false),
             input: Cell::default(),
+            waiting: Cell::new(0),
         };
         Ok(Stream::framed(
             &boundary,
@@ -755,6 +764,33 @@ impl Viewer {
     pub fn new(stream: Rc<Stream>) -> Viewer {
         stream.viewers.set(stream.viewers.get() + 1);
         Viewer(stream)
+    }
+}
+
+/// A snapshot request waiting for a live stream's first frame: counted in
+/// [`Live::waiting`] while this lives, so every way out (the frame, the timeout, a stop,
+/// a hang-up) uncounts it.
+#[derive(Debug)]
+pub struct FrameWaiter(Rc<Stream>);
+
+impl FrameWaiter {
+    /// `None` when `stream` is not live.
+    pub fn new(stream: Rc<Stream>) -> Option<FrameWaiter> {
+        let live = stream.as_live()?;
+        live.waiting.set(live.waiting.get() + 1);
+        Some(FrameWaiter(stream))
+    }
+
+    pub fn stream(&self) -> &Rc<Stream> {
+        &self.0
+    }
+}
+
+impl Drop for FrameWaiter {
+    fn drop(&mut self) {
+        if let Some(live) = self.0.as_live() {
+            live.waiting.set(live.waiting.get() - 1);
+        }
     }
 }
 

@@ -453,9 +453,8 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     ]);
     let addr = server.addr();
 
-    // Before the first frame a snapshot says: come back shortly.
-    let early = fetch(addr, "GET", "/cam?action=snapshot");
-    assert_eq!((early.status, early.header("Retry-After")), (503, Some("1")));
+    // Before the first frame a snapshot waits for it (up to 10 s).
+    let early = std::thread::spawn(move || fetch(addr, "GET", "/cam?action=snapshot"));
 
     let mut plain = open(addr, "/cam");
     let mut alias = open(addr, "/cam?action=stream");
@@ -485,6 +484,9 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     server.feed(&junk_before);
     server.feed(&good[0]);
     expect_frame(&mut clients, 1);
+    let early = early.join().unwrap();
+    assert_eq!(early.status, 200);
+    assert_bytes(&early.body, &good[0], "the awaited snapshot");
     let snapshot = fetch(addr, "GET", "/cam?action=snapshot");
     assert_eq!(snapshot.status, 200);
     assert_eq!(snapshot.header("Content-Type"), Some("image/jpeg"));

@@ -64,6 +64,8 @@ impl InputState {
 /// One input's counters, since the server started.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct InputStats {
+    /// The input's kind (`Source::kind`).
+    pub kind: &'static str,
     pub state: InputState,
     /// Times its producer was started again after it failed or ended.
     pub restarts: u64,
@@ -147,8 +149,8 @@ struct Gate {
 }
 
 impl Feed {
-    /// The feed of `stream` (a live one) at `path`.
-    pub fn new(path: &str, stream: Rc<Stream>, options: LiveOptions) -> Feed {
+    /// The feed of `stream` (a live one) at `path`, from an input of `kind`.
+    pub fn new(path: &str, kind: &'static str, stream: Rc<Stream>, options: LiveOptions) -> Feed {
         let min_interval = options.fps.map_or(0, |fps| (1e6 / fps).round() as Micros);
         Feed {
             splitter: Splitter::new(options.max_frame),
@@ -162,7 +164,10 @@ impl Feed {
                 same_run: 0,
                 wake: false,
                 ended: false,
-                stats: InputStats::default(),
+                stats: InputStats {
+                    kind,
+                    ..InputStats::default()
+                },
                 path: path.to_owned(),
             },
         }
@@ -401,7 +406,7 @@ mod tests {
 
     fn feed(options: LiveOptions) -> (Feed, Rc<Stream>) {
         let stream = Rc::new(Stream::live("").unwrap());
-        (Feed::new("/cam", stream.clone(), options), stream)
+        (Feed::new("/cam", "stdin", stream.clone(), options), stream)
     }
 
     /// The body and frame number a new viewer gets now.
