@@ -108,6 +108,9 @@ pub struct Live {
     input: Cell<InputStats>,
     /// Snapshot requests waiting for the first frame (see [`FrameWaiter`]).
     waiting: Cell<u64>,
+    /// The current frame is from a producer stopped since (an on-demand input with
+    /// nobody watching): a snapshot waits for a fresh frame, which starts it again.
+    stale: Cell<bool>,
 }
 
 impl Live {
@@ -121,7 +124,13 @@ impl Live {
         let mut current = self.current.borrow_mut();
         let seq = current.as_ref().map_or(0, |f| f.seq + 1);
         *current = Some(Frame { part, seq, at: now });
+        self.stale.set(false);
         true
+    }
+
+    /// Its producer stopped: snapshots wait for the next frame (see `stale`).
+    pub fn set_stale(&self) {
+        self.stale.set(true);
     }
 
     /// The current frame again, under the next frame number (a heartbeat): the same
@@ -395,6 +404,7 @@ impl Stream {
             ended: Cell::new(false),
             input: Cell::default(),
             waiting: Cell::new(0),
+            stale: Cell::new(false),
         };
         Ok(Stream::framed(
             &boundary,
@@ -745,6 +755,7 @@ impl Stream {
     /// stream's first image.
     pub fn snapshot(&self) -> Option<Rc<Part>> {
         match &self.timeline {
+            Timeline::Live(live) if live.stale.get() => None,
             Timeline::Live(live) => live.current.borrow().as_ref().map(|f| f.part.clone()),
             Timeline::Steps { steps, .. } => steps
                 .iter()
@@ -1050,5 +1061,19 @@ mod tests {
         assert!(!live.publish(body.as_bytes(), 0));
         assert!(stream.snapshot().is_none());
         assert!(Stream::synthetic(1, b"x", 0, "").unwrap().as_live().is_none());
+    }
+
+    #[test]
+    fn a_stale_frame_is_no_snapshot_until_a_fresh_one_comes() {
+        let stream = Stream::live("").unwrap();
+        let live = stream.as_live().unwrap();
+        assert!(live.publish(b"old", 0));
+        live.set_stale();
+        assert!(stream.snapshot().is_none());
+        // Viewers still get it: numbering goes on from it.
+        let mut cursor = stream.cursor(0, false);
+        assert!(matches!(stream.next(&mut cursor, 0), Next::Part { .. }));
+        assert!(live.publish(b"new", 1));
+        assert_eq!(stream.snapshot().unwrap().body(), b"new");
     }
 }

@@ -120,6 +120,16 @@ fn stop_gracefully(server: &mut Server) {
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
 
+/// Waits until `/stats` says the input at `path` is in `state`.
+fn wait_state(server: &Server, path: &str, state: &str) {
+    wait_for(&format!("{path} {state}"), START_TIMEOUT, || {
+        match server.stats().input(path).str("state") {
+            s if s == state => Ok(()),
+            s => Err(s.to_owned()),
+        }
+    });
+}
+
 fn wait_log(server: &Server, what: &str, within: Duration) {
     wait_for(&format!("{what:?} in the log"), within, || {
         let log = server.log();
@@ -178,6 +188,7 @@ fn on_demand_runs_only_while_someone_watches() {
         producers(&server, marker).is_empty(),
         "started with nobody watching"
     );
+    assert_eq!(server.stats().input("/cam").str("state"), "waiting");
 
     // The first viewer starts it; a second shares it.
     let mut first = open(addr, "/cam");
@@ -186,6 +197,7 @@ fn on_demand_runs_only_while_someone_watches() {
     let mut second = open(addr, "/cam");
     next_frame(&mut second);
     assert_eq!(one_producer(&server, marker).pid, running.pid);
+    assert_eq!(server.stats().input("/cam").str("state"), "running");
 
     // The last leaves: it runs on for `idle`, then goes.
     drop(first);
@@ -196,9 +208,17 @@ fn on_demand_runs_only_while_someone_watches() {
     let took = left.elapsed();
     println!("on_demand: the producer went {took:?} after the last viewer left (idle {IDLE:?})");
     assert!(took >= IDLE, "gone after {took:?}, before the idle delay");
-    wait_log(&server, "waiting for a viewer", START_TIMEOUT);
+    wait_state(&server, "/cam", "waiting");
 
-    assert!(!server.log().contains("starting it again"), "{}", server.log());
+    // A snapshot starts it too: it waits for a fresh frame, not the one left from before.
+    let snapshot = fetch(addr, "GET", "/cam?action=snapshot");
+    assert_eq!(snapshot.status, 200, "{snapshot:?}");
+    assert_eq!(jpeg_size(&snapshot.body), Some((320, 240)));
+    let again = one_producer(&server, marker);
+    assert_ne!(again.pid, running.pid);
+    wait_gone(server.pid(), again.pgid, marker, Duration::from_secs(30));
+    let input = server.stats().input("/cam").clone();
+    assert_eq!((input.str("state"), input.int("restarts")), ("waiting", 0));
     stop_gracefully(&mut server);
 }
 
@@ -223,6 +243,8 @@ fn restart_brings_frames_back_after_a_kill_9_on_the_same_connection() {
     }
     let log = server.log();
     assert_eq!(log.matches("/cam: started `").count(), 2, "{log}");
+    let input = server.stats().input("/cam").clone();
+    assert_eq!((input.str("state"), input.int("restarts")), ("running", 1));
     let zombie = procs::read(killed.pid).filter(|p| p.ppid == server.pid());
     assert_eq!(zombie, None, "the killed producer was not reaped");
     drop(viewer);
@@ -260,6 +282,9 @@ fn a_command_that_fails_at_once_is_retried_with_growing_delays() {
         .collect();
     assert!(missing[0].contains("(attempt 1); trying again in 1.0 s"), "{log}");
     assert!(missing[1].contains("(attempt 2); trying again in 2.0 s"), "{log}");
+    let stats = server.stats();
+    assert_eq!(stats.input("/missing").str("state"), "restarting");
+    assert!(stats.input("/fails").int("restarts") >= 3, "{stats}");
     // Never fatal: the server still answers.
     assert_eq!(fetch(server.addr(), "GET", "/nope").status, 404);
     stop_gracefully(&mut server);

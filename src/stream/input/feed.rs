@@ -218,6 +218,14 @@ impl Feed {
         self.sync();
     }
 
+    /// Its producer stopped on purpose (on demand, nobody watching): the current frame
+    /// is kept for viewers, but a snapshot waits for a fresh one (and so starts it).
+    pub fn go_stale(&mut self) {
+        if let Some(live) = self.gate.live() {
+            live.set_stale();
+        }
+    }
+
     pub fn set_state(&mut self, state: InputState) {
         self.gate.stats.state = state;
         self.sync();
