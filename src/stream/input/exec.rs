@@ -268,7 +268,7 @@ impl ExecInput {
             }
             AfterExit::Waiting => {
                 info!("{path}: {what}; waiting for a viewer");
-                cx.feed.go_stale();
+                cx.feed.retire();
             }
             AfterExit::Stopped => {
                 info!("{path}: {what}");

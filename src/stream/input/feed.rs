@@ -218,16 +218,18 @@ impl Feed {
         self.sync();
     }
 
-    /// Its producer stopped on purpose (on demand, nobody watching): the current frame
-    /// is kept for viewers, but a snapshot waits for a fresh one (and so starts it).
-    pub fn go_stale(&mut self) {
-        if let Some(live) = self.gate.live() {
-            live.set_stale();
-        }
-    }
-
     pub fn set_state(&mut self, state: InputState) {
         self.gate.stats.state = state;
+        self.sync();
+    }
+
+    /// The producer stopped on purpose (an on-demand input idle, see [`Live::retire`]):
+    /// its last frame is not served to newcomers, nor repeated, until the next one.
+    pub fn retire(&mut self) {
+        if let Some(live) = self.gate.live() {
+            live.retire();
+        }
+        self.gate.held = None;
         self.sync();
     }
 
@@ -273,7 +275,7 @@ impl Feed {
             return None;
         }
         let slot = gate.held.as_ref().map(|_| gate.next_slot());
-        let has_frame = gate.stats.frame_at.is_some();
+        let has_frame = gate.stats.frame_at.is_some() && gate.live().is_some_and(|l| !l.stale.get());
         let beat = (gate.options.refresh > 0 && has_frame).then(|| gate.last_sent + gate.options.refresh);
         match (slot, beat) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -508,6 +510,22 @@ mod tests {
         feed.end(2 * SECOND);
         assert_eq!(feed.next_deadline(), None);
         assert!(stream.as_live().unwrap().is_ended());
+    }
+
+    #[test]
+    fn a_retired_frame_goes_to_no_newcomer_and_is_not_repeated() {
+        let (mut feed, stream) = feed(LiveOptions {
+            refresh: SECOND,
+            ..options()
+        });
+        feed.push_bytes(&jpeg(b"old"), 0);
+        feed.retire();
+        assert_eq!(feed.next_deadline(), None);
+        assert_eq!(current(&stream), None);
+        assert!(stream.snapshot().is_none());
+        feed.push_bytes(&jpeg(b"new"), 5);
+        assert_eq!(current(&stream), Some((jpeg(b"new"), Some(1))));
+        assert!(stream.snapshot().is_some());
     }
 
     #[test]

@@ -24,7 +24,10 @@
 //!   heartbeat), publishes to the stream and keeps the per-input counters; the loop wakes
 //!   the stream's viewers after any call that published. The kind reports its state
 //!   ([`Feed::set_state`], [`Feed::count_restart`]) and, for good, its end
-//!   ([`Feed::end`]: every viewer gets the closing delimiter).
+//!   ([`Feed::end`]: every viewer gets the closing delimiter). An on-demand kind that
+//!   stops its producer calls [`Feed::retire`]: the last frame then goes to no viewer
+//!   that joins and no snapshot (they wait for the next frame, which starts the
+//!   producer again), and no heartbeat repeats it.
 //! - Timers: [`InputCx::wake_at`]`(at, tag)` calls [`Input::on_timer`]`(tag)` at or after
 //!   `at` (the loop's wheel, 1 ms ticks, never early). Timers cannot be cancelled: a kind
 //!   that re-arms keeps its own deadline and ignores a `tag` that fires early or stale.
