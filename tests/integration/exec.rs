@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::http::fetch;
+use crate::support::media::jpeg_size;
 use crate::support::multipart::{Item, Part, PartReader, open};
 use crate::support::procs::{self, Proc};
 use crate::support::server::Server;
@@ -85,18 +86,6 @@ fn next_frame(stream: &mut PartReader<std::net::TcpStream>) -> Part {
         }
         other => panic!("the stream ended: {other:?}"),
     }
-}
-
-/// Width and height from a baseline JPEG's SOF0 segment.
-fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
-    if !jpeg.starts_with(&[0xFF, 0xD8]) || !jpeg.ends_with(&[0xFF, 0xD9]) {
-        return None;
-    }
-    let at = jpeg.windows(2).position(|w| w == [0xFF, 0xC0])?;
-    let sof = jpeg.get(at + 5..at + 9)?;
-    let height = u16::from_be_bytes([sof[0], sof[1]]);
-    let width = u16::from_be_bytes([sof[2], sof[3]]);
-    Some((width, height))
 }
 
 /// A server with `/cam=exec{options}:` the ffmpeg producer, a viewer that got its first

@@ -23,8 +23,9 @@
 //! Every way out: a graceful stop ([`Input::on_stop`]) sends `SIGTERM` to the group;
 //! [`Input::shutdown`], on every way out of the loop, gives it what is left of its kill
 //! timeout (at most 1 s from the stop's start, the server's own grace; none without a
-//! graceful stop), then `SIGKILL`s the group and reaps it: a bounded wait, at the end. The command's environment has `MIXREPLACE_STREAM` set to the stream's
-//! path.
+//! graceful stop), then `SIGKILL`s the group and reaps it: a bounded wait, at the end.
+//!
+//! The command's environment has `MIXREPLACE_STREAM` set to the stream's path.
 //!
 //! [`Feed::cut`]: crate::stream::input::Feed::cut
 
