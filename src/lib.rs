@@ -58,7 +58,7 @@
 //! # What is public
 //!
 //! The items re-exported here are the API: [`Builder`], [`Server`], [`Handle`],
-//! [`Stats`] and [`StreamStats`], [`PartSpec`], [`Exit`] and [`Error`]. The modules are
+//! [`Stats`], [`StreamStats`] and [`LiveInputStats`], [`PartSpec`], [`Exit`] and [`Error`]. The modules are
 //! `pub` only so that the crate's own binaries (`mixreplace`, `mixreplace-load`),
 //! benches, fuzz targets and integration tests reach them: they are `#[doc(hidden)]` and
 //! promise nothing. The rule for new code: an item meant for embedding programs is

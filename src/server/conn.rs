@@ -351,10 +351,12 @@ impl<S: Socket> Conn<S> {
                 cx,
             ),
             State::Lingering => Outcome::Close(Reason::Finished),
-            State::AwaitFrame { version, .. } => {
+            State::AwaitFrame {
+                version, head_only, ..
+            } => {
                 debug!("#{} no first frame for the snapshot in time", cx.key);
                 let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
-                self.answer(Status::ServiceUnavailable, version, false, &extra, cx)
+                self.answer(Status::ServiceUnavailable, version, head_only, &extra, cx)
             }
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
             State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {

@@ -188,14 +188,24 @@ impl Inputs {
                 let slot = &self.slots[index];
                 return Err(format!("{}: {e}", slot.feed.path()));
             }
-            self.tell_demand(index, env);
+            // Once at the start, whatever the demand: an input that runs on demand
+            // learns there is none yet.
+            let demand = self.demand_of(index);
+            self.slots[index].demand = demand;
+            self.call(index, env, |input, cx| input.on_demand(demand, cx));
         }
         Ok(())
     }
 
-    /// A readiness event for input `index`'s descriptor `sub`.
+    /// A readiness event for input `index`'s descriptor `sub`. One that already used
+    /// its read budget this turn (its extra turn, given first, asked for another) waits
+    /// for that next turn: one budget a turn, as before there were many inputs.
     pub fn ready(&mut self, index: usize, sub: usize, env: &mut Env<'_>) {
-        if index < self.slots.len() {
+        let waiting = self
+            .slots
+            .get(index)
+            .is_none_or(|slot| slot.again & (1 << sub) != 0);
+        if !waiting {
             self.call(index, env, |input, cx| input.on_ready(sub, cx));
         }
     }
@@ -210,7 +220,7 @@ impl Inputs {
         for index in 0..self.slots.len() {
             let again = std::mem::take(&mut self.slots[index].again);
             for sub in (0..SUBTOKENS).filter(|sub| again & (1 << sub) != 0) {
-                self.ready(index, sub, env);
+                self.call(index, env, |input, cx| input.on_ready(sub, cx));
             }
         }
     }
@@ -265,13 +275,18 @@ impl Inputs {
         self.woken = woken;
     }
 
+    /// Who wants input `index`'s stream now.
+    fn demand_of(&self, index: usize) -> Demand {
+        let stream = &self.slots[index].stream;
+        Demand {
+            viewers: stream.viewers(),
+            snapshots: stream.as_live().map_or(0, |live| live.waiting()),
+        }
+    }
+
     fn tell_demand(&mut self, index: usize, env: &mut Env<'_>) {
-        let slot = &self.slots[index];
-        let demand = Demand {
-            viewers: slot.stream.viewers(),
-            snapshots: slot.stream.as_live().map_or(0, |live| live.waiting()),
-        };
-        if demand != slot.demand {
+        let demand = self.demand_of(index);
+        if demand != self.slots[index].demand {
             self.slots[index].demand = demand;
             self.call(index, env, |input, cx| input.on_demand(demand, cx));
         }

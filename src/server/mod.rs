@@ -6,13 +6,13 @@
 //! 3. give connections that used up their last turn before `WouldBlock`, reading or
 //!    writing, another one (edge-triggered readiness will not report them again), oldest
 //!    first; a connection that finds the turn's write budget spent waits for the next;
+//!    the same for live inputs that used up their read budget (one budget a turn each);
 //! 4. hand each readiness event to its connection or live input, with mio's
 //!    read-closed hint (the listener only sets a flag);
 //! 5. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 6. give the live inputs that asked for another turn one (see [`inputs`]), and wake
-//!    the clients of each live stream with a new frame (one wake list per live stream:
-//!    a connection adds itself when it starts watching);
+//! 6. wake the clients of each live stream with a new frame (see [`inputs`]; one wake
+//!    list per live stream: a connection adds itself when it starts watching);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
 //! 8. begin a requested stop (`/quit`, a first signal, or a [`Handle`](crate::Handle)'s
 //!    `stop`): stop accepting and end every stream with its closing delimiter;
@@ -350,6 +350,9 @@ impl Server {
             self.shared.now = self.shared.clock.now();
             self.shared.turn_left = self.shared.limits.turn_budget;
             self.give_owed_turns();
+            if self.inputs.wants_again() {
+                self.with_inputs(Inputs::give_again);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
@@ -378,9 +381,6 @@ impl Server {
             }
             if self.accept_ready && !self.accept_paused {
                 self.accept();
-            }
-            if self.inputs.wants_again() {
-                self.with_inputs(Inputs::give_again);
             }
             self.wake_inputs_watchers();
             if self.fire_timers() {

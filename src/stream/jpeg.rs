@@ -413,12 +413,20 @@ impl Splitter {
     fn swallowed_soi(&self) -> Option<usize> {
         self.spans.iter().find_map(|&(start, end)| {
             let at = start + memchr::memmem::find(self.buf.get(start..end)?, &[MARK, SOI, MARK])?;
+            // The segment's own bytes first: a thumbnail ends within them, and then the
+            // rest of the frame is not walked again (the usual case, and a cheap one).
             let rest = &self.buf[at..];
+            let mut probe = Splitter::new(self.max_frame);
             let mut first = None;
-            Splitter::new(self.max_frame).push(rest, |frame| {
-                // Only a frame from this SOI on counts, not one found further.
-                first.get_or_insert(rest.starts_with(frame).then_some(frame.len()));
-            });
+            for piece in [&rest[..end - at], &rest[end - at..]] {
+                probe.push(piece, |frame| {
+                    // Only a frame from this SOI on counts, not one found further.
+                    first.get_or_insert(rest.starts_with(frame).then_some(frame.len()));
+                });
+                if first.is_some() {
+                    break;
+                }
+            }
             first.flatten().is_some_and(|len| at + len > end).then_some(at)
         })
     }
