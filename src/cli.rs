@@ -45,6 +45,20 @@ Options:
                            pipe:FIFO[,LIVE…]   live MJPEG written into FIFO (mkfifo) by
                                                one writer after another; viewers stay
                                                connected between writers
+                           exec[,OPTION…]:COMMAND
+                                               live MJPEG from COMMAND's standard output
+                                               (stderr logged). Options before the first
+                                               ':', the command after it as written,
+                                               commas and all; split into words as sh
+                                               would, run without a shell. OPTION:
+                                                 on_demand  run only while someone
+                                                   watches, and idle=SECS after [10]
+                                                 restart  start it again when it ends
+                                                   (after 1 s, doubling to 30 s)
+                                                 kill_timeout=SECS  SIGTERM to its
+                                                   process group, SIGKILL after [2]
+                                                 shell  run COMMAND with /bin/sh -c
+                                                 and the LIVE options
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)

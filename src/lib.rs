@@ -76,7 +76,7 @@
 //! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys`, `systemd` | parsing, timers, time, measures, system calls, systemd's protocols; nothing from the crate |
+//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing, timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -150,6 +150,24 @@
 //!    answers `Next::End`, and each connection sends the closing delimiter and lingers
 //!    as in step 6 above. Whichever way the loop ends, `Inputs::shutdown` runs.
 //!
+//! # An `exec:` command, from its start to its reap
+//!
+//! 1. `Input::start` (or, on demand, `Input::on_demand` with a first viewer or waiting
+//!    snapshot) → `ExecInput`, which asks `ExecPolicy` what to do: `Action::Start` →
+//!    `Child::spawn` (own process group, stdin `/dev/null`, `PR_SET_PDEATHSIG`), its
+//!    stdout, stderr and pidfd registered under the input's tokens.
+//! 2. Stdout's events go through `drain_fd` into the feed, as a FIFO's do; stderr's are
+//!    cut into log lines (`StderrLines`).
+//! 3. The pidfd turns readable when the process exits: `Child::try_reap` kills what is
+//!    left of its group, then reaps it; the feed drops a frame cut short (`Feed::cut`),
+//!    and `ExecPolicy::exited` says what follows — a restart after the backoff (a timer
+//!    via `InputCx::wake_at` → `Input::on_timer`), waiting for a viewer, or the
+//!    stream's end (`Feed::end`).
+//! 4. The last viewer gone, `ExecPolicy` asks, `idle` later, for `Action::Terminate`
+//!    (`SIGTERM` to the group), then `Action::Kill` after `kill_timeout`.
+//! 5. The loop's end, whatever the way: `Inputs::shutdown` → `child::stop_all`, which
+//!    waits what is left of the kill timeout (at most 1 s) and `SIGKILL`s and reaps.
+//!
 //! # A stop from another thread
 //!
 //! 1. `Builder::spawn` moves the builder to a new thread, where `Builder::bind` builds
@@ -176,6 +194,8 @@ pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;
 
 mod auth_file;
+#[doc(hidden)]
+pub mod child;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod clock;

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::Micros;
 use crate::stream::fault::Faults;
-use crate::stream::input::{InputSpec, LiveOptions, Source};
+use crate::stream::input::exec_spec::EXEC_OPTIONS;
+use crate::stream::input::{ExecConfig, InputSpec, LiveOptions, Source};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::testcard::{self, TestcardConfig};
 use crate::stream::{PartSpec, Stream};
@@ -40,7 +41,7 @@ const MAX_MAX_FRAME: u64 = 256 << 20;
 /// The live heartbeat's default: µStreamer's, and below every proxy's read timeout.
 const DEFAULT_REFRESH_SECS: f64 = 1.0;
 /// The options every live kind takes (see [`parse_live`]).
-const LIVE_OPTIONS: [&str; 4] = ["fps", "max_frame", "drop_same", "refresh"];
+pub(crate) const LIVE_OPTIONS: [&str; 4] = ["fps", "max_frame", "drop_same", "refresh"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamSpec {
@@ -159,6 +160,14 @@ impl<'a> Pieces<'a> {
 
 impl StreamSpec {
     pub fn parse(text: &str) -> Result<StreamSpec, String> {
+        // `exec`'s command is everything after the first ':', commas and all: it is
+        // not split into options like the other kinds' specs.
+        if let Some(rest) = text
+            .strip_prefix("exec")
+            .filter(|rest| rest.is_empty() || rest.starts_with([',', ':']))
+        {
+            return parse_exec(rest);
+        }
         let mut pieces = Pieces::split(text)?;
         let (faults, options) = pieces.options.into_iter().partition(|(key, _)| *key == "fault");
         pieces.options = options;
@@ -226,7 +235,7 @@ impl StreamSpec {
                 Ok(StreamSpec::Testcard(config))
             }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, synthetic or testcard)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, synthetic or testcard)"
             )),
         }
     }
@@ -266,6 +275,21 @@ impl StreamSpec {
         };
         stream.map_err(|e| e.to_string())
     }
+}
+
+/// `exec[,OPTION…]:COMMAND` (`rest`: what follows `exec`), with the live options among
+/// its own.
+fn parse_exec(rest: &str) -> Result<StreamSpec, String> {
+    let (config, options) = ExecConfig::parse(rest)?;
+    if options.iter().any(|(key, _)| *key == "fault") {
+        return Err("exec: faults apply to scripted streams, not to live ones".into());
+    }
+    let pieces = Pieces {
+        kind: "exec",
+        arg: None,
+        options,
+    };
+    parse_live(&pieces, Source::Exec(config), &EXEC_OPTIONS)
 }
 
 /// A live kind's spec: `source`, and the options every live kind shares (`fps`,

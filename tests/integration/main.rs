@@ -20,6 +20,8 @@ mod curl;
 mod demo;
 // The library embedded: two servers in one process, spawned or run, stats, stop, errors.
 mod embed;
+// `exec:` inputs with ffmpeg as the producer: on demand, restarts, retries, nothing left behind.
+mod exec;
 // Which real clients break on which fault on purpose: the README's table, from a run.
 mod fault_clients;
 // Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.

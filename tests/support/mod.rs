@@ -21,6 +21,7 @@ pub mod json;
 pub mod media;
 pub mod multipart;
 pub mod process;
+pub mod procs;
 pub mod proxy;
 pub mod rng;
 pub mod server;

@@ -323,6 +323,11 @@ impl Stats {
         viewers.keys().iter().map(|path| viewers.int(path)).sum()
     }
 
+    /// The input of the live stream at `path` (`state`, `restarts`, `frames_in`, …).
+    pub fn input(&self, path: &str) -> &Value {
+        self.json.get("inputs").get(path)
+    }
+
     /// Live frames the viewers of `path` skipped.
     pub fn skipped(&self, path: &str) -> u64 {
         self.json.get("skipped_frames").int(path)

@@ -48,8 +48,12 @@
 //! file of its own here with a type that implements [`Input`], and one arm in
 //! [`Source::input`].
 
+pub mod exec;
+pub mod exec_policy;
+pub mod exec_spec;
 pub mod feed;
 pub mod pipe;
+pub mod stderr_lines;
 pub mod stdin;
 
 use std::fmt;
@@ -60,6 +64,7 @@ use std::path::PathBuf;
 use mio::{Registry, Token};
 
 use crate::clock::Micros;
+pub use crate::stream::input::exec_spec::ExecConfig;
 pub use crate::stream::input::feed::{Feed, InputState, InputStats};
 
 /// Tokens each input may use: `token(sub)` for `sub` below this.
@@ -75,7 +80,9 @@ pub enum Source {
     /// A FIFO (or anything epoll can wait on) another process writes MJPEG into; when
     /// the writer closes, the stream waits for the next writer.
     Pipe(PathBuf),
-    // `Exec(…)`: a command run by the server, MJPEG on its stdout (wt-exec).
+    /// A command the server runs (`exec[,OPTION…]:COMMAND`), MJPEG on its standard
+    /// output; started, stopped and restarted as its options say.
+    Exec(ExecConfig),
     // `Relay(…)`: another multipart/x-mixed-replace server (wt-relay).
     // `Push(…)`: frames PUT or POSTed by a client (wt-relay).
 }
@@ -86,6 +93,7 @@ impl Source {
         match self {
             Source::Stdin => "stdin",
             Source::Pipe(_) => "pipe",
+            Source::Exec(_) => "exec",
         }
     }
 
@@ -95,6 +103,8 @@ impl Source {
         match self {
             Source::Stdin => stdin::check_stdin().map_err(|e| e.to_string()),
             Source::Pipe(path) => pipe::check_pipe(path),
+            // A command that cannot start is retried, never refused: it may appear later.
+            Source::Exec(_) => Ok(()),
         }
     }
 
@@ -103,6 +113,7 @@ impl Source {
         match self {
             Source::Stdin => Box::new(stdin::StdinInput::default()),
             Source::Pipe(path) => Box::new(pipe::PipeInput::new(path.clone())),
+            Source::Exec(config) => Box::new(exec::ExecInput::new(config.clone())),
         }
     }
 }
