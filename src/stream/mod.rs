@@ -26,6 +26,7 @@
 //! pays one branch per part for them.
 
 pub mod fault;
+pub mod input;
 pub mod jpeg;
 pub mod live;
 pub mod multipart;
