@@ -25,10 +25,11 @@ Options:
                            dir:FOLDER[,fps=N][,loop=BOOL]
                                                the folder's images in name order, N a
                                                second (default 10), looping (default true)
-                           stdin[,fps=N][,max_frame=BYTES]
-                                               live MJPEG piped into standard input, at
-                                               most N frames a second; frames over
-                                               BYTES (default 8 MiB) are dropped
+                           stdin[,LIVE…]       live MJPEG piped into standard input
+                                               (one stream at most; its end ends it)
+                           pipe:FIFO[,LIVE…]   live MJPEG written into FIFO (mkfifo) by
+                                               one writer after another; viewers stay
+                                               connected between writers
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)
@@ -38,7 +39,14 @@ Options:
                                                of N frames (default 640x360, 10 fps,
                                                quality 80, 3 s of frames), X-Frame on
                                                each part
-                         Every kind but stdin takes faults on purpose, to test clients
+                         LIVE, the options of every live kind:
+                           fps=N          publish at most N frames a second (newest wins)
+                           max_frame=BYTES  drop larger frames [default: 8 MiB]
+                           drop_same=N    skip up to N frames in a row identical to the
+                                          current one [default: 0]
+                           refresh=SECS   with no new frame for SECS, send the current
+                                          one again [default: 1; 0: never]
+                         Every scripted kind takes faults on purpose, to test clients
                          with the malformed streams real devices send: ,fault=NAME
                          (repeatable; never applied unless asked for), NAME one of
                            no_first_boundary  dashed_boundary  quoted_boundary
@@ -69,7 +77,7 @@ Access:
 Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
 (Prometheus), GET /quit (with --allow-quit). Logs go to stderr; set RUST_LOG (default: info).
 Exit codes: 0 after a graceful stop, 1 when the address cannot be used, 2 for a bad
-command line or a stream that cannot start (a bad folder, script or standard input).";
+command line or a stream that cannot start (a bad folder, script, FIFO or standard input).";
 
 #[derive(Debug)]
 pub enum Command {

@@ -36,7 +36,7 @@ use crate::routes::stats::Stats;
 use crate::routes::{Route, Routes};
 use crate::server::conn::Limits;
 use crate::server::{Config, Exit, Remote, Server};
-use crate::stream::live::LiveConfig;
+use crate::stream::input::{InputSpec, Source as InputSource};
 use crate::stream::script::{self, MAX_WAIT_MS};
 use crate::stream::spec::StreamSpec;
 use crate::stream::{PartSpec, Stream};
@@ -129,7 +129,8 @@ impl Builder {
 
     /// Serves `spec` at `path`, as the binary's `--stream PATH=SPEC` does: `demo`,
     /// `synthetic:parts=N,size=BYTES,interval=MS`, `script:FILE`, `dir:FOLDER[,fps=N]`,
-    /// `stdin[,fps=N]` (the process's standard input; one stream at most) and the rest
+    /// `stdin[,fps=N]` (the process's standard input; one stream at most), `pipe:FIFO`
+    /// and the rest
     /// of `mixreplace --help`. `path` starts with `/`; `%XX` escapes in it are decoded,
     /// as they are in requests.
     pub fn stream(mut self, path: &str, spec: &str) -> Self {
@@ -221,14 +222,14 @@ impl Builder {
             return Err(Error::Config(message));
         }
         let access = Access::new(self.credentials.as_deref(), self.origin.as_deref());
-        let live = self.live_config();
+        let inputs = self.inputs();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
         let config = Config {
             listen: self.listen,
             limits: self.limits,
             max_clients: client_cap(self.max_clients, self.raise_fd_limit),
             access,
-            live,
+            inputs,
             signals: self.signals,
         };
         let server = Server::bind(&config, routes)?;
@@ -278,8 +279,11 @@ impl Builder {
     /// wrong, for the caller to prefix with the path or flag.
     pub(crate) fn try_stream(&mut self, path: &str, spec: &str) -> Result<(), String> {
         let spec = StreamSpec::parse(spec)?;
-        if matches!(spec, StreamSpec::Stdin(_)) && self.live_config().is_some() {
-            return Err("standard input already feeds another stream".into());
+        let reads_stdin = |input: &InputSpec| input.source == InputSource::Stdin;
+        if let StreamSpec::Live(input) = &spec {
+            if reads_stdin(input) && self.inputs().iter().any(|(_, other)| reads_stdin(other)) {
+                return Err("standard input already feeds another stream".into());
+            }
         }
         self.add(path, Source::Spec(spec))
     }
@@ -298,12 +302,15 @@ impl Builder {
         Ok(())
     }
 
-    /// The live input's configuration, if a stream reads standard input.
-    fn live_config(&self) -> Option<LiveConfig> {
-        self.streams.iter().find_map(|(_, source)| match source {
-            Source::Spec(StreamSpec::Stdin(live)) => Some(*live),
-            _ => None,
-        })
+    /// The live streams' inputs, by (decoded) path.
+    fn inputs(&self) -> Vec<(String, InputSpec)> {
+        self.streams
+            .iter()
+            .filter_map(|(path, source)| match source {
+                Source::Spec(StreamSpec::Live(input)) => Some((path.clone(), input.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Keeps the first error, prefixed with what it concerns.

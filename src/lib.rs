@@ -73,9 +73,9 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
+//! | the loop | `server` (`server::conn`, `server::inputs`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
-//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
+//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
 //! | leaves | `http`, `wire`, `wheel`, `clock`, `histogram`, `sys` | parsing, timers, time, measures, system calls; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
@@ -116,25 +116,30 @@
 //!
 //! # A live frame, from its input to every viewer
 //!
-//! 1. Standard input's event sets `live_ready`; `Server::read_live` →
-//!    `LiveInput::on_readable` reads up to its budget and `Splitter::push` cuts frames at
-//!    the JPEG markers. Each whole frame goes to `Live::publish` (reached by
-//!    `Stream::as_live`), which encodes it once (`Part::encode`) as the current frame.
-//!    (With an fps cap, a frame that comes too soon waits for `Timer::LiveFrame` →
-//!    `LiveInput::on_timer`, and a newer one replaces it meanwhile.)
-//! 2. `Server::wake_live_watchers` walks the loop's wake list, where `Conn::start_stream`
-//!    put each client of the live stream: for each one `Server::is_watching`,
+//! 1. A live input's descriptor (standard input, a FIFO…) is ready: its token lies in
+//!    the inputs' range, so `Server::turns` → `Inputs::ready` → the kind's
+//!    `Input::on_ready` (`StdinInput`, `PipeInput`), which reads up to its budget
+//!    (`drain_fd`) into its `Feed`. `Feed::push_bytes` → `Splitter::push` cuts frames at
+//!    the JPEG markers, and the feed's policy (`max_frame`, `drop_same`, the fps cap) hands
+//!    each frame it keeps to `Live::publish` (reached by `Stream::as_live`), which
+//!    encodes it once (`Part::encode`) as the current frame. (With an fps cap, a frame
+//!    that comes too soon waits for `Timer::Input` with the feed's tag →
+//!    `Feed::on_timer`, and a newer one replaces it meanwhile; the same timer sends the
+//!    `refresh` heartbeat, `Live::repeat`.)
+//! 2. `Inputs::settle` notes the stream's wake list, and `Server::wake_inputs_watchers`
+//!    → `Server::wake_watchers` walks it (`Conn::start_stream` put each client of that
+//!    stream there, `WakeLists::add`): for each one `Server::is_watching`,
 //!    `Server::drive(Input::Frame)` → `Conn::handle`. A connection still writing a part
 //!    lets the frame be (it takes the newest one once that part is out); the others
 //!    `Conn::pump` → `Conn::queue_next` → `Stream::next`, which hands out the newest
 //!    frame and counts the ones skipped → `Outbox::push` of the shared part with this
 //!    connection's stamp → `Outbox::flush`.
 //! 3. `Server::drop_gone_watchers` drops the entries of connections that left (and
-//!    `Server::compact_live_watchers`, at each reap, keeps the list bounded when frames
-//!    stop).
-//! 4. The input's end: `LiveInput::end` → `Live::end` and a last wake; `Stream::next`
+//!    `Server::compact_watchers`, at each reap, keeps the lists bounded when frames
+//!    stop); `Inputs::check_demand` then tells each input whose viewers changed.
+//! 4. The input's end: `Feed::end` → `Live::end` and a last wake; `Stream::next`
 //!    answers `Next::End`, and each connection sends the closing delimiter and lingers
-//!    as in step 6 above.
+//!    as in step 6 above. Whichever way the loop ends, `Inputs::shutdown` runs.
 //!
 //! # A stop from another thread
 //!
@@ -155,6 +160,7 @@
 
 pub use crate::embed::{Builder, Handle};
 pub use crate::error::Error;
+pub use crate::routes::live_stats::LiveInputStats;
 pub use crate::routes::stats::{Stats, StreamStats};
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;

@@ -14,8 +14,9 @@
 //! 5. The method: `405` with `Allow` (`/quit` takes `GET` only; everything else `GET`
 //!    and `HEAD`, plus `OPTIONS` when CORS answers preflights).
 //! 6. The route's answer. A stream takes `?action=stream` (the default) or
-//!    `?action=snapshot` (its latest image: `404` when it has none, `503` with
-//!    `Retry-After` for a live stream before its first frame); any other action is a
+//!    `?action=snapshot` (its latest image: `404` when it has none; a live stream
+//!    before its first frame waits for it, [`Reply::AwaitFrame`], and a live stream
+//!    that ended with none answers `404`); any other action is a
 //!    `400`. A stream with the `busy_page` fault answers its stream requests with a
 //!    busy page.
 //!
@@ -48,6 +49,10 @@ pub enum Reply {
     Busy,
     /// A `200` with this image alone.
     Snapshot(Rc<Part>),
+    /// A snapshot of a live stream with no frame yet: the connection waits for the
+    /// first one (and an on-demand input starts for it), then answers as
+    /// [`Reply::Snapshot`], or `503` with `Retry-After` if none comes in time.
+    AwaitFrame(Rc<Stream>),
     /// `GET /quit`: a `202`, and the server stops gracefully.
     Quit,
 }
@@ -170,19 +175,19 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
                 stream: stream.clone(),
                 options: StreamOptions::of(request),
             },
-            Some("snapshot") => snapshot(stream, access),
+            Some("snapshot") => snapshot(stream.clone(), access),
             Some(_) => Reply::answer(Status::BadRequest, access),
         },
     }
 }
 
 /// `?action=snapshot`: the stream's latest image.
-fn snapshot(stream: &Stream, access: &Access) -> Reply {
+fn snapshot(stream: Rc<Stream>, access: &Access) -> Reply {
     match (stream.snapshot(), stream.as_live()) {
         (Some(part), _) => Reply::Snapshot(part),
-        // A live stream before its first frame: come back shortly.
-        (None, Some(_)) => Reply::retry_later(access),
-        (None, None) => Reply::answer(Status::NotFound, access),
+        // A live stream before its first frame: wait for it.
+        (None, Some(live)) if !live.is_ended() => Reply::AwaitFrame(stream),
+        (None, _) => Reply::answer(Status::NotFound, access),
     }
 }
 
@@ -267,6 +272,7 @@ mod tests {
                 if options.dual_final { " dual" } else { "" }
             ),
             Reply::Snapshot(part) => format!("snapshot {}", String::from_utf8_lossy(part.body())),
+            Reply::AwaitFrame(_) => "await frame".to_owned(),
             Reply::Quit => "quit".to_owned(),
             Reply::Busy => "busy".to_owned(),
         }
@@ -303,7 +309,7 @@ mod tests {
             (Open, "HEAD /?action=record", None, "400"),
             // A stream with no image has no snapshot; a live one has none yet.
             (Open, "GET /text?action=snapshot", None, "404"),
-            (Open, "GET /live?action=snapshot", None, "503 Retry-After: 1"),
+            (Open, "GET /live?action=snapshot", None, "await frame"),
             (Open, "GET /live", None, "stream"),
             // busy_page: the page for the stream, its snapshot as ever.
             (Open, "GET /busy", None, "busy"),
@@ -351,7 +357,7 @@ mod tests {
             (Cors, "POST /", None, "405 Allow: GET, HEAD, OPTIONS"),
             (Cors, "POST /quit", None, "405 Allow: GET"),
             (Cors, "GET /nowhere", None, "404"),
-            (Cors, "GET /live?action=snapshot", None, "503 Retry-After: 1"),
+            (Cors, "GET /live?action=snapshot", None, "await frame"),
             (Cors, "GET /", None, "stream"),
             // ... and before authentication: preflights carry no credentials.
             (AuthCors, "OPTIONS /", None, PREFLIGHT),

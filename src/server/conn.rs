@@ -56,11 +56,12 @@ use crate::routes::access::Access;
 use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
+use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
 use crate::stream::multipart::{Part, Stamp};
-use crate::stream::{Cursor, Next, Stream, Viewer};
+use crate::stream::{Cursor, FrameWaiter, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
@@ -138,9 +139,10 @@ pub struct Cx<'a> {
     /// Connections that used up their turn with more to read or write: driven again
     /// next turn with this input (key, serial, input).
     pub again: &'a mut Vec<(usize, u32, Input)>,
-    /// The live stream's wake list (key, serial): a connection that starts watching the
-    /// live stream adds itself; the loop wakes the list with [`Input::Frame`].
-    pub watchers: &'a mut Vec<(usize, u32)>,
+    /// The live streams' wake lists (key, serial): a connection that starts watching a
+    /// live stream adds itself to that stream's list; the loop wakes the list with
+    /// [`Input::Frame`] when the stream has a new frame.
+    pub watchers: &'a mut WakeLists,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
     /// What is left of [`Limits::turn_budget`] this turn.
@@ -193,6 +195,12 @@ enum State {
         /// `advance_headers`: the next part's header block already went out.
         header_sent: bool,
     },
+    /// A snapshot of a live stream waits for its first frame, until its timer.
+    AwaitFrame {
+        waiter: FrameWaiter,
+        version: Version,
+        head_only: bool,
+    },
     /// Writing the last bytes (an answer, or a stream's end); then lingering.
     Finishing,
     /// Our side is shut; discarding input until the client closes or time runs out.
@@ -209,6 +217,10 @@ enum Pending {
     /// Nothing until a live frame arrives (the loop wakes the connection then).
     WaitForFrame,
 }
+
+/// How long a snapshot of a live stream waits for its first frame (an on-demand camera
+/// starting, a pipe's writer coming) before it is answered `503` with `Retry-After`.
+pub const SNAPSHOT_WAIT: Micros = 10_000_000;
 
 /// Sent ahead of a live frame that has not arrived yet, with `advance_headers`: its
 /// length and stamp are not known, so the client finds its end by the delimiter.
@@ -279,9 +291,10 @@ impl<S: Socket> Conn<S> {
         self.timer.map(|(_, at)| at)
     }
 
-    /// Whether a stream is being sent (a live stream wakes only such connections).
+    /// Whether a stream is being sent, or a snapshot waits for a live stream's first
+    /// frame (a live stream wakes only such connections).
     pub fn is_streaming(&self) -> bool {
-        matches!(self.state, State::Stream { .. })
+        matches!(self.state, State::Stream { .. } | State::AwaitFrame { .. })
     }
 
     /// The one transition function.
@@ -299,6 +312,7 @@ impl<S: Socket> Conn<S> {
             Input::Stop => self.on_stop(cx),
             // A live frame arrived: take it now unless a part is still going out. The
             // timer of the wait (after the client's EOF) is set again by `pump`.
+            Input::Frame if matches!(self.state, State::AwaitFrame { .. }) => self.on_first_frame(cx),
             Input::Frame if self.out.is_empty() => {
                 self.disarm(cx);
                 self.pump(cx)
@@ -337,6 +351,11 @@ impl<S: Socket> Conn<S> {
                 cx,
             ),
             State::Lingering => Outcome::Close(Reason::Finished),
+            State::AwaitFrame { version, .. } => {
+                debug!("#{} no first frame for the snapshot in time", cx.key);
+                let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+                self.answer(Status::ServiceUnavailable, version, false, &extra, cx)
+            }
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
             State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {
                 debug!(
@@ -352,6 +371,12 @@ impl<S: Socket> Conn<S> {
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
             State::Head { .. } => Outcome::Close(Reason::Stopped),
+            &State::AwaitFrame {
+                version, head_only, ..
+            } => {
+                let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+                self.answer(Status::ServiceUnavailable, version, head_only, &extra, cx)
+            }
             State::Stream {
                 stream,
                 cursor,
@@ -440,6 +465,7 @@ impl<S: Socket> Conn<S> {
                 self.send(version, content_type, BUSY_PAGE.as_bytes(), head_only, cx)
             }
             Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
+            Reply::AwaitFrame(stream) => self.await_frame(stream, version, head_only, cx),
             Reply::Quit => {
                 *cx.stop_requested = true;
                 self.answer(Status::Accepted, version, head_only, cx.access.headers(), cx)
@@ -490,7 +516,7 @@ impl<S: Socket> Conn<S> {
         }
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
-            cx.watchers.push((cx.key, self.serial));
+            cx.watchers.add(&stream, cx.key, self.serial);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),
@@ -519,6 +545,48 @@ impl<S: Socket> Conn<S> {
             self.out.push(Chunk::Body(part));
         }
         self.finish_with_queued(cx)
+    }
+
+    /// A snapshot of a live stream with no frame yet: wait on the stream's wake list for
+    /// its first frame, at most [`SNAPSHOT_WAIT`].
+    fn await_frame(
+        &mut self,
+        stream: Rc<Stream>,
+        version: Version,
+        head_only: bool,
+        cx: &mut Cx<'_>,
+    ) -> Outcome {
+        cx.watchers.add(&stream, cx.key, self.serial);
+        let Some(waiter) = FrameWaiter::new(stream) else {
+            return self.answer(Status::NotFound, version, head_only, cx.access.headers(), cx);
+        };
+        self.state = State::AwaitFrame {
+            waiter,
+            version,
+            head_only,
+        };
+        self.arm(cx, cx.now + SNAPSHOT_WAIT);
+        Outcome::Continue
+    }
+
+    /// The awaited live stream has news: its first frame, or its end.
+    fn on_first_frame(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let State::AwaitFrame {
+            waiter,
+            version,
+            head_only,
+        } = &self.state
+        else {
+            return Outcome::Continue;
+        };
+        let (version, head_only) = (*version, *head_only);
+        match waiter.stream().snapshot() {
+            Some(part) => self.snapshot(part, version, head_only, cx),
+            None if waiter.stream().as_live().is_some_and(|live| live.is_ended()) => {
+                self.answer(Status::NotFound, version, head_only, cx.access.headers(), cx)
+            }
+            None => Outcome::Continue,
+        }
     }
 
     /// A short `text/plain` answer, then a graceful close.
@@ -611,7 +679,7 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 State::Finishing => return self.linger(cx),
-                State::Head { .. } | State::Lingering => return Outcome::Continue,
+                State::Head { .. } | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
             }
         }
     }
@@ -757,7 +825,9 @@ impl<S: Socket> Conn<S> {
             State::Head { .. } => Outcome::Close(Reason::ClientGone),
             // The answer is still going out to a client that only half-closed; the send
             // timeout bounds it as always.
-            State::Finishing => Outcome::Continue,
+            // The answer waits for the frame (or its timer) all the same: a client that
+            // only half-closed still reads it.
+            State::Finishing | State::AwaitFrame { .. } => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
             // Served on (see the module header). While a part goes out the send timeout
             // runs already; while the stream waits, its timer is set again to bound the
@@ -875,6 +945,7 @@ mod tests {
         match conn.state {
             State::Head { .. } => "head",
             State::Stream { .. } => "stream",
+            State::AwaitFrame { .. } => "await frame",
             State::Finishing => "finishing",
             State::Lingering => "lingering",
         }
@@ -1321,6 +1392,44 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
         assert!(text(&conn).ends_with("--\r\n"));
         assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_live_snapshot_before_the_first_frame_waits_for_it_or_answers_503() {
+        let mut h = harness();
+        let get = b"GET /live?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        assert_eq!(state(&conn), "await frame");
+        assert_eq!(h.watchers(), [(0, 1)]);
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        // Waiting, it is demand (an on-demand input starts for it).
+        assert_eq!(live.waiting(), 1);
+        assert_eq!(conn.deadline(), Some(SNAPSHOT_WAIT));
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(conn.socket.written.is_empty());
+        live.publish(b"first", 5);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 200 OK\r\n"), "{}", text(&conn));
+        assert!(text(&conn).ends_with("\r\n\r\nfirst"));
+        assert_eq!(live.waiting(), 0);
+        h.close(conn);
+
+        // No frame in time: 503 with Retry-After.
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, SNAPSHOT_WAIT), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 503 "), "{}", text(&conn));
+        assert!(text(&conn).contains("\r\nRetry-After: 1\r\n"));
+        assert_eq!(live_stream(&h).as_live().unwrap().waiting(), 0);
+        h.close(conn);
+
+        // The stream ends with no frame: 404.
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        live_stream(&h).as_live().unwrap().end();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 404 "), "{}", text(&conn));
     }
 
     #[test]

@@ -193,9 +193,9 @@ impl Harness {
         self.shared.stop_requested
     }
 
-    /// The live stream's wake list: (key, serial) of each connection that watches it.
-    pub fn watchers(&self) -> &[(usize, u32)] {
-        &self.shared.watchers
+    /// The live streams' wake lists: (key, serial) of each connection that watches one.
+    pub fn watchers(&self) -> Vec<(usize, u32)> {
+        self.shared.watchers.all()
     }
 
     /// Accepts a connection on `socket`, as the loop does under the client cap.

@@ -6,17 +6,22 @@
 //! 3. give connections that used up their last turn before `WouldBlock`, reading or
 //!    writing, another one (edge-triggered readiness will not report them again), oldest
 //!    first; a connection that finds the turn's write budget spent waits for the next;
-//! 4. hand each readiness event to its connection, with mio's read-closed hint (the
-//!    listener and standard input only set a flag);
+//! 4. hand each readiness event to its connection or live input, with mio's
+//!    read-closed hint (the listener only sets a flag);
 //! 5. accept while the listener has connections, up to a cap per turn (the flag stays
 //!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 6. read the live input, if any, and wake the clients of a new frame (the loop keeps
-//!    the live stream's wake list: a connection adds itself when it starts watching);
+//! 6. give the live inputs that asked for another turn one (see [`inputs`]), and wake
+//!    the clients of each live stream with a new frame (one wake list per live stream:
+//!    a connection adds itself when it starts watching);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
 //! 8. begin a requested stop (`/quit`, a first signal, or a [`Handle`](crate::Handle)'s
 //!    `stop`): stop accepting and end every stream with its closing delimiter;
 //! 9. remove the connections that closed during the turn, never in the middle of it, so
-//!    a reused slab key cannot receive an event meant for its previous owner.
+//!    a reused slab key cannot receive an event meant for its previous owner; then tell
+//!    each live input whose viewers changed.
+//!
+//! Whichever way the loop ends (a graceful stop, a second signal, an error) the inputs'
+//! shutdown hook runs before [`Server::run`] returns (and on drop).
 //!
 //! While any of 3, 5 or 6 has work left, `poll` does not sleep.
 //!
@@ -26,6 +31,7 @@
 //! pays nothing for them until one comes.
 
 pub mod conn;
+pub mod inputs;
 pub mod memory;
 pub mod outbox;
 pub mod sabotage;
@@ -33,7 +39,6 @@ pub mod sabotage;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -50,14 +55,13 @@ use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::stats::{Counters, Reason, Stats};
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
-use crate::stream::Stream;
-use crate::stream::live::{LiveConfig, LiveInput};
+use crate::server::inputs::{Env, Inputs, WakeLists, input_token};
+use crate::stream::input::InputSpec;
 use crate::sys;
 use crate::wheel::Wheel;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-const STDIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 /// Accepts per loop turn: enough to drain a burst quickly, few enough that streams due
 /// in the same turn are not held up behind a flood of new clients.
@@ -68,7 +72,7 @@ const STOP_GRACE: Micros = 900_000;
 const ACCEPT_PAUSE: Micros = 100_000;
 /// Repeated warnings (accept failing, e.g. out of descriptors) are logged at most this often.
 const LOG_EVERY: Micros = 10_000_000;
-/// The shared read buffer: request heads are at most 8 KiB; live input reads in 64 KiB.
+/// The shared read buffer: request heads are at most 8 KiB; live inputs read in 64 KiB.
 const SCRATCH: usize = 64 * 1024;
 
 /// Timer payload: what the wheel wakes when a deadline passes.
@@ -81,8 +85,9 @@ pub enum Timer {
     StopDeadline,
     /// Accepting was paused after accept failed (out of file descriptors, say); try again.
     ResumeAccept,
-    /// The live input's fps cap allows the frame it held back.
-    LiveFrame,
+    /// A live input's timer: `tag` `inputs::FEED_TIMER` is its feed's (fps cap,
+    /// heartbeat), any other the kind's own.
+    Input { index: usize, tag: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -92,8 +97,8 @@ pub(crate) struct Config {
     /// Open connections at most; past it new clients get `503`.
     pub max_clients: usize,
     pub access: Access,
-    /// Standard input feeds the live stream (`--stream PATH=stdin`).
-    pub live: Option<LiveConfig>,
+    /// The live streams' inputs, by path (`--stream PATH=stdin`, `pipe:…`).
+    pub inputs: Vec<(String, InputSpec)>,
     /// SIGINT and SIGTERM stop the server (the binary's choice, not a library's).
     pub signals: bool,
 }
@@ -167,10 +172,8 @@ struct Shared {
     stats: Counters,
     scratch: Box<[u8]>,
     again: Vec<(usize, u32, Input)>,
-    /// The live stream's clients, to wake when a frame arrives: (slab key, serial). A
-    /// connection adds itself when it starts watching; entries of connections that left
-    /// are dropped when the list is walked, or when they outnumber the viewers.
-    watchers: Vec<(usize, u32)>,
+    /// Each live stream's clients, to wake when a frame arrives (see [`inputs`]).
+    watchers: WakeLists,
     stop_requested: bool,
     /// What the connections may still write this turn (see [`Limits::turn_budget`]).
     turn_left: usize,
@@ -188,7 +191,7 @@ impl Shared {
             stats: Counters::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             again: Vec::new(),
-            watchers: Vec::new(),
+            watchers: WakeLists::default(),
             stop_requested: false,
             turn_left: limits.turn_budget,
         }
@@ -240,14 +243,8 @@ pub struct Server {
     /// Out of file descriptors: accepting waits for a timer.
     accept_paused: bool,
     stopping: bool,
-    /// Standard input for the live stream, until it ends.
-    live: Option<LiveInput>,
-    /// The live stream, if one is served.
-    live_stream: Option<Rc<Stream>>,
-    /// Standard input may have more to read (its budget ran out last turn).
-    live_ready: bool,
-    /// A frame held back by the fps cap has its timer set.
-    live_held: bool,
+    /// The live streams' inputs.
+    inputs: Inputs,
 }
 
 /// What a log line or a test failure wants to see: where it listens and how busy it is.
@@ -279,27 +276,16 @@ impl Server {
         } else {
             None
         };
-        let live_stream = routes
-            .streams()
-            .find(|(_, s)| s.as_live().is_some())
-            .map(|(_, s)| s.clone());
-        let live = match (config.live, &live_stream) {
-            (Some(live_config), Some(stream)) => {
-                let input = LiveInput::stdin(stream.clone(), live_config)
-                    .and_then(|mut input| input.register(poll.registry(), STDIN).map(|()| input))
-                    .map_err(|e| Error::Stream(format!("stdin: {e}")))?;
-                Some(input)
-            }
-            _ => None,
-        };
-        Ok(Server {
+        let mut shared = Shared::new(routes, config.access.clone(), config.limits);
+        let inputs = inputs::of_routes(&config.inputs, &mut shared).map_err(Error::Stream)?;
+        let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
             signals,
             requests: None,
             conns: Slab::with_capacity(1024),
-            shared: Shared::new(routes, config.access.clone(), config.limits),
+            shared,
             max_clients: config.max_clients,
             fd_warning: None,
             closed: Vec::new(),
@@ -308,11 +294,11 @@ impl Server {
             accept_ready: true,
             accept_paused: false,
             stopping: false,
-            live_ready: live.is_some(),
-            live_stream,
-            live,
-            live_held: false,
-        })
+            inputs,
+        };
+        server.with_inputs(Inputs::start).map_err(Error::Stream)?;
+        server.wake_inputs_watchers();
+        Ok(server)
     }
 
     /// The address it listens on: with port 0 asked for, the port the system chose.
@@ -344,8 +330,15 @@ impl Server {
     }
 
     /// The loop (see the module doc); it can be left with the server still whole, so
-    /// that its final counters can be read.
+    /// that its final counters can be read. The inputs are shut down whichever way it
+    /// ends.
     pub(crate) fn serve(&mut self) -> Result<Exit, Error> {
+        let exit = self.turns();
+        self.inputs.shutdown();
+        exit
+    }
+
+    fn turns(&mut self) -> Result<Exit, Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
@@ -360,12 +353,16 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
-                    STDIN => self.live_ready = true,
                     WAKER => self.answer_requests(),
                     SIGNALS => {
                         if let Some(exit) = self.on_signals() {
                             self.close_all();
                             return Ok(exit);
+                        }
+                    }
+                    Token(token) if input_token(token).is_some() => {
+                        if let Some((index, sub)) = input_token(token) {
+                            self.with_inputs(|inputs, env| inputs.ready(index, sub, env));
                         }
                     }
                     Token(key) => {
@@ -382,9 +379,10 @@ impl Server {
             if self.accept_ready && !self.accept_paused {
                 self.accept();
             }
-            if self.live_ready {
-                self.read_live();
+            if self.inputs.wants_again() {
+                self.with_inputs(Inputs::give_again);
             }
+            self.wake_inputs_watchers();
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
                 self.close_all();
@@ -420,7 +418,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
-        if more_to_accept || self.live_ready || !self.shared.again.is_empty() {
+        if more_to_accept || self.inputs.wants_again() || !self.shared.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = self.shared.timers.next_deadline()?;
@@ -530,15 +528,9 @@ impl Server {
                     self.accept_ready = true;
                 }
                 Timer::StopDeadline => deadline_passed = true,
-                Timer::LiveFrame => {
-                    self.live_held = false;
-                    let published = self
-                        .live
-                        .as_mut()
-                        .is_some_and(|input| input.on_timer(self.shared.now));
-                    if published {
-                        self.wake_live_watchers();
-                    }
+                Timer::Input { index, tag } => {
+                    self.with_inputs(|inputs, env| inputs.on_timer(index, tag, env));
+                    self.wake_inputs_watchers();
                 }
             }
         }
@@ -546,58 +538,53 @@ impl Server {
         deadline_passed
     }
 
-    /// Reads standard input and hands new frames to the clients waiting for them.
-    fn read_live(&mut self) {
-        let Some(input) = &mut self.live else {
-            self.live_ready = false;
-            return;
+    /// Calls into the live inputs with what they may use of the loop.
+    fn with_inputs<T>(&mut self, f: impl FnOnce(&mut Inputs, &mut Env<'_>) -> T) -> T {
+        let mut env = Env {
+            now: self.shared.now,
+            registry: self.poll.registry(),
+            scratch: &mut self.shared.scratch,
+            timers: &mut self.shared.timers,
         };
-        let progress = input.on_readable(self.shared.now, &mut self.shared.scratch);
-        self.live_ready = progress.more;
-        // Not a let chain: those need Rust 1.88, and `rust-version` is 1.85.
-        if let Some(at) = progress.hold_until.filter(|_| !self.live_held) {
-            self.live_held = true;
-            self.shared.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
-        }
-        if progress.published || progress.ended {
-            self.wake_live_watchers();
-        }
-        if progress.ended {
-            if let Some(input) = self.live.take() {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut mio::unix::SourceFd(&input.fd()));
-            }
-            self.live_ready = false;
-        }
+        f(&mut self.inputs, &mut env)
     }
 
-    /// Wakes every client of the live stream; those that left drop off the list.
-    fn wake_live_watchers(&mut self) {
+    /// Wakes the clients of every live stream whose input published since last time.
+    fn wake_inputs_watchers(&mut self) {
+        let woken = self.inputs.take_woken();
+        for &list in &woken {
+            self.wake_watchers(list);
+        }
+        self.inputs.put_woken(woken);
+    }
+
+    /// Wakes every client on wake list `list`; those that left drop off the list.
+    fn wake_watchers(&mut self, list: usize) {
         // By index: a woken connection never adds itself again, but the list is the
         // loop's and `drive` borrows the rest of the loop.
-        for i in 0..self.shared.watchers.len() {
-            let (key, serial) = self.shared.watchers[i];
+        for i in 0..self.shared.watchers.len(list) {
+            let (key, serial) = self.shared.watchers.get(list, i);
             if self.is_watching(key, serial) {
                 self.drive(key, Input::Frame);
             }
         }
-        self.drop_gone_watchers();
+        self.drop_gone_watchers(list);
     }
 
     /// Drops the watchers that left, once they outnumber the viewers: frames may stop
-    /// coming while clients come and go, and the list must not grow with them.
-    fn compact_live_watchers(&mut self) {
-        let viewers = self.live_stream.as_ref().map_or(0, |stream| stream.viewers());
-        if self.shared.watchers.len() as u64 > 2 * viewers + 64 {
-            self.drop_gone_watchers();
+    /// coming while clients come and go, and the lists must not grow with them.
+    fn compact_watchers(&mut self) {
+        for list in 0..self.shared.watchers.count() {
+            let viewers = self.shared.watchers.viewers(list);
+            if self.shared.watchers.len(list) as u64 > 2 * viewers + 64 {
+                self.drop_gone_watchers(list);
+            }
         }
     }
 
-    fn drop_gone_watchers(&mut self) {
+    fn drop_gone_watchers(&mut self, list: usize) {
         let mut watchers = std::mem::take(&mut self.shared.watchers);
-        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
+        watchers.retain(list, |&(key, serial)| self.is_watching(key, serial));
         self.shared.watchers = watchers;
     }
 
@@ -652,6 +639,7 @@ impl Server {
         }
         self.accept_ready = false;
         info!("stopping: ending {} connections", self.conns.len());
+        self.with_inputs(Inputs::stop);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.drive(key, Input::Stop);
@@ -684,7 +672,9 @@ impl Server {
             self.shared.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
         }
-        self.compact_live_watchers();
+        self.compact_watchers();
+        self.with_inputs(Inputs::check_demand);
+        self.wake_inputs_watchers();
     }
 }
 

@@ -26,6 +26,8 @@ mod fault_clients;
 mod faults;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
+// Live inputs, plural: pipe: and stdin at once, writers coming and going, heartbeats.
+mod inputs;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.
