@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::Micros;
 use crate::stream::fault::Faults;
+use crate::stream::input::relay::RelaySpec;
+use crate::stream::input::upstream::RelayUrl;
 use crate::stream::input::{InputSpec, LiveOptions, Source};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::testcard::{self, TestcardConfig};
@@ -159,6 +161,9 @@ impl<'a> Pieces<'a> {
 
 impl StreamSpec {
     pub fn parse(text: &str) -> Result<StreamSpec, String> {
+        if let Some(rest) = text.strip_prefix("relay:") {
+            return parse_relay(rest);
+        }
         let mut pieces = Pieces::split(text)?;
         let (faults, options) = pieces.options.into_iter().partition(|(key, _)| *key == "fault");
         pieces.options = options;
@@ -211,7 +216,8 @@ impl StreamSpec {
                 let path = pieces.arg.ok_or("pipe: expected pipe:PATH (a FIFO)")?;
                 parse_live(pieces, Source::Pipe(PathBuf::from(path)), &[])
             }
-            // The other live kinds go here: exec (wt-exec), relay and push (wt-relay).
+            "relay" => Err("relay: expected relay:http://[USER:PASSWORD@]HOST[:PORT]/PATH".into()),
+            // The other live kinds go here: exec (wt-exec), push (wt-relay).
             "testcard" => {
                 pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
                 if pieces.arg.is_some() {
@@ -306,6 +312,38 @@ fn parse_live(pieces: &Pieces<'_>, source: Source, known: &[&str]) -> Result<Str
         refresh: (refresh * 1e6).round() as Micros,
     };
     Ok(StreamSpec::Live(InputSpec { source, options }))
+}
+
+/// `relay:URL[,options]`. The URL runs to the first comma (write a comma in it as `%2C`),
+/// so that its query may hold `=` and `&` (`?action=stream`).
+fn parse_relay(rest: &str) -> Result<StreamSpec, String> {
+    const OWN: [&str; 5] = ["on_demand", "idle", "timeout", "user", "password"];
+    let (url, options) = rest.split_once(',').unwrap_or((rest, ""));
+    let url = RelayUrl::parse(url).map_err(|e| format!("relay: {e}"))?;
+    let text = format!("relay,{options}");
+    let pieces = Pieces::split(&text)?;
+    let credentials = match (pieces.option("user"), pieces.option("password")) {
+        (Some(user), password) => Some(format!("{user}:{}", password.unwrap_or(""))),
+        (None, Some(_)) => return Err("relay: password= needs user=".into()),
+        (None, None) => None,
+    };
+    let seconds = |key: &str, default: f64| match pieces.option(key) {
+        None => Ok((default * 1e6) as Micros),
+        Some(value) => match value.parse::<f64>() {
+            Ok(secs) if (0.001..=86_400.0).contains(&secs) => Ok((secs * 1e6).round() as Micros),
+            _ => Err(format!(
+                "relay: {key} must be seconds from 0.001 to 86400, got '{value}'"
+            )),
+        },
+    };
+    let spec = RelaySpec {
+        url,
+        credentials,
+        on_demand: pieces.flag("on_demand", false)?,
+        idle: seconds("idle", 10.0)?,
+        timeout: seconds("timeout", 10.0)?,
+    };
+    parse_live(&pieces, Source::Relay(Box::new(spec)), &OWN)
 }
 
 fn parse_synthetic(pieces: &Pieces<'_>) -> Result<StreamSpec, String> {

@@ -139,9 +139,7 @@ enum Entity {
     /// No Content-Type: the first two bytes decide (JPEG SOI: one image; else multipart).
     Sniff,
     /// The whole body is one frame; `oversize` once it outgrew `max_frame`.
-    Single {
-        oversize: bool,
-    },
+    Single { oversize: bool },
     /// Boxed: the delimiter's searcher is large, the other kinds are a word.
     Multipart(Box<Parts>),
 }

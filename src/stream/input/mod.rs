@@ -53,6 +53,7 @@ pub mod feed;
 pub mod pipe;
 pub mod relay;
 pub mod stdin;
+pub mod upstream;
 
 use std::fmt;
 use std::io;
@@ -78,7 +79,8 @@ pub enum Source {
     /// the writer closes, the stream waits for the next writer.
     Pipe(PathBuf),
     // `Exec(…)`: a command run by the server, MJPEG on its stdout (wt-exec).
-    // `Relay(…)`: another multipart/x-mixed-replace server (wt-relay).
+    /// Another `multipart/x-mixed-replace` server's frames, over one upstream connection.
+    Relay(Box<relay::RelaySpec>),
     // `Push(…)`: frames PUT or POSTed by a client (wt-relay).
 }
 
@@ -88,6 +90,7 @@ impl Source {
         match self {
             Source::Stdin => "stdin",
             Source::Pipe(_) => "pipe",
+            Source::Relay(_) => "relay",
         }
     }
 
@@ -97,6 +100,8 @@ impl Source {
         match self {
             Source::Stdin => stdin::check_stdin().map_err(|e| e.to_string()),
             Source::Pipe(path) => pipe::check_pipe(path),
+            // The upstream may be down at start-up: that is retried, not refused.
+            Source::Relay(_) => Ok(()),
         }
     }
 
@@ -105,6 +110,7 @@ impl Source {
         match self {
             Source::Stdin => Box::new(stdin::StdinInput::default()),
             Source::Pipe(path) => Box::new(pipe::PipeInput::new(path.clone())),
+            Source::Relay(spec) => Box::new(relay::RelayInput::new((**spec).clone())),
         }
     }
 }

@@ -1,420 +1,317 @@
-//! The `relay:` input's protocol, sans I/O: the upstream URL, the request, the response
-//! head, the body through a [`Demux`], and the reconnect backoff. The loop side owns the
-//! socket, the timers and the Feed; it hands this module bytes and takes frames.
+//! `relay:URL`: the frames of another `multipart/x-mixed-replace` server, over one
+//! upstream connection, republished to any number of viewers — to share a camera that
+//! allows one client, or to scale out (an origin feeding edges).
 //!
-//! One upstream connection per relay: `GET PATH HTTP/1.1` with `Host`, `Connection:
-//! close` and, when the URL carries credentials (`http://user:pass@host/…`, percent-
-//! escapes decoded) or the spec gives them, `Authorization: Basic`. The answer must be a
-//! `200` with a `multipart/*` Content-Type (or none: the boundary is then learnt from
-//! the body); anything else is an [`UpstreamError`] that the loop logs and retries after
-//! the [`Backoff`]. The body may be chunked, have a length, or run to the close.
+//! The connection is a non-blocking `mio` `TcpStream` registered with the loop's `Poll`
+//! (no thread): connect, write the request, read the answer through the protocol in
+//! [`upstream`](super::upstream), whose frames go to the [`Feed`](super::Feed). The
+//! upstream closing, failing, answering anything but a multipart `200`, or sending nothing
+//! for `timeout` seconds (a stall: connect included) ends the connection; the next
+//! attempt comes after the [`Backoff`] (1 s doubling to 30 s, back to 1 s once a connection
+//! brings a frame), one log line per attempt. With `on_demand` the connection is made at the
+//! first viewer or waiting snapshot and closed `idle` seconds after the last one leaves;
+//! otherwise it is made at start-up and kept.
 //!
-//! Invariants: memory per relay is the head (at most [`MAX_RESPONSE_HEAD`]) or the
-//! demuxer's bound, never both; no clock is read here (the loop passes times in).
+//! Invariants: at most one upstream connection and at most one pending retry; timers
+//! cannot be cancelled, so each kind of timer has its deadline here and a timer that
+//! fires for a deadline since moved or cleared does nothing. A host name is resolved at
+//! each attempt with the system resolver, which blocks the loop for as long as it takes:
+//! give an IP address where that matters (an `/etc/hosts` name is instant).
 
-use std::borrow::Cow;
-use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 
-use base64::Engine;
+use log::{info, warn};
+use mio::Interest;
+use mio::net::TcpStream;
 
 use crate::clock::Micros;
-use crate::http;
-use crate::stream::input::demux::{Demux, DemuxStats, Flow, Transfer};
-use crate::wire;
+use crate::stream::input::upstream::{Backoff, RelayUrl, Upstream, UpstreamError};
+use crate::stream::input::{Demand, Input, InputCx, InputState, READ_BUDGET};
 
-/// The longest response head accepted from an upstream.
-pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-/// Most header lines accepted in an upstream's response head.
-const MAX_RESPONSE_HEADERS: usize = 64;
+/// The connection's `sub` token.
+const SOCKET: usize = 0;
+/// Timer tags.
+const RETRY: u32 = 0;
+const IDLE: u32 = 1;
+const STALL: u32 = 2;
 
-/// A `relay:` URL: `http://[user[:password]@]host[:port][/path][?query]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RelayUrl {
-    /// The host to connect to: a name, an IPv4 address or an IPv6 one (no brackets).
-    pub host: String,
-    pub port: u16,
-    /// `Host` header value: the authority as written, without credentials.
-    pub authority: String,
-    /// The request target: path and query, `/` when the URL has none.
-    pub target: String,
-    /// `user:password`, decoded, when the URL carries credentials.
+/// A `relay:` spec: the URL and the relay's own options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelaySpec {
+    pub url: RelayUrl,
+    /// `user:password` from the `user=` and `password=` options (they win over the URL's).
     pub credentials: Option<String>,
+    /// Connect only while someone watches.
+    pub on_demand: bool,
+    /// With `on_demand`: how long after the last viewer the connection is closed.
+    pub idle: Micros,
+    /// No byte for this long (connecting included): the upstream has stalled.
+    pub timeout: Micros,
 }
 
-impl RelayUrl {
-    /// Parses a `relay:` URL; the error is one line for the command line.
-    pub fn parse(url: &str) -> Result<RelayUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("relay URL {url:?}: only http:// is supported"))?;
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, target) = rest.split_at(split);
-        let target = match target {
-            "" => "/".to_owned(),
-            t if t.starts_with('?') => format!("/{t}"),
-            t => t.to_owned(),
-        };
-        if target.bytes().any(|b| b <= b' ' || b == 0x7f) || target.contains('#') {
-            return Err(format!(
-                "relay URL {url:?}: spaces, controls or a fragment in the path"
-            ));
+#[derive(Debug)]
+pub struct RelayInput {
+    spec: RelaySpec,
+    upstream: Upstream,
+    backoff: Backoff,
+    conn: Option<Connection>,
+    /// Frames are wanted: always without `on_demand`, else while someone watches.
+    wanted: bool,
+    /// When the next attempt is due, if one is waiting.
+    retry_at: Option<Micros>,
+    /// With `on_demand`, nobody watching: when the connection goes.
+    idle_at: Option<Micros>,
+    stopping: bool,
+}
+
+#[derive(Debug)]
+struct Connection {
+    socket: TcpStream,
+    /// The connect completed.
+    connected: bool,
+    /// Bytes of the request written.
+    written: usize,
+    /// When a byte last came (or the attempt began): the stall timeout counts from here.
+    last_read: Micros,
+}
+
+impl RelayInput {
+    pub fn new(spec: RelaySpec) -> RelayInput {
+        // Made again in `start`, with the feed's `max_frame`.
+        let upstream = Upstream::new(&spec.url, spec.credentials.as_deref(), 0);
+        RelayInput {
+            wanted: !spec.on_demand,
+            spec,
+            upstream,
+            backoff: Backoff::default(),
+            conn: None,
+            retry_at: None,
+            idle_at: None,
+            stopping: false,
         }
-        let (credentials, host_port) = match authority.rsplit_once('@') {
-            Some((userinfo, host_port)) => {
-                let decoded = http::percent_decode(userinfo)
-                    .ok_or_else(|| format!("relay URL {url:?}: bad escape in the credentials"))?;
-                (Some(decoded.into_owned()), host_port)
+    }
+
+    fn name(&self) -> String {
+        format!("http://{}{}", self.spec.url.authority, self.spec.url.target)
+    }
+
+    /// One attempt: resolve, connect (non-blocking), register. A failure here goes the
+    /// way of every failure: logged, retried after the backoff.
+    fn connect(&mut self, cx: &mut InputCx<'_>) {
+        self.retry_at = None;
+        self.upstream.restart();
+        let url = &self.spec.url;
+        let attempt = (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .and_then(|mut addrs| {
+                addrs
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+            })
+            .and_then(|addr: SocketAddr| TcpStream::connect(addr))
+            .and_then(|mut socket| {
+                cx.registry
+                    .register(
+                        &mut socket,
+                        cx.token(SOCKET),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map(|()| socket)
+            });
+        match attempt {
+            Ok(socket) => {
+                self.conn = Some(Connection {
+                    socket,
+                    connected: false,
+                    written: 0,
+                    last_read: cx.now,
+                });
+                cx.feed.set_state(InputState::Waiting);
+                cx.wake_at(cx.now + self.spec.timeout, STALL);
             }
-            None => (None, authority),
-        };
-        let (host, port) =
-            split_host_port(host_port).ok_or_else(|| format!("relay URL {url:?}: bad host or port"))?;
-        Ok(RelayUrl {
-            host: host.to_owned(),
-            port,
-            authority: host_port.to_owned(),
-            target,
-            credentials,
-        })
-    }
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port` (port 80 when absent).
-fn split_host_port(text: &str) -> Option<(&str, u16)> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        (host, after.strip_prefix(':').map_or(Ok(""), Ok::<&str, ()>).ok()?)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => (host, port),
-            Some(_) => return None,
-            None => (text, ""),
-        }
-    };
-    if text.starts_with('[') && !text.ends_with(']') && port.is_empty() {
-        return None;
-    }
-    let port = match port {
-        "" => 80,
-        port => port.parse().ok().filter(|&p| p > 0)?,
-    };
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._~:%".contains(&b);
-    (!host.is_empty() && host.bytes().all(valid)).then_some((host, port))
-}
-
-/// Why an upstream connection was given up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// The answer's status was not 200.
-    Status(u16),
-    /// The answer's head or body could not be read (the reason).
-    Framing(Cow<'static, str>),
-    /// The connection closed (the body's end, or before a whole head).
-    Closed,
-}
-
-impl fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UpstreamError::Status(code) => write!(f, "answered {code}"),
-            UpstreamError::Framing(why) => write!(f, "unreadable answer: {why}"),
-            UpstreamError::Closed => f.write_str("closed the connection"),
+            Err(e) => self.fail(&format!("cannot connect: {e}"), cx),
         }
     }
-}
 
-/// One relay's upstream protocol: a request to write, then a response to read, anew for
-/// each connection ([`Upstream::restart`]).
-#[derive(Debug)]
-pub struct Upstream {
-    request: Box<[u8]>,
-    max_frame: usize,
-    phase: Phase,
-}
-
-#[derive(Debug)]
-enum Phase {
-    /// The response head so far.
-    Head(Vec<u8>),
-    /// Boxed: a demuxer is large, a head buffer three words.
-    Body(Box<Demux>),
-}
-
-impl Upstream {
-    /// The protocol for `url`; `credentials` (`user:password`) from the spec win over the
-    /// URL's.
-    pub fn new(url: &RelayUrl, credentials: Option<&str>, max_frame: usize) -> Upstream {
-        let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mixreplace/{}\r\n\
-             Accept: multipart/x-mixed-replace, multipart/*;q=0.9, */*;q=0.1\r\nConnection: close\r\n",
-            url.target,
-            url.authority,
-            env!("CARGO_PKG_VERSION")
+    /// Ends the connection (if any) and, while frames are wanted, schedules the next
+    /// attempt.
+    fn fail(&mut self, why: &str, cx: &mut InputCx<'_>) {
+        self.close(cx);
+        if !self.wanted || self.stopping {
+            return;
+        }
+        let delay = self.backoff.failed();
+        warn!(
+            "{}: relay {}: {why}; next attempt in {:.0} s",
+            cx.feed.path(),
+            self.name(),
+            delay as f64 / 1e6
         );
-        if let Some(credentials) = credentials.or(url.credentials.as_deref()) {
-            let token = base64::engine::general_purpose::STANDARD.encode(credentials);
-            request.push_str(&format!("Authorization: Basic {token}\r\n"));
+        cx.feed.set_state(InputState::Restarting);
+        let at = cx.now + delay;
+        self.retry_at = Some(at);
+        cx.wake_at(at, RETRY);
+    }
+
+    fn close(&mut self, cx: &mut InputCx<'_>) {
+        if let Some(mut conn) = self.conn.take() {
+            // The descriptor closes on drop whatever this says.
+            let _ = cx.registry.deregister(&mut conn.socket);
         }
-        request.push_str("\r\n");
-        Upstream {
-            request: request.into_bytes().into_boxed_slice(),
-            max_frame,
-            phase: Phase::Head(Vec::new()),
+        self.upstream.restart();
+    }
+
+    /// The connect's outcome, once the socket is writable: `Ok(false)` still connecting.
+    fn check_connected(conn: &mut Connection) -> io::Result<bool> {
+        if conn.connected {
+            return Ok(true);
         }
-    }
-
-    /// The request to write on each new connection.
-    pub fn request(&self) -> &[u8] {
-        &self.request
-    }
-
-    /// A new connection: the next bytes are a response head.
-    pub fn restart(&mut self) {
-        self.phase = Phase::Head(Vec::new());
-    }
-
-    /// Whether the response head has been read (the upstream is streaming).
-    pub fn streaming(&self) -> bool {
-        matches!(self.phase, Phase::Body(_))
-    }
-
-    /// The body's counters, while streaming.
-    pub fn demux_stats(&self) -> Option<DemuxStats> {
-        match &self.phase {
-            Phase::Body(demux) => Some(demux.stats()),
-            Phase::Head(_) => None,
+        if let Some(e) = conn.socket.take_error()? {
+            return Err(e);
+        }
+        match conn.socket.peer_addr() {
+            Ok(_) => {
+                conn.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Reads bytes from the upstream; `on_frame` gets each complete frame. `Ok(())`: read
-    /// on. An error ends this connection (the body's end is [`UpstreamError::Closed`]).
-    pub fn on_data(&mut self, data: &[u8], on_frame: impl FnMut(&[u8])) -> Result<(), UpstreamError> {
-        let body = match &mut self.phase {
-            Phase::Body(demux) => return body_flow(demux, data, on_frame),
-            Phase::Head(head) => {
-                let keep = data.len().min(MAX_RESPONSE_HEAD + 1 - head.len());
-                head.extend_from_slice(&data[..keep]);
-                match parse_head(head, self.max_frame)? {
-                    None if head.len() > MAX_RESPONSE_HEAD => {
-                        return Err(UpstreamError::Framing("response head too large".into()));
-                    }
-                    None => return Ok(()),
-                    Some((used, demux)) => {
-                        // The body's first bytes: past the head in `head`, then the rest
-                        // of `data` that was not kept there.
-                        let mut rest = head[used..].to_vec();
-                        rest.extend_from_slice(&data[keep..]);
-                        self.phase = Phase::Body(Box::new(demux));
-                        rest
-                    }
+    /// Connected: writes what is left of the request, then reads what came.
+    fn drive(&mut self, cx: &mut InputCx<'_>) -> Result<(), String> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        if !Self::check_connected(conn).map_err(|e| format!("cannot connect: {e}"))? {
+            return Ok(());
+        }
+        let request = self.upstream.request();
+        while conn.written < request.len() {
+            match conn.socket.write(&request[conn.written..]) {
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("sending the request: {e}")),
+            }
+        }
+        let mut read = 0;
+        while read < READ_BUDGET {
+            let n = match conn.socket.read(cx.scratch) {
+                Ok(0) => {
+                    let feed = &mut *cx.feed;
+                    let now = cx.now;
+                    let why = self.upstream.on_eof(|frame| feed.offer(frame, now));
+                    return Err(why.to_string());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("reading: {e}")),
+            };
+            read += n;
+            conn.last_read = cx.now;
+            let was_streaming = self.upstream.streaming();
+            let (feed, now, mut frames) = (&mut *cx.feed, cx.now, 0);
+            let result = self.upstream.on_data(&cx.scratch[..n], |frame| {
+                frames += 1;
+                feed.offer(frame, now);
+            });
+            if frames > 0 {
+                self.backoff.frame();
+            }
+            if !was_streaming && self.upstream.streaming() {
+                let url = &self.spec.url;
+                info!("{}: relaying http://{}{}", feed.path(), url.authority, url.target);
+                feed.set_state(InputState::Running);
+            }
+            match result {
+                Ok(()) => {}
+                Err(UpstreamError::Closed) => return Err("ended the stream".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        cx.again(SOCKET);
+        Ok(())
+    }
+}
+
+impl Input for RelayInput {
+    fn start(&mut self, cx: &mut InputCx<'_>) -> io::Result<()> {
+        let max_frame = cx.feed.options().max_frame;
+        self.upstream = Upstream::new(&self.spec.url, self.spec.credentials.as_deref(), max_frame);
+        cx.feed.set_state(InputState::Waiting);
+        if self.wanted {
+            self.connect(cx);
+        }
+        Ok(())
+    }
+
+    fn on_ready(&mut self, _sub: usize, cx: &mut InputCx<'_>) {
+        if let Err(why) = self.drive(cx) {
+            self.fail(&why, cx);
+        }
+    }
+
+    fn on_timer(&mut self, tag: u32, cx: &mut InputCx<'_>) {
+        match tag {
+            RETRY if self.retry_at.is_some_and(|at| cx.now >= at) && self.conn.is_none() => {
+                cx.feed.count_restart();
+                self.connect(cx);
+            }
+            IDLE if self.idle_at.is_some_and(|at| cx.now >= at) => {
+                self.idle_at = None;
+                self.wanted = false;
+                self.retry_at = None;
+                if self.conn.is_some() {
+                    info!("{}: nobody watching; closing the relay", cx.feed.path());
+                }
+                self.close(cx);
+                self.backoff = Backoff::default();
+                cx.feed.retire();
+                cx.feed.set_state(InputState::Stopped);
+            }
+            STALL => {
+                let Some(conn) = &self.conn else { return };
+                let due = conn.last_read + self.spec.timeout;
+                if cx.now >= due {
+                    let secs = self.spec.timeout as f64 / 1e6;
+                    self.fail(&format!("nothing came for {secs} s"), cx);
+                } else {
+                    cx.wake_at(due, STALL);
                 }
             }
-        };
-        match &mut self.phase {
-            Phase::Body(demux) => body_flow(demux, &body, on_frame),
-            Phase::Head(_) => unreachable!("the head was just read"),
+            _ => {}
         }
     }
 
-    /// The upstream closed the connection: a close-delimited last frame comes out (a
-    /// part in progress is counted cut); always ends the connection.
-    pub fn on_eof(&mut self, on_frame: impl FnMut(&[u8])) -> UpstreamError {
-        if let Phase::Body(demux) = &mut self.phase {
-            demux.finish(on_frame);
+    fn on_demand(&mut self, demand: Demand, cx: &mut InputCx<'_>) {
+        if !self.spec.on_demand || self.stopping {
+            return;
         }
-        UpstreamError::Closed
-    }
-}
-
-/// Body bytes through the demuxer: its end, or the closing delimiter, ends the connection.
-fn body_flow(demux: &mut Demux, data: &[u8], on_frame: impl FnMut(&[u8])) -> Result<(), UpstreamError> {
-    match demux.push(data, on_frame) {
-        Ok(Flow::More) if demux.closed() => Err(UpstreamError::Closed),
-        Ok(Flow::More) => Ok(()),
-        Ok(Flow::Ended) => Err(UpstreamError::Closed),
-        Err(why) => Err(UpstreamError::Framing(why.into())),
-    }
-}
-
-/// A complete response head: its length and the body's demuxer. `Ok(None)`: read more.
-fn parse_head(head: &[u8], max_frame: usize) -> Result<Option<(usize, Demux)>, UpstreamError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let used = match response.parse(head) {
-        Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(UpstreamError::Framing(format!("response head: {e}").into())),
-    };
-    match response.code {
-        Some(200) => {}
-        code => return Err(UpstreamError::Status(code.unwrap_or(0))),
-    }
-    let find = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
-    let content_type = find("content-type");
-    if content_type.is_some_and(|value| !is_multipart(value)) {
-        let shown = String::from_utf8_lossy(content_type.unwrap_or_default()).into_owned();
-        return Err(UpstreamError::Framing(
-            format!("Content-Type {shown:?} is not multipart").into(),
-        ));
-    }
-    let transfer = Transfer::of(find("content-length"), find("transfer-encoding"))
-        .map_err(|why| UpstreamError::Framing(why.into()))?;
-    let demux =
-        Demux::new(content_type, transfer, max_frame).map_err(|why| UpstreamError::Framing(why.into()))?;
-    Ok(Some((used, demux)))
-}
-
-fn is_multipart(content_type: &[u8]) -> bool {
-    let (essence, _) = wire::media_type(content_type);
-    essence.len() > 10 && essence[..10].eq_ignore_ascii_case(b"multipart/")
-}
-
-/// Reconnect delays: 1 s, doubling to 30 s; back to 1 s once a connection has streamed
-/// frames for a minute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    next: Micros,
-    /// When the current connection's first frame came, if it did.
-    good_since: Option<Micros>,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: Backoff::FIRST,
-            good_since: None,
-        }
-    }
-}
-
-impl Backoff {
-    pub const FIRST: Micros = 1_000_000;
-    pub const MAX: Micros = 30_000_000;
-    /// How long a connection must stream for the delay to start over.
-    pub const GOOD: Micros = 60_000_000;
-
-    /// A frame came at `now`.
-    pub fn frame(&mut self, now: Micros) {
-        let since = *self.good_since.get_or_insert(now);
-        if now.saturating_sub(since) >= Backoff::GOOD {
-            self.next = Backoff::FIRST;
-        }
-    }
-
-    /// The connection failed: how long to wait before the next attempt.
-    pub fn failed(&mut self) -> Micros {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Backoff::MAX);
-        self.good_since = None;
-        delay
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ms;
-
-    #[test]
-    fn urls() {
-        let url = RelayUrl::parse("http://admin:p%40ss@cam.local:8080/stream?x=1").unwrap();
-        assert_eq!(url.host, "cam.local");
-        assert_eq!(url.port, 8080);
-        assert_eq!(url.authority, "cam.local:8080");
-        assert_eq!(url.target, "/stream?x=1");
-        assert_eq!(url.credentials.as_deref(), Some("admin:p@ss"));
-        let url = RelayUrl::parse("http://[::1]:81").unwrap();
-        assert_eq!(
-            (url.host.as_str(), url.port, url.target.as_str()),
-            ("::1", 81, "/")
-        );
-        let url = RelayUrl::parse("http://192.168.4.1?action=stream").unwrap();
-        assert_eq!((url.port, url.target.as_str()), (80, "/?action=stream"));
-        for bad in [
-            "https://cam/",
-            "http://",
-            "http://cam:0/",
-            "http://cam:99999/",
-            "http://cam:x/",
-            "http://[::1/",
-            "http://cam/a b",
-            "http://a:b:c/",
-        ] {
-            assert!(RelayUrl::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_request() {
-        let url = RelayUrl::parse("http://u:p@cam:8080/s").unwrap();
-        let request = String::from_utf8(Upstream::new(&url, None, 100).request().to_vec()).unwrap();
-        assert!(
-            request.starts_with("GET /s HTTP/1.1\r\nHost: cam:8080\r\n"),
-            "{request}"
-        );
-        assert!(request.contains("\r\nAuthorization: Basic dTpw\r\n"), "{request}");
-        assert!(request.ends_with("\r\n\r\n"));
-        let given = Upstream::new(&url, Some("a:b"), 100);
-        assert!(String::from_utf8_lossy(given.request()).contains("Basic YTpi"));
-    }
-
-    fn frames_of(upstream: &mut Upstream, pieces: &[&[u8]]) -> (Vec<Vec<u8>>, Result<(), UpstreamError>) {
-        let mut frames = Vec::new();
-        for piece in pieces {
-            let result = upstream.on_data(piece, |f: &[u8]| frames.push(f.to_vec()));
-            if result.is_err() {
-                return (frames, result);
+        if demand.wanted() {
+            self.idle_at = None;
+            self.wanted = true;
+            if self.conn.is_none() && self.retry_at.is_none() {
+                self.connect(cx);
             }
+        } else if self.wanted && self.idle_at.is_none() {
+            let at = cx.now + self.spec.idle;
+            self.idle_at = Some(at);
+            cx.wake_at(at, IDLE);
         }
-        (frames, Ok(()))
     }
 
-    #[test]
-    fn answers() {
-        let url = RelayUrl::parse("http://cam/").unwrap();
-        let mut upstream = Upstream::new(&url, None, 100);
-        let ok = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n";
-        for split in 1..ok.len() {
-            upstream.restart();
-            let (frames, result) = frames_of(&mut upstream, &[&ok[..split], &ok[split..]]);
-            assert_eq!((frames, result), (vec![b"one".to_vec()], Ok(())), "{split}");
-            assert!(upstream.streaming());
-        }
-        upstream.restart();
-        let (_, result) = frames_of(&mut upstream, &[b"HTTP/1.1 401 Unauthorized\r\n\r\n"]);
-        assert_eq!(result, Err(UpstreamError::Status(401)));
-        upstream.restart();
-        let (_, result) = frames_of(
-            &mut upstream,
-            &[b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"],
-        );
-        assert!(matches!(result, Err(UpstreamError::Framing(_))), "{result:?}");
-        upstream.restart();
-        let (_, result) = frames_of(&mut upstream, &[&[b'x'; MAX_RESPONSE_HEAD + 10]]);
-        assert!(matches!(result, Err(UpstreamError::Framing(_))), "{result:?}");
-        // The closing delimiter ends the connection; so does a close.
-        upstream.restart();
-        let (_, result) = frames_of(&mut upstream, &[ok, b"--b--\r\n"]);
-        assert_eq!(result, Err(UpstreamError::Closed));
-        assert_eq!(upstream.on_eof(|_: &[u8]| {}), UpstreamError::Closed);
+    fn on_stop(&mut self, cx: &mut InputCx<'_>) {
+        self.stopping = true;
+        self.retry_at = None;
+        self.close(cx);
     }
 
-    #[test]
-    fn backoff_doubles_to_30_s_and_starts_over_after_a_good_minute() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<Micros> = (0..7).map(|_| backoff.failed() / 1_000_000).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        backoff.frame(ms(1_000));
-        backoff.frame(ms(30_000));
-        assert_eq!(backoff.failed(), ms(30_000));
-        backoff.frame(ms(100_000));
-        backoff.frame(ms(160_000));
-        assert_eq!(backoff.failed(), ms(1_000));
+    fn shutdown(&mut self) {
+        self.stopping = true;
+        self.conn = None;
     }
 }
