@@ -700,3 +700,48 @@ mod tests {
         assert!(load_images(&dir, 100).unwrap_err().starts_with("dir:"));
     }
 }
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    fn relay(text: &str) -> Result<(RelaySpec, LiveOptions), String> {
+        match StreamSpec::parse(text)? {
+            StreamSpec::Live(InputSpec {
+                source: Source::Relay(spec),
+                options,
+            }) => Ok((*spec, options)),
+            other => panic!("not a relay: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn relay_specs() {
+        // The URL runs to the first comma: its query keeps `=` and `&`.
+        let (spec, options) =
+            relay("relay:http://192.168.4.1:81/stream?action=stream&x=1,on_demand=1,idle=2.5,fps=5").unwrap();
+        assert_eq!(spec.url.target, "/stream?action=stream&x=1");
+        assert_eq!(
+            (spec.on_demand, spec.idle, spec.timeout),
+            (true, 2_500_000, 10_000_000)
+        );
+        assert_eq!(options.fps, Some(5.0));
+        let (spec, _) = relay("relay:http://u:p@cam/,user=admin,password=x").unwrap();
+        assert_eq!(spec.credentials.as_deref(), Some("admin:x"));
+        assert_eq!(spec.url.credentials.as_deref(), Some("u:p"));
+        for (bad, says) in [
+            ("relay", "relay: expected relay:http://"),
+            ("relay:https://cam/", "only http:// is supported"),
+            ("relay:http://cam/,password=x", "password= needs user="),
+            ("relay:http://cam/,timeout=0", "timeout must be seconds"),
+            (
+                "relay:http://cam/,on_demand=maybe",
+                "on_demand must be true or false",
+            ),
+            ("relay:http://cam/,size=1", "unknown option 'size'"),
+        ] {
+            let error = StreamSpec::parse(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}

@@ -62,6 +62,8 @@ pub struct RelayInput {
     retry_at: Option<Micros>,
     /// With `on_demand`, nobody watching: when the connection goes.
     idle_at: Option<Micros>,
+    /// Oversize parts of this connection already counted in the feed.
+    oversize_counted: u64,
     stopping: bool,
 }
 
@@ -88,6 +90,7 @@ impl RelayInput {
             conn: None,
             retry_at: None,
             idle_at: None,
+            oversize_counted: 0,
             stopping: false,
         }
     }
@@ -100,6 +103,7 @@ impl RelayInput {
     /// way of every failure: logged, retried after the backoff.
     fn connect(&mut self, cx: &mut InputCx<'_>) {
         self.retry_at = None;
+        self.oversize_counted = 0;
         self.upstream.restart();
         let url = &self.spec.url;
         let attempt = (url.host.as_str(), url.port)
@@ -221,6 +225,12 @@ impl RelayInput {
             });
             if frames > 0 {
                 self.backoff.frame();
+            }
+            // The demuxer drops oversize parts before they are whole (bounded memory).
+            let oversize = self.upstream.demux_stats().map_or(0, |s| s.oversize);
+            if oversize > self.oversize_counted {
+                feed.count_oversize(oversize - self.oversize_counted);
+                self.oversize_counted = oversize;
             }
             if !was_streaming && self.upstream.streaming() {
                 let url = &self.spec.url;
