@@ -103,24 +103,9 @@ fn chunk(bytes: &[u8]) -> Vec<u8> {
 fn canned_upstream(quirk: Quirk, frames: Vec<Vec<u8>>) -> (SocketAddr, JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a canned upstream");
     let addr = listener.local_addr().expect("its address");
+    listener.set_nonblocking(true).expect("non-blocking listener");
     let handle = thread::spawn(move || {
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let started = Instant::now();
-        let mut socket = loop {
-            match listener.accept() {
-                Ok((socket, _)) => break socket,
-                Err(_) if started.elapsed() < IO_TIMEOUT * 3 => thread::sleep(Duration::from_millis(10)),
-                Err(e) => panic!("no relay connection: {e}"),
-            }
-        };
-        socket.set_nonblocking(false).expect("blocking socket");
-        socket.set_read_timeout(Some(IO_TIMEOUT)).expect("a read timeout");
-        let mut request = Vec::new();
-        let mut byte = [0; 1];
-        while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
-            socket.read_exact(&mut byte).expect("the relay's request");
-            request.push(byte[0]);
-        }
+        let (mut socket, request) = accept_relay(&listener);
         let (head, parts, tail) = canned(quirk, &frames);
         let chunked = matches!(quirk, Quirk::Chunked);
         let body = |bytes: &[u8]| if chunked { chunk(bytes) } else { bytes.to_vec() };
@@ -132,7 +117,7 @@ fn canned_upstream(quirk: Quirk, frames: Vec<Vec<u8>>) -> (SocketAddr, JoinHandl
         socket.write_all(&body(&tail)).expect("write the tail");
         // Hold the connection until the relay goes (a read of 0 or an error).
         let _ = socket.read(&mut [0; 64]);
-        String::from_utf8_lossy(&request).into_owned()
+        request
     });
     (addr, handle)
 }
@@ -248,4 +233,62 @@ fn a_relay_chain_gives_500_viewers_the_origins_frames_and_survives_an_origin_res
     let text = String::from_utf8_lossy(&edge_stats.body);
     assert!(text.contains("\"kind\":\"relay\""), "{text}");
     assert!(edge.log().contains("next attempt in"), "{}", edge.log());
+}
+
+/// Accepts a relay's connection on the non-blocking `listener` (a bounded wait); returns
+/// it and the request head it read.
+fn accept_relay(listener: &TcpListener) -> (TcpStream, String) {
+    let started = Instant::now();
+    let mut socket = loop {
+        match listener.accept() {
+            Ok((socket, _)) => break socket,
+            Err(_) if started.elapsed() < IO_TIMEOUT * 3 => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("no relay connection: {e}"),
+        }
+    };
+    socket.set_nonblocking(false).expect("blocking socket");
+    socket.set_read_timeout(Some(IO_TIMEOUT)).expect("a read timeout");
+    let mut request = Vec::new();
+    let mut byte = [0; 1];
+    while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
+        socket.read_exact(&mut byte).expect("the relay's request");
+        request.push(byte[0]);
+    }
+    (socket, String::from_utf8_lossy(&request).into_owned())
+}
+
+#[test]
+fn a_stalled_upstream_is_dropped_after_the_timeout_and_reconnected() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an upstream");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let upstream = listener.local_addr().expect("its address");
+    let spec = format!("/edge=relay:http://{upstream}/,timeout=1,refresh=0");
+    let server = Server::start(&["--stream", &spec]);
+    let mut viewer = open(server.addr(), "/edge");
+    server.wait_viewers("/edge", 1);
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n";
+    let part = |id: u32| {
+        let body = frame(id, 2000);
+        [
+            format!("--b\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes(),
+            body,
+            b"\r\n".to_vec(),
+        ]
+        .concat()
+    };
+    // The first connection: one frame, then silence, the socket held open.
+    let (mut first, _) = accept_relay(&listener);
+    first
+        .write_all(&[head.as_bytes(), &part(1)].concat())
+        .expect("write");
+    assert_eq!(frame_id(&next_part(&mut viewer).body), 1);
+    // After the 1 s timeout the relay hangs up (our read sees its FIN) and comes back.
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).expect("the relay's close");
+    let (mut second, _) = accept_relay(&listener);
+    second
+        .write_all(&[head.as_bytes(), &part(2)].concat())
+        .expect("write");
+    assert_eq!(frame_id(&next_part(&mut viewer).body), 2, "the viewer stayed");
+    assert!(server.log().contains("nothing came for 1 s"), "{}", server.log());
 }

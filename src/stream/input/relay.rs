@@ -64,6 +64,8 @@ pub struct RelayInput {
     idle_at: Option<Micros>,
     /// Oversize parts of this connection already counted in the feed.
     oversize_counted: u64,
+    /// The one stall timer outstanding, if any: one at a time, whatever the reconnects.
+    stall_at: Option<Micros>,
     stopping: bool,
 }
 
@@ -91,6 +93,7 @@ impl RelayInput {
             retry_at: None,
             idle_at: None,
             oversize_counted: 0,
+            stall_at: None,
             stopping: false,
         }
     }
@@ -132,9 +135,18 @@ impl RelayInput {
                     last_read: cx.now,
                 });
                 cx.feed.set_state(InputState::Waiting);
-                cx.wake_at(cx.now + self.spec.timeout, STALL);
+                self.arm_stall(cx.now + self.spec.timeout, cx);
             }
             Err(e) => self.fail(&format!("cannot connect: {e}"), cx),
+        }
+    }
+
+    /// Sets the stall timer for `at` unless one is outstanding (it comes no later, and
+    /// re-arms from the connection's last read when it fires).
+    fn arm_stall(&mut self, at: Micros, cx: &mut InputCx<'_>) {
+        if self.stall_at.is_none() {
+            self.stall_at = Some(at);
+            cx.wake_at(at, STALL);
         }
     }
 
@@ -283,14 +295,15 @@ impl Input for RelayInput {
                 cx.feed.retire();
                 cx.feed.set_state(InputState::Stopped);
             }
-            STALL => {
+            STALL if self.stall_at.is_some_and(|at| cx.now >= at) => {
+                self.stall_at = None;
                 let Some(conn) = &self.conn else { return };
                 let due = conn.last_read + self.spec.timeout;
                 if cx.now >= due {
                     let secs = self.spec.timeout as f64 / 1e6;
                     self.fail(&format!("nothing came for {secs} s"), cx);
                 } else {
-                    cx.wake_at(due, STALL);
+                    self.arm_stall(due, cx);
                 }
             }
             _ => {}
