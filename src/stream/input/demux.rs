@@ -464,7 +464,9 @@ impl Parts {
     /// `Some(bytes used)` when the state moved on (possibly using none), `None` when more
     /// bytes are needed: the same convention for every state below.
     fn start(&mut self, rest: &[u8]) -> Result<Option<usize>, &'static str> {
-        let Some((line, used)) = line(rest) else {
+        // A line past the cap is no delimiter nor header, complete or not (the same answer
+        // whatever the chunking).
+        let Some((line, used)) = line(rest).filter(|&(_, used)| used <= MAX_PART_HEAD) else {
             if rest.len() <= MAX_PART_HEAD {
                 return Ok(None);
             }
@@ -474,8 +476,10 @@ impl Parts {
         if line.is_empty() {
             return Ok(Some(used));
         }
-        if let Some(text) = line.strip_prefix(b"--") {
-            let boundary_len = self.first_delimiter(text)?;
+        if let Some(boundary_len) = line
+            .strip_prefix(b"--")
+            .and_then(|text| self.first_delimiter(text))
+        {
             self.state = State::AfterDelimiter;
             return Ok(Some(2 + boundary_len));
         }
@@ -492,18 +496,19 @@ impl Parts {
     }
 
     /// The body's first delimiter line (after its `--`) settles the boundary; returns its
-    /// length.
-    fn first_delimiter(&mut self, text: &[u8]) -> Result<usize, &'static str> {
+    /// length, or `None` if the line holds no usable boundary (then it is no delimiter).
+    fn first_delimiter(&mut self, text: &[u8]) -> Option<usize> {
         let text = trim_end(text);
-        let boundary = match self.given.take() {
-            Some(given) if text.starts_with(&given) => given,
+        let boundary = match &self.given {
+            Some(given) if text.starts_with(given) => given.clone(),
             Some(given) if given.starts_with(b"--") && text.starts_with(&given[2..]) => given[2..].to_vec(),
             // None given, or the body disagrees with the header: the body is what counts.
             _ => text.strip_suffix(b"--").unwrap_or(text).to_vec(),
         };
-        check_boundary(&boundary)?;
+        check_boundary(&boundary).ok()?;
+        self.given = None;
         self.set_boundary(&boundary);
-        Ok(boundary.len())
+        Some(boundary.len())
     }
 
     fn preamble(&mut self, rest: &[u8]) -> Result<Option<usize>, &'static str> {
@@ -517,14 +522,20 @@ impl Parts {
             }));
         }
         // No boundary yet: the first line that starts with `--` gives it.
+        // A candidate line spans at most this much from its LF on: a longer one, complete
+        // or not, is passed over (the same answer whatever the chunking).
+        const SPAN: usize = MAX_BOUNDARY + 8;
         let used = match memchr::memmem::find(rest, b"\n--") {
             Some(at) => match line(&rest[at + 3..]) {
-                Some((text, _)) => {
-                    let boundary_len = self.first_delimiter(text)?;
-                    self.state = State::AfterDelimiter;
-                    at + 3 + boundary_len
-                }
-                None if rest.len() - at > MAX_BOUNDARY + 8 => at + 1,
+                Some((text, used)) if 3 + used <= SPAN => match self.first_delimiter(text) {
+                    Some(boundary_len) => {
+                        self.state = State::AfterDelimiter;
+                        at + 3 + boundary_len
+                    }
+                    None => at + 1,
+                },
+                Some(_) => at + 1,
+                None if rest.len() - at > SPAN => at + 1,
                 None if at == 0 => return Ok(None),
                 None => at,
             },
@@ -977,6 +988,24 @@ mod tests {
         assert_eq!((got, stats.cut, flow), (frames(&["first"]), 1, Ok(Flow::Ended)));
         let (_, stats, _) = read(CT, Transfer::Length(1000), 100, body, 7);
         assert_eq!(stats.cut, 1);
+    }
+
+    /// Found by the fuzzer: with no boundary given, a `--` line too long to be a
+    /// delimiter was an error when it came whole and passed over when it came in pieces.
+    #[test]
+    fn an_over_long_dashed_line_is_passed_over_however_it_comes() {
+        let mut body = b"junk\r\n--".to_vec();
+        body.extend_from_slice(&[b'f'; 300]);
+        body.extend_from_slice(b"\r\n--frame\r\n\r\none\r\n--frame--");
+        let (got, _, flow) = read_any_split(None, Transfer::Close, 100, &body);
+        assert_eq!((got, flow), (frames(&["one"]), Ok(Flow::Ended)));
+        let mut first = b"--".to_vec();
+        first.extend_from_slice(&[b'f'; MAX_PART_HEAD + 10]);
+        first.extend_from_slice(b"\r\n--frame\r\n\r\none\r\n--frame--");
+        let (got, _, _) = read(None, Transfer::Close, 100, &first, first.len());
+        assert_eq!(got, frames(&["one"]));
+        let (got, _, _) = read(None, Transfer::Close, 100, &first, 1000);
+        assert_eq!(got, frames(&["one"]));
     }
 
     #[test]
