@@ -4,8 +4,8 @@
 //! `cargo bench --bench scale` runs everything (several minutes) and writes the tables to
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
-//! `MIXREPLACE_BENCH_ONLY=fairness` or `=testcard` runs that section alone (see
-//! `fairness.rs`, `testcard.rs`) and writes nothing.
+//! `MIXREPLACE_BENCH_ONLY=fairness`, `=testcard` or `=relay` runs that section alone (see
+//! `fairness.rs`, `testcard.rs`, `relay.rs`) and writes nothing.
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -48,6 +48,7 @@ mod demo;
 mod fairness;
 mod floors;
 mod machine;
+mod relay;
 mod servers;
 mod table;
 mod targets;
@@ -63,6 +64,7 @@ use crate::demo::{demo_configs, demo_table, run_demo};
 use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
+use crate::relay::{relay_table, run_relay};
 use crate::servers::{contenders, mixreplace};
 use crate::table::{fmt_num, median, spread_cell};
 use crate::targets::{fairness_targets, targets};
@@ -104,6 +106,11 @@ fn main() {
         report.section("Fairness");
         report.text(&fairness_table(&fairness));
         report.text(&fairness_targets(&fairness, &settings));
+        return;
+    }
+    if settings.only_relay {
+        report.section("Relay tier against direct serving");
+        report.text(&relay_table(&run_relay(&mixreplace(), &settings)));
         return;
     }
     if settings.only_testcard {
@@ -202,6 +209,9 @@ struct Settings {
     only_fairness: bool,
     /// `MIXREPLACE_BENCH_ONLY=testcard`: testcard against synthetic alone, written nowhere.
     only_testcard: bool,
+    /// `MIXREPLACE_BENCH_ONLY=relay`: a relay tier against direct serving alone, written
+    /// nowhere.
+    only_relay: bool,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -216,6 +226,7 @@ impl Settings {
             quick,
             only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
             only_testcard: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "testcard"),
+            only_relay: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "relay"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),
