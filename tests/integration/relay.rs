@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::support::http::reset;
 use crate::support::media::{frame, frame_id};
 use crate::support::multipart::{Item, Part, PartReader, open};
 use crate::support::server::Server;
@@ -291,4 +292,45 @@ fn a_stalled_upstream_is_dropped_after_the_timeout_and_reconnected() {
         .expect("write");
     assert_eq!(frame_id(&next_part(&mut viewer).body), 2, "the viewer stayed");
     assert!(server.log().contains("nothing came for 1 s"), "{}", server.log());
+}
+
+#[test]
+fn on_demand_connects_at_the_first_viewer_and_hangs_up_idle_seconds_after_the_last() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an upstream");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let upstream = listener.local_addr().expect("its address");
+    let spec = format!("/edge=relay:http://{upstream}/,on_demand=1,idle=1,refresh=0");
+    let server = Server::start(&["--stream", &spec]);
+    // Nobody watches: no connection.
+    thread::sleep(Duration::from_millis(500));
+    assert!(listener.accept().is_err(), "connected with no viewer");
+    let mut viewer = open(server.addr(), "/edge");
+    let (mut socket, _) = accept_relay(&listener);
+    let body = frame(1, 2000);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket
+        .write_all(&[answer.as_bytes(), &body, b"\r\n"].concat())
+        .expect("write");
+    assert_eq!(frame_id(&next_part(&mut viewer).body), 1);
+    // The viewer leaves (a reset: a FIN alone could be a half-close, and with no frame to
+    // write the server would keep it up to the send timeout); the relay hangs up `idle`
+    // (1 s) later, the server still running.
+    reset(viewer.into_inner());
+    let left = Instant::now();
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).expect("the relay's close");
+    assert!(
+        left.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}",
+        left.elapsed()
+    );
+    assert!(
+        server.log().contains("nobody watching; closing the relay"),
+        "{}",
+        server.log()
+    );
+    assert!(listener.accept().is_err(), "reconnected with no viewer");
 }
