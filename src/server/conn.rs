@@ -69,7 +69,7 @@ use mio::net::TcpStream;
 
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::date::DateLine;
-use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::http::{self, BodyHeaders, MAX_HEAD, Method, Status, Version};
 use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::respond::{self, Reply, StreamOptions};
@@ -79,8 +79,10 @@ use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
+use crate::stream::input::demux::{Demux, Flow, Transfer};
+use crate::stream::input::push::PushPort;
 use crate::stream::multipart::{Part, Stamp};
-use crate::stream::{Cursor, FrameWaiter, Next, Stream, Viewer};
+use crate::stream::{Cursor, FrameWaiter, Live, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
@@ -235,6 +237,59 @@ enum State {
     Finishing,
     /// Our side is shut; discarding input until the client closes or time runs out.
     Lingering,
+    /// Reading a publisher's body into its `push` stream; then `204`.
+    Publishing(Box<Publishing>),
+}
+
+/// A publisher's body on its way into a `push` stream (see `stream::input::push`): the
+/// demuxer holds at most one frame (`max_frame`), and complete frames go to the stream's
+/// port at once. Dropping it, whatever way the connection ends, frees the port.
+#[derive(Debug)]
+struct Publishing {
+    stream: Rc<Stream>,
+    demux: Demux,
+    /// The connection that claimed the port.
+    claim: (usize, u32),
+    version: Version,
+    /// Body bytes still to come, with a `Content-Length`: reads stop there, so the next
+    /// request stays in the socket and the connection may persist. `None`: chunked or
+    /// delimited by the close, read to its end (and the connection closes after).
+    remaining: Option<u64>,
+    /// The client may keep the connection after the body.
+    persistent: bool,
+    /// When a body byte last came: a publisher silent for the send timeout is let go.
+    last_read: Micros,
+    /// Oversize parts of the demuxer already counted at the port.
+    oversize: u64,
+}
+
+impl Publishing {
+    fn port(&self) -> Option<&PushPort> {
+        self.stream.as_live()?.push_port()
+    }
+
+    /// Body bytes in: frames to the port. `Ended`: the body is over.
+    fn take(&mut self, bytes: &[u8], now: Micros) -> Result<Flow, &'static str> {
+        self.last_read = now;
+        if let Some(remaining) = &mut self.remaining {
+            *remaining -= bytes.len() as u64;
+        }
+        let Some(port) = self.stream.as_live().and_then(Live::push_port) else {
+            return Err("not a push stream");
+        };
+        let flow = self.demux.push(bytes, |frame| port.put(frame))?;
+        let oversize = self.demux.stats().oversize;
+        port.count_oversize(oversize - std::mem::replace(&mut self.oversize, oversize));
+        Ok(flow)
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        if let Some(port) = self.port() {
+            port.release(self.claim.0, self.claim.1);
+        }
+    }
 }
 
 /// What [`Conn::queue_next`] left in the outbox.
@@ -376,6 +431,7 @@ impl<S: Socket> Conn<S> {
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head => self.read_head(read_closed, cx),
+            State::Publishing(_) => self.read_body(read_closed, cx),
             // The next request waits in the socket until the answer is out.
             State::Answering => {
                 self.unread = Some(read_closed || self.unread.unwrap_or(false));
@@ -410,6 +466,15 @@ impl<S: Socket> Conn<S> {
                 )
             }
             State::Lingering => Outcome::Close(Reason::Finished),
+            State::Publishing(ref publishing) => {
+                let due = publishing.last_read + cx.limits.send_timeout;
+                if cx.now >= due {
+                    debug!("#{} publisher silent for the send timeout", cx.key);
+                    return Outcome::Close(Reason::SendTimeout);
+                }
+                self.arm(cx, due);
+                Outcome::Continue
+            }
             State::AwaitFrame {
                 version, head_only, ..
             } => {
@@ -433,7 +498,7 @@ impl<S: Socket> Conn<S> {
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
-            State::Head => Outcome::Close(Reason::Stopped),
+            State::Head | State::Publishing(_) => Outcome::Close(Reason::Stopped),
             // The answer goes out whole, then the connection closes (its head may have
             // said keep-alive: a server may close after any answer).
             State::Answering => {
@@ -544,19 +609,28 @@ impl<S: Socket> Conn<S> {
             Ok(None) => None,
             Ok(Some(request)) => {
                 let reply = respond::respond(&request, cx.routes, cx.access);
+                // A publisher's body is read by its head's headers: taken now, while
+                // the head is at hand.
+                let body = match &reply {
+                    Reply::Publish(stream) => Some(BodySpec::of(request.body, stream)),
+                    _ => None,
+                };
                 self.served += 1;
                 self.keep_alive =
                     request.persistent && self.served < cx.limits.keepalive_requests && !*cx.stop_requested;
                 let head_only = request.method == Method::Head;
-                Some(Ok((reply, request.version, head_only, request.len)))
+                Some(Ok((reply, request.version, head_only, request.len, body)))
             }
             Err(status) => Some(Err(status)),
         };
         self.input = input;
         let outcome = match parsed? {
-            Ok((reply, version, head_only, len)) => {
+            Ok((reply, version, head_only, len, body)) => {
                 self.input.drain(..len);
-                self.reply(reply, version, head_only, cx)
+                match (reply, body) {
+                    (Reply::Publish(stream), Some(body)) => self.start_publishing(stream, body, version, cx),
+                    (reply, _) => self.reply(reply, version, head_only, cx),
+                }
             }
             Err(status) => {
                 self.keep_alive = false;
@@ -601,6 +675,12 @@ impl<S: Socket> Conn<S> {
             }
             Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
             Reply::AwaitFrame(stream) => self.await_frame(stream, version, head_only, cx),
+            // Only `serve_buffered`, which has the head's body headers, starts a
+            // publisher: without them there is no body to read.
+            Reply::Publish(_) => {
+                self.keep_alive = false;
+                self.answer(Status::BadRequest, version, head_only, cx.access.headers(), cx)
+            }
             Reply::Quit => {
                 *cx.stop_requested = true;
                 self.keep_alive = false;
@@ -836,7 +916,9 @@ impl<S: Socket> Conn<S> {
                 }
                 State::Finishing => return self.linger(cx),
                 State::Answering => return self.await_next_request(cx),
-                State::Head | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
+                State::Head | State::AwaitFrame { .. } | State::Lingering | State::Publishing(_) => {
+                    return Outcome::Continue;
+                }
             }
         }
     }
@@ -932,6 +1014,148 @@ impl<S: Socket> Conn<S> {
     }
 
     /// Everything is sent: shut our side and read until the client closes.
+    /// A publisher's request, allowed: claims the stream's port (`409` if another
+    /// publisher has it), then reads the body.
+    fn start_publishing(
+        &mut self,
+        stream: Rc<Stream>,
+        body: Result<BodySpec, &'static str>,
+        version: Version,
+        cx: &mut Cx<'_>,
+    ) -> Outcome {
+        let claimed = stream
+            .as_live()
+            .and_then(Live::push_port)
+            .is_some_and(|port| port.claim(cx.key, self.serial));
+        let body = match body {
+            _ if !claimed => Err(Status::Conflict),
+            Ok(body) => Ok(body),
+            Err(why) => {
+                debug!("#{} publisher's body unreadable: {why}", cx.key);
+                Err(Status::BadRequest)
+            }
+        };
+        let publishing = match body {
+            Ok(body) => Publishing {
+                stream,
+                demux: body.demux,
+                claim: (cx.key, self.serial),
+                version,
+                remaining: body.remaining,
+                persistent: body.persistent,
+                last_read: cx.now,
+                oversize: 0,
+            },
+            Err(status) => {
+                // Its port stays as it was (a refused body is never read).
+                if claimed {
+                    if let Some(port) = stream.as_live().and_then(Live::push_port) {
+                        port.release(cx.key, self.serial);
+                    }
+                }
+                self.keep_alive = false;
+                return self.answer(status, version, false, cx.access.headers(), cx);
+            }
+        };
+        debug!("#{} publishes", cx.key);
+        self.state = State::Publishing(Box::new(publishing));
+        self.arm(cx, cx.now + cx.limits.send_timeout);
+        // The body's first bytes may have come with the head.
+        let input = std::mem::take(&mut self.input);
+        let State::Publishing(publishing) = &mut self.state else {
+            return Outcome::Continue;
+        };
+        let take = publishing
+            .remaining
+            .map_or(input.len(), |r| r.min(input.len() as u64) as usize);
+        let flow = publishing.take(&input[..take], cx.now);
+        self.input = input;
+        self.input.drain(..take);
+        match flow {
+            Ok(Flow::More) => {
+                let read_closed = self.unread.take().unwrap_or(false);
+                self.read_body(read_closed, cx)
+            }
+            Ok(Flow::Ended) => self.end_publishing(cx),
+            Err(why) => self.refuse_body(why, cx),
+        }
+    }
+
+    /// Reads a publisher's body, at most [`READS_PER_WAKE`] reads a turn and never past
+    /// its `Content-Length`.
+    fn read_body(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
+        for _ in 0..READS_PER_WAKE {
+            let State::Publishing(publishing) = &mut self.state else {
+                return Outcome::Continue;
+            };
+            let room = publishing
+                .remaining
+                .map_or(cx.scratch.len(), |r| r.min(cx.scratch.len() as u64) as usize);
+            let n = match self.socket.read(&mut cx.scratch[..room]) {
+                Ok(0) => return self.on_eof_in_body(cx),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Outcome::Close(classify(&e)),
+            };
+            match publishing.take(&cx.scratch[..n], cx.now) {
+                Ok(Flow::More) => {}
+                Ok(Flow::Ended) => return self.end_publishing(cx),
+                Err(why) => return self.refuse_body(why, cx),
+            }
+            if n < room && !read_closed {
+                return Outcome::Continue;
+            }
+        }
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
+        Outcome::Continue
+    }
+
+    /// The publisher's EOF: the end of a body delimited by the close (answered, though
+    /// the client may be gone), else a body cut short.
+    fn on_eof_in_body(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        self.client_eof = true;
+        let State::Publishing(publishing) = &mut self.state else {
+            return Outcome::Continue;
+        };
+        let Publishing { stream, demux, .. } = &mut **publishing;
+        if let Some(port) = stream.as_live().and_then(Live::push_port) {
+            demux.finish(|frame| port.put(frame));
+        }
+        match demux.stats().cut {
+            0 => self.end_publishing(cx),
+            _ => Outcome::Close(Reason::ClientGone),
+        }
+    }
+
+    /// The body is in: the port is freed and the publisher gets `204` (and may send
+    /// its next request, after a `Content-Length` body).
+    fn end_publishing(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let State::Publishing(publishing) = std::mem::replace(&mut self.state, State::Head) else {
+            return Outcome::Continue;
+        };
+        self.keep_alive = publishing.persistent
+            && publishing.remaining.is_some()
+            && self.served < cx.limits.keepalive_requests
+            && !*cx.stop_requested
+            && !self.client_eof;
+        let version = publishing.version;
+        drop(publishing);
+        self.answer(Status::NoContent, version, false, cx.access.headers(), cx)
+    }
+
+    /// A body the demuxer cannot read (a broken chunked coding, no boundary): `400`.
+    fn refuse_body(&mut self, why: &str, cx: &mut Cx<'_>) -> Outcome {
+        debug!("#{} publisher's body refused: {why}", cx.key);
+        let version = match std::mem::replace(&mut self.state, State::Head) {
+            State::Publishing(publishing) => publishing.version,
+            _ => Version::Http11,
+        };
+        self.keep_alive = false;
+        self.answer(Status::BadRequest, version, false, cx.access.headers(), cx)
+    }
+
     fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
         // A chunked body's last chunk goes out first.
         if let Some(sabotage) = self.sabotage.as_deref_mut() {
@@ -986,6 +1210,8 @@ impl<S: Socket> Conn<S> {
             // only half-closed still reads it.
             State::Finishing | State::Answering | State::AwaitFrame { .. } => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
+            // `read_body` sees its own EOF.
+            State::Publishing(_) => Outcome::Close(Reason::ClientGone),
             // Served on (see the module header). While a part goes out the send timeout
             // runs already; while the stream waits, its timer is set again to bound the
             // wait.
@@ -1016,6 +1242,35 @@ impl<S: Socket> Conn<S> {
         if let Some((id, _)) = self.timer.take() {
             cx.timers.cancel(id);
         }
+    }
+}
+
+/// How a publisher's body is read, from its head.
+#[derive(Debug)]
+struct BodySpec {
+    demux: Demux,
+    /// Its `Content-Length`, if it has one.
+    remaining: Option<u64>,
+    persistent: bool,
+}
+
+impl BodySpec {
+    fn of(headers: Option<BodyHeaders<'_>>, stream: &Stream) -> Result<BodySpec, &'static str> {
+        let headers = headers.ok_or("no body")?;
+        let max_frame = stream
+            .as_live()
+            .and_then(Live::push_port)
+            .map_or(0, PushPort::max_frame);
+        let transfer = Transfer::of(headers.content_length, headers.transfer_encoding)?;
+        let demux = Demux::new(headers.content_type, transfer, max_frame)?;
+        Ok(BodySpec {
+            demux,
+            remaining: match transfer {
+                Transfer::Length(length) => Some(length),
+                _ => None,
+            },
+            persistent: headers.persistent,
+        })
     }
 }
 
@@ -1113,6 +1368,7 @@ mod tests {
             State::AwaitFrame { .. } => "await frame",
             State::Finishing => "finishing",
             State::Lingering => "lingering",
+            State::Publishing(_) => "publishing",
         }
     }
 

@@ -43,6 +43,7 @@ use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
 use crate::stream::fault::{Fault, Faults, OddPart, WirePlan};
 use crate::stream::input::InputStats;
+use crate::stream::input::push::{PushPort, PushSpec};
 use crate::stream::multipart::{Boundary, Part, Stamp, Then};
 
 /// One part of a scripted stream, before encoding.
@@ -111,9 +112,16 @@ pub struct Live {
     /// The current frame is no longer news ([`Live::retire`]): kept for its number
     /// only, until the next frame.
     stale: Cell<bool>,
+    /// A `push` stream's meeting point with its publisher (see `input::push`).
+    push: Option<Box<PushPort>>,
 }
 
 impl Live {
+    /// A `push` stream's port; `None` for the other kinds.
+    pub fn push_port(&self) -> Option<&PushPort> {
+        self.push.as_deref()
+    }
+
     /// Makes `body` the current frame. `false` (frame dropped) when the body holds the
     /// boundary, which would cut the part short for every client.
     pub fn publish(&self, body: &[u8], now: Micros) -> bool {
@@ -400,6 +408,15 @@ impl Stream {
         ))
     }
 
+    /// A live stream fed by a client's `PUT` or `POST` (`push`), through its port.
+    pub fn pushed(extra: &str, spec: &PushSpec) -> io::Result<Self> {
+        let mut stream = Stream::live(extra)?;
+        if let Timeline::Live(live) = &mut stream.timeline {
+            live.push = Some(Box::new(PushPort::new(spec)));
+        }
+        Ok(stream)
+    }
+
     /// A live stream of JPEG frames, fed through [`Stream::as_live`].
     pub fn live(extra: &str) -> io::Result<Self> {
         let boundary = Boundary::random()?;
@@ -410,6 +427,7 @@ impl Stream {
             input: Cell::default(),
             waiting: Cell::new(0),
             stale: Cell::new(false),
+            push: None,
         };
         Ok(Stream::framed(
             &boundary,

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::clock::Micros;
 use crate::stream::fault::Faults;
 use crate::stream::input::exec_spec::EXEC_OPTIONS;
+use crate::stream::input::push::PushSpec;
 use crate::stream::input::relay::RelaySpec;
 use crate::stream::input::upstream::RelayUrl;
 use crate::stream::input::{ExecConfig, InputSpec, LiveOptions, Source};
@@ -225,7 +226,18 @@ impl StreamSpec {
                 parse_live(pieces, Source::Pipe(PathBuf::from(path)), &[])
             }
             "relay" => Err("relay: expected relay:http://[USER:PASSWORD@]HOST[:PORT]/PATH".into()),
-            // The other live kinds go here: exec (wt-exec), push (wt-relay).
+            "push" => {
+                if pieces.arg.is_some() {
+                    return Err(
+                        "push takes no argument (options: token, fps, max_frame, drop_same, refresh)".into(),
+                    );
+                }
+                let token = pieces.option("token").map(str::to_owned);
+                if token.as_deref() == Some("") {
+                    return Err("push: token= must not be empty".into());
+                }
+                parse_live(pieces, Source::Push(PushSpec { token }), &["token"])
+            }
             "testcard" => {
                 pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
                 if pieces.arg.is_some() {
@@ -240,7 +252,7 @@ impl StreamSpec {
                 Ok(StreamSpec::Testcard(config))
             }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, synthetic or testcard)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, relay:URL, push, synthetic or testcard)"
             )),
         }
     }
@@ -268,7 +280,10 @@ impl StreamSpec {
             StreamSpec::Live(input) => {
                 let kind = input.source.kind();
                 input.source.check().map_err(|e| format!("{kind}: {e}"))?;
-                Stream::live(extra)
+                match &input.source {
+                    Source::Push(spec) => Stream::pushed(extra, spec),
+                    _ => Stream::live(extra),
+                }
             }
             StreamSpec::Testcard(config) => {
                 let frames = testcard::encode_frames(config)?;
