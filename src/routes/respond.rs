@@ -284,7 +284,7 @@ mod tests {
         );
         routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
         for (path, token) in [("/push", None), ("/tok", Some("s3".to_owned()))] {
-            let pushed = Stream::pushed("", &PushSpec { token }).unwrap();
+            let pushed = Stream::pushed("", &PushSpec { token }, 1 << 20).unwrap();
             routes.add(path, Route::Stream(Rc::new(pushed)));
         }
         let busy = Stream::scripted(image.to_vec(), 0, None, "").unwrap();

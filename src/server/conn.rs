@@ -1100,7 +1100,12 @@ impl<S: Socket> Conn<S> {
             };
             match publishing.take(&cx.scratch[..n], cx.now) {
                 Ok(Flow::More) => {}
-                Ok(Flow::Ended) => return self.end_publishing(cx),
+                Ok(Flow::Ended) => {
+                    // The next request may be in the socket already: no edge comes
+                    // for it, so it is read without one.
+                    self.unread = Some(read_closed);
+                    return self.end_publishing(cx);
+                }
                 Err(why) => return self.refuse_body(why, cx),
             }
             if n < room && !read_closed {
@@ -1323,6 +1328,7 @@ mod tests {
     use crate::server::SCRATCH;
     use crate::server::memory::{Harness, MemorySocket, PeerEnd};
     use crate::stream::PartSpec;
+    use crate::stream::input::push::{PortNews, PushSpec};
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     const SECOND: Micros = 1_000_000;
@@ -1345,6 +1351,8 @@ mod tests {
         routes.add("/huge", Route::Stream(Rc::new(huge)));
         routes.add("/quit", Route::Quit);
         routes.add("/stats", Route::Stats);
+        let pushed = Stream::pushed("", &PushSpec::default(), 4096).unwrap();
+        routes.add("/push", Route::Stream(Rc::new(pushed)));
         routes
     }
 
@@ -2481,5 +2489,190 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
         assert_eq!(state(&conn), "lingering");
         assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive"));
+    }
+
+    /// `/push`'s port.
+    fn port(h: &Harness) -> &PushPort {
+        match h.routes().get("/push") {
+            Some(Route::Stream(stream)) => stream.as_live().and_then(Live::push_port).unwrap(),
+            _ => panic!("no /push"),
+        }
+    }
+
+    /// A JPEG-looking body of `n` bytes.
+    fn jpeg(n: usize, fill: u8) -> Vec<u8> {
+        let mut body = vec![fill; n];
+        body[..2].copy_from_slice(&[0xff, 0xd8]);
+        body[n - 2..].copy_from_slice(&[0xff, 0xd9]);
+        body
+    }
+
+    #[test]
+    fn a_put_jpeg_is_one_frame_then_204_and_the_next_request_on_the_same_connection() {
+        let mut h = harness();
+        let frame = jpeg(3000, 7);
+        let head = format!(
+            "PUT /push HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            frame.len()
+        );
+        // The head with the body's first bytes; the rest, then a pipelined snapshot.
+        let mut socket = MemorySocket::default();
+        socket
+            .incoming
+            .push_back([head.as_bytes(), &frame[..100]].concat());
+        socket.incoming.push_back(frame[100..].to_vec());
+        socket.incoming.push_back(SNAP.to_vec());
+        let mut conn = h.open(socket);
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert!(port(&h).has_news());
+        let news = port(&h).drain();
+        assert_eq!(
+            (news.frames, news.publishing),
+            (vec![frame], false),
+            "released at the body's end"
+        );
+        assert!(news.changed);
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 204 No Content\r\n") && out.contains("\r\nConnection: keep-alive\r\n"),
+            "{out}"
+        );
+        // The snapshot that followed the body is the connection's next request.
+        while h.wants_again() {
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert!(
+            text(&conn).ends_with(&snap_answer("HTTP/1.1", "keep-alive")),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(state(&conn), "head");
+    }
+
+    #[test]
+    fn a_chunked_multipart_body_without_content_type_publishes_each_part_as_it_comes() {
+        // As ffmpeg's `-f mpjpeg -method PUT` sends it: chunked, no Content-Type.
+        let mut h = harness();
+        let (one, two) = (jpeg(500, 1), jpeg(600, 2));
+        let part = |body: &[u8]| {
+            let mut part = format!(
+                "--ffmpeg\r\nContent-type: image/jpeg\r\nContent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            part.extend_from_slice(body);
+            part.extend_from_slice(b"\r\n");
+            part
+        };
+        let chunk = |bytes: &[u8]| [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat();
+        let head = b"PUT /push HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (mut conn, outcome) = requested(&mut h, head, MemorySocket::default());
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "publishing"));
+        let news = port(&h).drain();
+        assert_eq!(
+            (news.frames.len(), news.publishing, news.changed),
+            (0, true, true)
+        );
+        conn.socket.incoming.push_back(chunk(&part(&one)));
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert_eq!(port(&h).drain().frames, vec![one]);
+        let rest = [
+            chunk(&part(&two)),
+            chunk(b"--ffmpeg--\r\n"),
+            b"0\r\n\r\n".to_vec(),
+        ];
+        conn.socket.incoming.push_back(rest.concat());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        let news = port(&h).drain();
+        assert_eq!((news.frames, news.publishing), (vec![two], false));
+        // No keep-alive after a chunked body: where it ended was the demuxer's to know.
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 204 No Content\r\n") && out.contains("\r\nConnection: close\r\n"),
+            "{out}"
+        );
+        assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_second_publisher_gets_409_and_the_first_keeps_the_port() {
+        let mut h = harness();
+        assert!(port(&h).claim(5, 9));
+        let put = b"PUT /push HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd";
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 409 Conflict\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(state(&conn), "lingering");
+        h.close(conn);
+        let news = port(&h).drain();
+        assert_eq!((news.publishing, news.frames.len()), (true, 0));
+        // Its release, once its publisher is done, frees the port for the next.
+        port(&h).release(5, 9);
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 204 No Content\r\n"),
+            "{}",
+            text(&conn)
+        );
+    }
+
+    #[test]
+    fn a_silent_publisher_is_let_go_after_the_send_timeout_and_a_gone_one_frees_the_port() {
+        let mut h = harness();
+        let head = b"POST /push HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, head, MemorySocket::default());
+        assert_eq!(state(&conn), "publishing");
+        let timeout = Limits::default().send_timeout;
+        // Bytes halfway through keep it on; silence for the whole timeout ends it.
+        assert_eq!(h.advance(&mut conn, timeout / 2), Outcome::Continue);
+        conn.socket.incoming.push_back(b"5\r\n--b\r\n\r\n".to_vec());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert_eq!(h.advance(&mut conn, timeout + 1), Outcome::Continue);
+        assert_eq!(
+            h.advance(&mut conn, timeout / 2 + timeout),
+            Outcome::Close(Reason::SendTimeout)
+        );
+        assert!(port(&h).drain().publishing, "held until the connection goes");
+        h.close(conn);
+        assert_eq!(
+            port(&h).drain(),
+            PortNews {
+                changed: true,
+                ..PortNews::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_the_demuxer_cannot_read_is_400_and_frees_the_port() {
+        let mut h = harness();
+        let put = b"PUT /push HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert!(!port(&h).drain().publishing);
+        // A close-delimited single image ends at the publisher's EOF: 204, one frame.
+        let frame = jpeg(2000, 3);
+        let mut socket = MemorySocket::sending(
+            &[
+                b"PUT /push HTTP/1.0\r\nTransfer-Encoding: identity\r\n\r\n" as &[u8],
+                &frame,
+            ]
+            .concat(),
+        );
+        socket.end = PeerEnd::Fin;
+        let (conn, _) = requested(&mut h, b"", socket);
+        assert!(
+            text(&conn).starts_with("HTTP/1.0 204 No Content\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(port(&h).drain().frames, vec![frame]);
     }
 }

@@ -15,7 +15,7 @@
 //!   that stream's list ([`WakeLists::add`]); entries of connections that left are
 //!   dropped when the list is walked, or when they outnumber the stream's viewers.
 //! - `push` inputs have no descriptor: their publishers are client connections, which
-//!   leave frames at the stream's port; [`Inputs::take_pushed`] gives such an input its
+//!   leave frames at the stream's port; `Inputs::take_pushed` gives such an input its
 //!   turn when its port has news (see `stream::input::push`).
 //! - Demand: once a turn, after the reap, each input whose stream's viewers (or waiting
 //!   snapshots) changed gets [`Input::on_demand`].

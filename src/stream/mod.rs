@@ -409,10 +409,11 @@ impl Stream {
     }
 
     /// A live stream fed by a client's `PUT` or `POST` (`push`), through its port.
-    pub fn pushed(extra: &str, spec: &PushSpec) -> io::Result<Self> {
+    /// `max_frame`: the largest frame its publishers' bodies may hold.
+    pub fn pushed(extra: &str, spec: &PushSpec, max_frame: usize) -> io::Result<Self> {
         let mut stream = Stream::live(extra)?;
         if let Timeline::Live(live) = &mut stream.timeline {
-            live.push = Some(Box::new(PushPort::new(spec)));
+            live.push = Some(Box::new(PushPort::new(spec, max_frame)));
         }
         Ok(stream)
     }

@@ -281,7 +281,7 @@ impl StreamSpec {
                 let kind = input.source.kind();
                 input.source.check().map_err(|e| format!("{kind}: {e}"))?;
                 match &input.source {
-                    Source::Push(spec) => Stream::pushed(extra, spec),
+                    Source::Push(spec) => Stream::pushed(extra, spec, input.options.max_frame),
                     _ => Stream::live(extra),
                 }
             }
@@ -781,5 +781,47 @@ mod relay_tests {
             let error = StreamSpec::parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+    use crate::stream::Live;
+
+    #[test]
+    fn parses_push_with_its_token_and_the_live_options() {
+        let pushed = |text: &str| match StreamSpec::parse(text) {
+            Ok(StreamSpec::Live(input)) => Ok((input.source, input.options.max_frame, input.options.fps)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let open = Source::Push(PushSpec::default());
+        assert_eq!(pushed("push"), Ok((open, DEFAULT_MAX_FRAME as usize, None)));
+        let token = Source::Push(PushSpec {
+            token: Some("s3cr3t".into()),
+        });
+        assert_eq!(
+            pushed("push,token=s3cr3t,max_frame=2048,fps=5"),
+            Ok((token, 2048, Some(5.0)))
+        );
+        assert!(
+            pushed("push,token=")
+                .unwrap_err()
+                .contains("token= must not be empty")
+        );
+        assert!(pushed("push:x").unwrap_err().contains("push takes no argument"));
+        assert!(pushed("push,tokn=1").is_err());
+        assert!(
+            pushed("push,fault=busy_page")
+                .unwrap_err()
+                .contains("faults apply")
+        );
+        let stream = StreamSpec::parse("push,token=t").unwrap().build("").unwrap();
+        let port = stream.as_live().and_then(Live::push_port).unwrap();
+        assert_eq!(
+            (port.token(), port.max_frame()),
+            (Some("t"), DEFAULT_MAX_FRAME as usize)
+        );
     }
 }

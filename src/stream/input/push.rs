@@ -23,7 +23,7 @@
 //! drains the port in the same turn), never a backlog; the publisher leaving keeps the
 //! stream's last frame and its viewers, and puts the input in state `waiting`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
@@ -41,8 +41,8 @@ pub struct PushSpec {
 #[derive(Debug)]
 pub struct PushPort {
     token: Option<String>,
-    /// The feed's `max_frame`, for the publisher's demuxer (set when the input starts).
-    max_frame: Cell<usize>,
+    /// The stream's `max_frame`, for the publisher's demuxer.
+    max_frame: usize,
     inner: RefCell<PortInner>,
 }
 
@@ -59,10 +59,10 @@ struct PortInner {
 }
 
 impl PushPort {
-    pub fn new(spec: &PushSpec) -> PushPort {
+    pub fn new(spec: &PushSpec, max_frame: usize) -> PushPort {
         PushPort {
             token: spec.token.clone(),
-            max_frame: Cell::new(0),
+            max_frame,
             inner: RefCell::default(),
         }
     }
@@ -74,7 +74,7 @@ impl PushPort {
 
     /// The largest frame the publisher's demuxer keeps.
     pub fn max_frame(&self) -> usize {
-        self.max_frame.get()
+        self.max_frame
     }
 
     /// Makes connection (`key`, `serial`) the publisher; `false`: another one is.
@@ -107,11 +107,35 @@ impl PushPort {
         self.inner.borrow_mut().oversize += frames;
     }
 
+    /// Takes what came since the last call.
+    pub fn drain(&self) -> PortNews {
+        let mut inner = self.inner.borrow_mut();
+        PortNews {
+            frames: std::mem::take(&mut inner.frames),
+            oversize: std::mem::take(&mut inner.oversize),
+            publishing: inner.publisher.is_some(),
+            changed: std::mem::take(&mut inner.changed),
+        }
+    }
+
     /// Whether the input has something to do.
     pub fn has_news(&self) -> bool {
         let inner = self.inner.borrow();
         inner.changed || !inner.frames.is_empty() || inner.oversize > 0
     }
+}
+
+/// What came to a port since it was last drained.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PortNews {
+    /// Complete frames, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// Frames dropped for their size.
+    pub oversize: u64,
+    /// A publisher is at it now.
+    pub publishing: bool,
+    /// A publisher came or went.
+    pub changed: bool,
 }
 
 /// The loop's side of a `push` stream: offers what its port holds to the feed.
@@ -129,10 +153,9 @@ impl PushInput {
 impl Input for PushInput {
     fn start(&mut self, cx: &mut InputCx<'_>) -> io::Result<()> {
         self.stream = Some(cx.feed.stream().clone());
-        let Some(port) = self.port() else {
+        if self.port().is_none() {
             return Err(io::Error::other("a push stream without its port"));
-        };
-        port.max_frame.set(cx.feed.options().max_frame);
+        }
         cx.feed.set_state(InputState::Waiting);
         Ok(())
     }
@@ -140,28 +163,18 @@ impl Input for PushInput {
     /// The port has news (the loop looks once a turn): frames, a publisher come or gone.
     fn on_ready(&mut self, _sub: usize, cx: &mut InputCx<'_>) {
         let Some(port) = self.port() else { return };
-        let (frames, oversize, publishing, changed) = {
-            let mut inner = port.inner.borrow_mut();
-            let changed = std::mem::take(&mut inner.changed);
-            let frames = std::mem::take(&mut inner.frames);
-            (
-                frames,
-                std::mem::take(&mut inner.oversize),
-                inner.publisher.is_some(),
-                changed,
-            )
-        };
-        if changed {
-            let state = match publishing {
+        let news = port.drain();
+        if news.changed {
+            let state = match news.publishing {
                 true => InputState::Running,
                 false => InputState::Waiting,
             };
             cx.feed.set_state(state);
         }
-        if oversize > 0 {
-            cx.feed.count_oversize(oversize);
+        if news.oversize > 0 {
+            cx.feed.count_oversize(news.oversize);
         }
-        for frame in &frames {
+        for frame in &news.frames {
             cx.feed.offer(frame, cx.now);
         }
     }
