@@ -101,6 +101,9 @@ pub struct BodyHeaders<'a> {
     /// The connection may persist once the body is read (as [`Request::persistent`]
     /// would say without the body).
     pub persistent: bool,
+    /// `Expect: 100-continue` (curl sends it with a body over 1 MiB, then waits a
+    /// second for the interim answer before sending anyway).
+    pub expect_continue: bool,
 }
 
 impl Request<'_> {
@@ -219,6 +222,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         transfer_encoding: header("transfer-encoding"),
         content_type: header("content-type"),
         persistent: wants_persistence(headers, head.version),
+        expect_continue: head.version == Version::Http11
+            && header("expect").is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"100-continue")),
     });
     Ok(Some(Request {
         method,

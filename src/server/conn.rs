@@ -1036,16 +1036,22 @@ impl<S: Socket> Conn<S> {
             }
         };
         let publishing = match body {
-            Ok(body) => Publishing {
-                stream,
-                demux: body.demux,
-                claim: (cx.key, self.serial),
-                version,
-                remaining: body.remaining,
-                persistent: body.persistent,
-                last_read: cx.now,
-                oversize: 0,
-            },
+            Ok(body) => {
+                if body.expect_continue {
+                    // The client waits for it before it sends the body.
+                    self.out.push(Chunk::Static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                }
+                Publishing {
+                    stream,
+                    demux: body.demux,
+                    claim: (cx.key, self.serial),
+                    version,
+                    remaining: body.remaining,
+                    persistent: body.persistent,
+                    last_read: cx.now,
+                    oversize: 0,
+                }
+            }
             Err(status) => {
                 // Its port stays as it was (a refused body is never read).
                 if claimed {
@@ -1073,6 +1079,9 @@ impl<S: Socket> Conn<S> {
         self.input.drain(..take);
         match flow {
             Ok(Flow::More) => {
+                if let Outcome::Close(reason) = self.pump(cx) {
+                    return Outcome::Close(reason);
+                }
                 let read_closed = self.unread.take().unwrap_or(false);
                 self.read_body(read_closed, cx)
             }
@@ -1257,6 +1266,7 @@ struct BodySpec {
     /// Its `Content-Length`, if it has one.
     remaining: Option<u64>,
     persistent: bool,
+    expect_continue: bool,
 }
 
 impl BodySpec {
@@ -1275,6 +1285,7 @@ impl BodySpec {
                 _ => None,
             },
             persistent: headers.persistent,
+            expect_continue: headers.expect_continue,
         })
     }
 }
@@ -2672,6 +2683,27 @@ mod tests {
             text(&conn).starts_with("HTTP/1.0 204 No Content\r\n"),
             "{}",
             text(&conn)
+        );
+        assert_eq!(port(&h).drain().frames, vec![frame]);
+    }
+
+    #[test]
+    fn expect_100_continue_gets_its_interim_answer_before_the_body() {
+        let mut h = harness();
+        let frame = jpeg(1500, 4);
+        let head = format!(
+            "PUT /push HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            frame.len()
+        );
+        let (mut conn, _) = requested(&mut h, head.as_bytes(), MemorySocket::default());
+        assert_eq!(text(&conn), "HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(state(&conn), "publishing");
+        conn.socket.incoming.push_back(frame.clone());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n"),
+            "{out}"
         );
         assert_eq!(port(&h).drain().frames, vec![frame]);
     }
