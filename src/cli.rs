@@ -112,6 +112,7 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
+                         A push publisher that sends nothing this long is let go too.
   --keepalive-timeout SECS
                          How long a kept-alive connection may wait for its next request
                          [default: 5]. 2xx answers that are not streams keep the
