@@ -70,6 +70,15 @@ impl Access {
         }
     }
 
+    /// The methods a `push` stream allows, for `Allow` headers.
+    pub fn allowed_methods_with_publish(&self) -> &'static str {
+        if self.cors_enabled() {
+            "GET, HEAD, OPTIONS, PUT, POST"
+        } else {
+            "GET, HEAD, PUT, POST"
+        }
+    }
+
     /// Header lines of a `204` answer to a CORS preflight.
     pub fn preflight_headers(&self) -> String {
         format!(

@@ -28,7 +28,8 @@
 //! A `PUT` or `POST` to a `push` stream is decided before step 3, by the stream's own
 //! rule ([`Access::allows_publisher`]: its `token=`, or the server's credentials): a
 //! publisher is [`Reply::Publish`], else `401`. Anywhere else those methods go through
-//! the steps above like any other (`401`, `404`, `405`).
+//! the steps above like any other (`401`, `404`, `405`; a push stream's `Allow` names
+//! `PUT, POST` too).
 //!
 //! Every answer carries the access settings' header lines (CORS), as every response does.
 
@@ -39,7 +40,7 @@ use crate::http::{Method, Request, Status};
 use crate::routes::access::{self, Access};
 use crate::routes::stats::Counters;
 use crate::routes::{Route, Routes, view};
-use crate::stream::Stream;
+use crate::stream::{Live, Stream};
 use crate::stream::multipart::Part;
 
 /// What a request gets.
@@ -176,6 +177,11 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
     };
     let (allowed, method_ok) = match route {
         Route::Quit => ("GET", request.method == Method::Get),
+        // A push stream's other methods (a publisher's went to `publish`).
+        Route::Stream(stream) if stream.as_live().and_then(Live::push_port).is_some() => (
+            access.allowed_methods_with_publish(),
+            matches!(request.method, Method::Get | Method::Head),
+        ),
         _ => (
             access.allowed_methods(),
             matches!(request.method, Method::Get | Method::Head),
@@ -427,7 +433,8 @@ mod tests {
             (Open, "POST /push?x=1", None, "publish"),
             (Open, "GET /push", None, "stream"),
             (Open, "GET /push?action=snapshot", None, "await frame"),
-            (Open, "DELETE /push", None, "405 Allow: GET, HEAD"),
+            (Open, "DELETE /push", None, "405 Allow: GET, HEAD, PUT, POST"),
+            (Cors, "DELETE /push", None, "405 Allow: GET, HEAD, OPTIONS, PUT, POST"),
             (Open, "PUT /live", None, "405 Allow: GET, HEAD"),
             (Open, "POST /stats", None, "405 Allow: GET, HEAD"),
             (Open, "PUT /nowhere", None, "404"),
