@@ -40,8 +40,8 @@ use crate::http::{Method, Request, Status};
 use crate::routes::access::{self, Access};
 use crate::routes::stats::Counters;
 use crate::routes::{Route, Routes, view};
-use crate::stream::{Live, Stream};
 use crate::stream::multipart::Part;
+use crate::stream::{Live, Stream};
 
 /// What a request gets.
 #[derive(Debug)]
@@ -434,7 +434,12 @@ mod tests {
             (Open, "GET /push", None, "stream"),
             (Open, "GET /push?action=snapshot", None, "await frame"),
             (Open, "DELETE /push", None, "405 Allow: GET, HEAD, PUT, POST"),
-            (Cors, "DELETE /push", None, "405 Allow: GET, HEAD, OPTIONS, PUT, POST"),
+            (
+                Cors,
+                "DELETE /push",
+                None,
+                "405 Allow: GET, HEAD, OPTIONS, PUT, POST",
+            ),
             (Open, "PUT /live", None, "405 Allow: GET, HEAD"),
             (Open, "POST /stats", None, "405 Allow: GET, HEAD"),
             (Open, "PUT /nowhere", None, "404"),

@@ -2,17 +2,19 @@
 //! `-f mpjpeg -method PUT` (a chunked body without a Content-Type) reaches a viewer frame
 //! by frame while a second publisher is refused `409`; `curl -T frame.jpg` makes the
 //! snapshot that very JPEG, byte for byte, and a second `-T` goes on the same connection;
-//! publishers need the server's credentials or the stream's token; `/stats` shows the
-//! input's state and frames.
+//! publishers need the server's credentials or the stream's token; a silent publisher is
+//! let go, the stream keeping its frame and viewers; `/stats` shows the input's state and
+//! frames.
 //!
 //! Times are never asserted: generous limits as hang guards only.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
 use crate::support::Scratch;
 use crate::support::ffmpeg::ffmpeg_command;
-use crate::support::http::exchange;
+use crate::support::http::{connect, exchange};
 use crate::support::media::{PROGRESSIVE_JPEG, RESTART_JPEG, jpeg_size};
 use crate::support::multipart::{Item, open};
 use crate::support::process::{Guard, run};
@@ -212,4 +214,55 @@ fn publishers_need_the_credentials_or_the_streams_token() {
     );
     assert_eq!(watch.status, 200);
     assert!(watch.body == jpeg);
+}
+
+#[test]
+fn a_silent_publisher_is_let_go_and_the_stream_keeps_its_frame_and_viewers() {
+    let server = Server::start(&["--send-timeout", "1", "--stream", "/cam=push,max_frame=4096"]);
+    let mut viewer = open(server.addr(), "/cam");
+    // A chunked multipart body: one frame, one part over max_frame, then silence.
+    let frame = PROGRESSIVE_JPEG;
+    assert!(frame.len() <= 4096);
+    let part = |body: &[u8]| {
+        let head = format!(
+            "--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let part = [head.as_bytes(), body, b"\r\n"].concat();
+        [format!("{:x}\r\n", part.len()).as_bytes(), &part, b"\r\n"].concat()
+    };
+    let mut publisher = connect(server.addr());
+    let head = "POST /cam HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+                Content-Type: multipart/x-mixed-replace; boundary=b\r\n\r\n";
+    let body = [part(frame), part(&[0u8; 5000])].concat();
+    publisher
+        .write_all(&[head.as_bytes(), &body].concat())
+        .expect("send");
+    match viewer.next().expect("a well-framed part") {
+        Item::Part(part) => assert!(part.body == frame),
+        other => panic!("expected the frame, got {other:?}"),
+    }
+    // Nothing more comes: the server hangs up on the publisher after the send timeout.
+    let mut rest = Vec::new();
+    let _ = publisher.read_to_end(&mut rest);
+    let stats = wait_for("the input back to waiting", IO_TIMEOUT, || {
+        let stats = server.stats();
+        match stats.input("/cam").str("state") {
+            "waiting" => Ok(stats),
+            other => Err(other.to_owned()),
+        }
+    });
+    let input = stats.input("/cam");
+    assert_eq!(
+        (input.int("frames_in"), input.int("dropped_oversize")),
+        (2, 1),
+        "{input:?}"
+    );
+    assert_eq!(stats.viewers("/cam"), 1);
+    assert_eq!(stats.closed("send_timeout"), 1);
+    // The viewer keeps the last frame: the heartbeat sends it again.
+    match viewer.next().expect("a well-framed part") {
+        Item::Part(part) => assert!(part.body == frame),
+        other => panic!("expected the frame again, got {other:?}"),
+    }
 }
