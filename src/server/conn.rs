@@ -23,7 +23,13 @@
 //!   a stream (and the `HEAD` of one, whose head says `Connection: close` as its `GET`'s
 //!   does, RFC 9110 §9.3.2), an error (a head that does not parse leaves the rest of the
 //!   input unframed; a client refused a route or credentials is let go), `/quit`, a
-//!   request with a body (never read, so never taken for the next request).
+//!   request with a body (never read, so never taken for the next request), except a
+//!   `push` publisher's: its body is read into its stream, then answered `204`, kept
+//!   alive after a `Content-Length` body (reads stop at its last byte, so the next
+//!   request stays in the socket), closed after a chunked one.
+//! - A publisher (`Publishing`) holds the stream's port from its claim to the drop of
+//!   its state, whatever way it ends; its one timer is the stall deadline (the send
+//!   timeout since the last body byte, re-armed only when it fires).
 //! - Pipelining: what the client sent past a request's head stays in the connection's
 //!   input buffer, at most [`MAX_HEAD`] + 1 bytes, and is the next request once the
 //!   answer is out; requests are answered one at a time, in order. While an answer goes
