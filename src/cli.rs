@@ -58,6 +58,14 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
+  --live-unsent BYTES    Live viewers' unsent data at most [default: 16384]
+                         (TCP_NOTSENT_LOWAT): a viewer on a slow link gets the newest
+                         frame once its last one is on the wire, not seconds-old frames
+                         from its socket's queue. 0: no limit.
+  --held-frames-budget BYTES
+                         Old live frames held by viewers still writing them, at most
+                         [default: 67108864]; past it the viewers holding the oldest are
+                         closed (held_frames in /stats).
 
 Access:
   --auth USER:PASS       Require HTTP Basic authentication on every route (401 without).
@@ -75,7 +83,8 @@ command line or a stream that cannot start (a bad folder, script or standard inp
 pub enum Command {
     /// Serve what the flags describe (the binary then turns on signals and the file
     /// descriptor limit raise: see `main.rs`).
-    Run(Builder),
+    /// (Boxed: a builder is large beside the other variants.)
+    Run(Box<Builder>),
     Help,
     Version,
 }
@@ -131,6 +140,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 embed::check_origin(&value).map_err(|e| format!("invalid value for --allow-origin: {e}"))?;
                 builder.allow_origin(&value)
             }
+            Long("live-unsent") => {
+                let value = string_value(&mut parser, "--live-unsent")?;
+                let bytes = value.parse::<u32>().map_err(|_| {
+                    format!("invalid value '{value}' for --live-unsent: expected bytes, 0 or more")
+                })?;
+                builder.live_unsent(bytes)
+            }
+            Long("held-frames-budget") => {
+                let value = string_value(&mut parser, "--held-frames-budget")?;
+                match value.parse::<usize>() {
+                    Ok(n) if n > 0 => builder.held_frames_budget(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --held-frames-budget: expected bytes, above 0"
+                        ));
+                    }
+                }
+            }
             Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
             Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -138,7 +165,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             _ => return Err(arg.unexpected().to_string()),
         };
     }
-    Ok(Command::Run(builder))
+    Ok(Command::Run(Box::new(builder)))
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -169,7 +196,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Builder, String> {
         match parse(args.iter().map(OsString::from))? {
-            Command::Run(builder) => Ok(builder),
+            Command::Run(builder) => Ok(*builder),
             other => Err(format!("{other:?}")),
         }
     }
@@ -194,6 +221,11 @@ mod tests {
                 "--stream /b: standard input already",
             ),
             (&["--auth", "nocolon"], "--auth: expected USER:PASS"),
+            (&["--live-unsent", "-1"], "for --live-unsent: expected bytes"),
+            (
+                &["--held-frames-budget", "0"],
+                "for --held-frames-budget: expected bytes",
+            ),
             (&["--allow-origin", "a b"], "--allow-origin: invalid origin"),
             (
                 &["--head-timeout", "86401"],

@@ -73,6 +73,9 @@ const READS_PER_WAKE: usize = 4;
 /// big writers, and at most this much per connection is added to a turn.
 const SMALL_WRITE: usize = 16 * 1024;
 
+/// The default of [`Limits::live_unsent`], chosen by measurement (its table).
+pub const LIVE_UNSENT: u32 = 16 * 1024;
+
 /// What a connection needs of its socket. Writes go out through
 /// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
 /// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
@@ -83,6 +86,15 @@ pub trait Socket: Read + Write {
 
     /// Makes the close that follows a reset (`SO_LINGER` 0): only `reset@PART` asks.
     fn reset_on_close(&mut self) -> io::Result<()>;
+
+    /// Keeps at most about `bytes` of written data unsent in the kernel
+    /// (`TCP_NOTSENT_LOWAT`): writes block past it, so a live viewer's next frame is
+    /// chosen when its last one is nearly on the wire (see [`Limits::live_unsent`]). A
+    /// socket without a kernel send queue (the in-memory one) has nothing to limit.
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
 }
 
 impl Socket for TcpStream {
@@ -92,6 +104,10 @@ impl Socket for TcpStream {
 
     fn reset_on_close(&mut self) -> io::Result<()> {
         socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
+    }
+
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        socket2::SockRef::from(&*self).set_tcp_notsent_lowat(bytes)
     }
 }
 
@@ -108,6 +124,15 @@ pub struct Limits {
     /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
     /// client's part due meanwhile waits for the whole turn.
     pub turn_budget: usize,
+    /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`); 0: none, the
+    /// kernel's send buffer (autotuned to megabytes) then holds parts that are seconds
+    /// old on a slow link.
+    pub live_unsent: u32,
+    /// Bytes of live frames that are no longer current but still held by connections
+    /// writing them: past it, the connections holding the oldest are closed
+    /// ([`Reason::HeldFrames`]). Without it, viewers that stop reading at different
+    /// moments could each pin a different old frame until their send timeout.
+    pub held_frames_budget: usize,
 }
 
 /// The command line's defaults.
@@ -119,6 +144,8 @@ impl Default for Limits {
             linger: ms(2_000),
             write_budget: 256 * 1024,
             turn_budget: 2 * 1024 * 1024,
+            live_unsent: LIVE_UNSENT,
+            held_frames_budget: 64 << 20,
         }
     }
 }
@@ -367,8 +394,11 @@ impl<S: Socket> Conn<S> {
                     let closing = Chunk::Shared(stream.closing(*header_sent).clone());
                     if let Some((announced, _, _)) = announced {
                         self.push_framing(Chunk::Body(announced));
+                        self.push_framing(closing);
+                    } else {
+                        let last = closing_frame(stream, *header_sent, cx.clock);
+                        self.push_closing(last, closing);
                     }
-                    self.push_framing(closing);
                 }
                 self.state = State::Finishing;
                 self.pump(cx)
@@ -491,6 +521,7 @@ impl<S: Socket> Conn<S> {
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
             cx.watchers.push((cx.key, self.serial));
+            self.limit_unsent(cx);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),
@@ -501,6 +532,26 @@ impl<S: Socket> Conn<S> {
         // The first part (when due at once) goes out with the head, in the same write.
         let _ = self.queue_next(cx);
         self.pump(cx)
+    }
+
+    /// A live viewer's unsent data is kept under the watermark (see
+    /// [`Limits::live_unsent`]); where the socket refuses, it is served without.
+    fn limit_unsent(&mut self, cx: &Cx<'_>) {
+        let bytes = cx.limits.live_unsent;
+        if bytes > 0 {
+            if let Err(e) = self.socket.limit_unsent(bytes) {
+                debug!("#{} TCP_NOTSENT_LOWAT: {e}", cx.key);
+            }
+        }
+    }
+
+    /// Whether this connection is still writing a live frame numbered below `bound` (see
+    /// [`Limits::held_frames_budget`]).
+    pub fn holds_frame_before(&self, bound: u64) -> bool {
+        match &self.state {
+            State::Stream { cursor, .. } => self.out.holds_part() && cursor.sent_before(bound),
+            _ => false,
+        }
     }
 
     /// `?action=snapshot`: one image as a single response.
@@ -642,10 +693,13 @@ impl<S: Socket> Conn<S> {
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
-                let closing = closing.then(|| Chunk::Shared(stream.closing(*header_sent).clone()));
+                let closing = closing.then(|| {
+                    let last = closing_frame(stream, *header_sent, cx.clock);
+                    (last, Chunk::Shared(stream.closing(*header_sent).clone()))
+                });
                 self.state = State::Finishing;
-                if let Some(closing) = closing {
-                    self.push_framing(closing);
+                if let Some((last, closing)) = closing {
+                    self.push_closing(last, closing);
                 }
                 return Pending::Queued;
             }
@@ -679,6 +733,16 @@ impl<S: Socket> Conn<S> {
         self.out.push(chunk);
         if let Some(sabotage) = self.sabotage.as_deref_mut() {
             sabotage.queued(&mut self.out, from, false);
+        }
+    }
+
+    /// Queues a stream's early end: the live stream's last frame as its final part
+    /// (`last`, from [`closing_frame`]) and the closing delimiter, or `closing` (an
+    /// empty typed part and the closing delimiter, or the delimiter alone).
+    fn push_closing(&mut self, last: Option<Vec<Chunk>>, closing: Chunk) {
+        match last {
+            Some(chunks) => chunks.into_iter().for_each(|chunk| self.out.push(chunk)),
+            None => self.push_framing(closing),
         }
     }
 
@@ -813,6 +877,25 @@ fn queue_ahead(
         None if live => out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
         None => *header_sent = false,
     }
+}
+
+/// A live stream that ends keeps its picture: the part left open is closed with the
+/// last frame, not with an empty image (WebKit shows a broken image for it, and clients
+/// that decode every part get a 0-byte JPEG). The chunks are that frame's header block
+/// (unless it went out already, `header_sent`), its body and the closing delimiter;
+/// `None` for other streams, and for a live one that never had a frame. The part carries
+/// no `X-Frame`: it shows a frame again rather than a new one, so a client counting
+/// frames (`mixreplace-load`) sees neither a repeat nor a gap.
+fn closing_frame(stream: &Stream, header_sent: bool, clock: &Clock) -> Option<Vec<Chunk>> {
+    let (part, at) = stream.last_frame()?;
+    let mut chunks = Vec::with_capacity(3);
+    if !header_sent {
+        let stamp = stream.stamp(clock.epoch_us(at), None);
+        chunks.push(Chunk::PartHeader(part.clone(), stamp));
+    }
+    chunks.push(Chunk::Body(part));
+    chunks.push(Chunk::Shared(stream.closing(true).clone()));
+    Some(chunks)
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
@@ -1321,6 +1404,82 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
         assert!(text(&conn).ends_with("--\r\n"));
         assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_live_stream_that_ends_closes_the_open_part_with_its_last_frame() {
+        let cases = [
+            // (request, published, how it ends, the end of the output)
+            (
+                GET_LIVE,
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                GET_LIVE,
+                true,
+                Input::Stop,
+                "Content-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Stop,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            // A stream that never had a frame has no picture to keep: a typed empty part.
+            (
+                GET_LIVE,
+                false,
+                Input::Stop,
+                "\r\n\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 0\r\n\r\n\r\n--B--\r\n",
+            ),
+        ];
+        for (request, published, end, want) in cases {
+            let mut h = harness();
+            let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+            let stream = live_stream(&h);
+            let live = stream.as_live().unwrap();
+            if published {
+                live.publish(b"f1", 1);
+                assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+            }
+            if end == Input::Frame {
+                live.end();
+            }
+            assert_eq!(h.input(&mut conn, end), Outcome::Continue);
+            let out = unstamped(&conn);
+            assert!(out.ends_with(want), "{end:?} {published}: {out:?}");
+            assert_eq!(state(&conn), "lingering");
+        }
+    }
+
+    #[test]
+    fn a_viewer_holding_an_old_live_frame_is_told_apart() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET_LIVE, MemorySocket::default());
+        conn.socket.room = 10;
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        assert!(!conn.holds_frame_before(u64::MAX), "nothing sent yet");
+        live.publish(&[b'x'; 1000], 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        // Frame 0 is stuck in its outbox: it holds frames below 1, not below 0.
+        assert!(conn.holds_frame_before(1) && !conn.holds_frame_before(0));
+        live.publish(b"f1", 2);
+        let held = live.held_bytes();
+        assert!((1000..1200).contains(&held), "{held}");
+        assert_eq!(live.evict_below(usize::MAX), None);
+        assert_eq!(live.evict_below(10), Some(1));
+        h.close(conn);
+        assert_eq!((live.held_bytes(), live.evict_below(0)), (0, None));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! pays nothing for them until one comes.
 
 pub mod conn;
+mod held;
 pub mod memory;
 pub mod outbox;
 pub mod sabotage;
@@ -575,6 +576,7 @@ impl Server {
 
     /// Wakes every client of the live stream; those that left drop off the list.
     fn wake_live_watchers(&mut self) {
+        self.enforce_held_frames_budget();
         // By index: a woken connection never adds itself again, but the list is the
         // loop's and `drive` borrows the rest of the loop.
         for i in 0..self.shared.watchers.len() {

@@ -34,9 +34,10 @@ pub mod spec;
 pub mod testcard;
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::ops::Deref;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::clock::{Micros, ms};
 use crate::histogram::FixedBuckets;
@@ -103,6 +104,17 @@ pub struct Live {
     boundary: Boundary,
     current: RefCell<Option<Frame>>,
     ended: Cell<bool>,
+    /// Frames replaced while connections still wrote them, oldest first: weak, so an
+    /// entry dies with the last connection holding its frame (see [`Live::evict_below`]).
+    held: RefCell<VecDeque<Held>>,
+}
+
+/// A replaced frame some connection may still hold.
+#[derive(Debug)]
+struct Held {
+    seq: u64,
+    part: Weak<Part>,
+    bytes: usize,
 }
 
 impl Live {
@@ -115,8 +127,40 @@ impl Live {
         let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
         let mut current = self.current.borrow_mut();
         let seq = current.as_ref().map_or(0, |f| f.seq + 1);
-        *current = Some(Frame { part, seq, at: now });
+        let old = current.replace(Frame { part, seq, at: now });
+        // Only a frame a connection still writes stays in memory once replaced.
+        if let Some(old) = old.filter(|f| Rc::strong_count(&f.part) > 1) {
+            self.held.borrow_mut().push_back(Held {
+                seq: old.seq,
+                part: Rc::downgrade(&old.part),
+                bytes: old.part.encoded_len(),
+            });
+        }
         true
+    }
+
+    /// Bytes of replaced frames still held by connections.
+    pub fn held_bytes(&self) -> usize {
+        let mut held = self.held.borrow_mut();
+        held.retain(|h| h.part.strong_count() > 0);
+        held.iter().map(|h| h.bytes).sum()
+    }
+
+    /// Past `budget` bytes of replaced frames still held: the frame number below which
+    /// the holders are to let go (closed by the loop), oldest first, until what is left
+    /// fits. `None` within the budget. Frames are pushed in publishing order, so the
+    /// list's front is the oldest.
+    pub fn evict_below(&self, budget: usize) -> Option<u64> {
+        let mut total = self.held_bytes();
+        let mut bound = None;
+        for held in self.held.borrow().iter() {
+            if total <= budget {
+                break;
+            }
+            total -= held.bytes;
+            bound = Some(held.seq + 1);
+        }
+        bound
     }
 
     /// The input ended; every client gets the closing delimiter.
@@ -153,6 +197,11 @@ impl Cursor {
     /// rather than sending the parts it fell behind on back to back.
     pub fn client_waited(&mut self, now: Micros) {
         self.due = self.due.max(now);
+    }
+
+    /// Live: whether the last frame handed out is numbered below `bound`.
+    pub fn sent_before(&self, bound: u64) -> bool {
+        self.next <= bound
     }
 }
 
@@ -346,6 +395,7 @@ impl Stream {
             boundary: boundary.clone(),
             current: RefCell::new(None),
             ended: Cell::new(false),
+            held: RefCell::default(),
         };
         Ok(Stream::framed(
             &boundary,
@@ -690,6 +740,14 @@ impl Stream {
             }
             _ => Next::End { closing: true },
         }
+    }
+
+    /// A live stream's newest frame and when it arrived: what closes the part left open
+    /// when the stream ends. `None` for other streams.
+    pub fn last_frame(&self) -> Option<(Rc<Part>, Micros)> {
+        let live = self.as_live()?;
+        let current = live.current.borrow();
+        current.as_ref().map(|f| (f.part.clone(), f.at))
     }
 
     /// The image a snapshot request gets: a live stream's current frame, or a scripted
