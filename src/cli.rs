@@ -58,7 +58,7 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
-  --live-unsent BYTES    Live viewers' unsent data at most [default: 16384]
+  --live-unsent BYTES    Live viewers' unsent data at most [default: 8192]
                          (TCP_NOTSENT_LOWAT): a viewer on a slow link gets the newest
                          frame once its last one is on the wire, not seconds-old frames
                          from its socket's queue. 0: no limit.

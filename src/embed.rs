@@ -177,7 +177,7 @@ impl Builder {
 
     /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`): a viewer gets
     /// the newest frame once its last one is about on the wire, not queued in its
-    /// socket. 0 turns it off. Default: 16 KiB (the README's measured table).
+    /// socket. 0 turns it off. Default: 8 KiB (the README's measured table).
     pub fn live_unsent(mut self, bytes: u32) -> Self {
         self.limits.live_unsent = bytes;
         self

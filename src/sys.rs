@@ -1,8 +1,10 @@
 //! What the loop needs from the operating system beyond `mio`: the file descriptor
-//! limit, a listener with a full-size backlog, and the classification of accept errors.
+//! limit, a listener with a full-size backlog, the classification of accept errors, and
+//! a TCP socket's unsent bytes.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 use socket2::{Domain, Socket, Type};
 
@@ -70,4 +72,16 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
     ) || e.raw_os_error() == Some(libc::EPROTO)
+}
+
+/// Bytes written to the TCP socket `fd` and not sent yet (`SIOCOUTQNSD`): those still
+/// queued behind the congestion window, not those in flight.
+pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int through the pointer, to `unsent`, which lives
+    // across the call.
+    if unsafe { libc::ioctl(fd, libc::SIOCOUTQNSD as _, &mut unsent) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(unsent).unwrap_or(0))
 }

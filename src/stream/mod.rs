@@ -742,6 +742,19 @@ impl Stream {
         }
     }
 
+    /// Live: whether a frame the client at `cursor` has not had is waiting (not after
+    /// the stream's end, which goes out at once).
+    pub fn has_new_frame(&self, cursor: &Cursor) -> bool {
+        self.as_live().is_some_and(|live| {
+            !live.ended.get()
+                && live
+                    .current
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|f| f.seq >= cursor.next)
+        })
+    }
+
     /// A live stream's newest frame and when it arrived: what closes the part left open
     /// when the stream ends. `None` for other streams.
     pub fn last_frame(&self) -> Option<(Rc<Part>, Micros)> {

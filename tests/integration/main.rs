@@ -36,6 +36,8 @@ mod randomized;
 mod readers;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
+// A live viewer behind a 5 Mbit/s link (a namespace, veth and tbf) gets fresh frames.
+mod slow_link;
 // A live viewer that stops reading holds no backlog and stalls nobody.
 mod slow_reader;
 // What start-up refuses before it listens, skips unopened, and holds once (issue 12).
