@@ -24,6 +24,8 @@ mod embed;
 mod fault_clients;
 // Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.
 mod faults;
+// Stalled live viewers joining one per frame: memory within the held-frames budget.
+mod held_frames;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
