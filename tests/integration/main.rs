@@ -8,6 +8,8 @@ mod support;
 
 // Everything but a stream: HEAD, 404, 405, 400, 431, 408, a body nobody asked for, /stats.
 mod answers;
+// Live frames of 2–8 MiB beside a testcard: the testcard's parts stay on time.
+mod big_frames;
 // 200 clients leaving at random leave nothing behind; clients that stop reading are let go.
 mod churn;
 // The command line: bad flags, a taken address, help and version, IPv6.
