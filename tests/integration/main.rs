@@ -10,6 +10,8 @@ mod support;
 mod answers;
 // Live frames of 2–8 MiB beside a testcard: the testcard's parts stay on time.
 mod big_frames;
+// Chromium shows each live frame in a plain <img> as it arrives, not one frame late.
+mod browser_live;
 // 200 clients leaving at random leave nothing behind; clients that stop reading are let go.
 mod churn;
 // The command line: bad flags, a taken address, help and version, IPv6.
