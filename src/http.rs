@@ -71,7 +71,8 @@ pub struct Request<'a> {
     pub version: Version,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<&'a [u8]>,
-    /// A browser asks for an image ([`is_image_request`]).
+    /// A browser asks for an image: its `Accept` lists an image type first, or its
+    /// `Sec-Fetch-Dest` says `image` (`is_image_request`).
     pub image_request: bool,
     /// The query's `name=value` pairs in order, each side percent-decoded.
     params: Vec<(Cow<'a, str>, Cow<'a, str>)>,

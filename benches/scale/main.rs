@@ -4,8 +4,8 @@
 //! `cargo bench --bench scale` runs everything (several minutes) and writes the tables to
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
-//! `MIXREPLACE_BENCH_ONLY=fairness` or `=testcard` runs that section alone (see
-//! `fairness.rs`, `testcard.rs`) and writes nothing.
+//! `MIXREPLACE_BENCH_ONLY=fairness`, `=testcard` or `=fanout` runs that section alone
+//! (see `fairness.rs`, `testcard.rs`, `fanout.rs`) and writes nothing.
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -46,6 +46,7 @@
 
 mod demo;
 mod fairness;
+mod fanout;
 mod floors;
 mod machine;
 mod servers;
@@ -61,6 +62,7 @@ use std::time::Duration;
 
 use crate::demo::{demo_configs, demo_table, run_demo};
 use crate::fairness::{fairness_table, run_fairness};
+use crate::fanout::{fanout_table, run_fanout};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::servers::{contenders, mixreplace};
@@ -111,6 +113,15 @@ fn main() {
         match run_testcard(&mixreplace(), &settings) {
             Ok(runs) => report.text(&testcard_table(&runs)),
             Err(e) => report.line(&format!("The testcard could not be made: {e}")),
+        }
+        return;
+    }
+
+    if settings.only_fanout {
+        report.section("Live fan-out: 1,000 viewers of 30 fps, ~100 KB frames");
+        match run_fanout(&mixreplace(), &settings) {
+            Ok(runs) => report.text(&fanout_table(&runs)),
+            Err(e) => report.line(&format!("The frames could not be made: {e}")),
         }
         return;
     }
@@ -202,6 +213,8 @@ struct Settings {
     only_fairness: bool,
     /// `MIXREPLACE_BENCH_ONLY=testcard`: testcard against synthetic alone, written nowhere.
     only_testcard: bool,
+    /// `MIXREPLACE_BENCH_ONLY=fanout`: live fan-out alone, written nowhere.
+    only_fanout: bool,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -216,6 +229,7 @@ impl Settings {
             quick,
             only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
             only_testcard: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "testcard"),
+            only_fanout: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fanout"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),

@@ -19,7 +19,7 @@ use crate::{LOAD, LOAD_TIMEOUT_S, MANIFEST, Report, SCRATCH, SERVER, SETTLE, STE
 /// A server to measure: `mixreplace` itself, or a peer script run by an interpreter.
 pub struct Contender {
     pub name: &'static str,
-    program: PathBuf,
+    pub program: PathBuf,
     /// The peer's script; `None` for `mixreplace`.
     script: Option<PathBuf>,
 }
@@ -123,7 +123,7 @@ pub fn start(contender: &Contender, streams: &[&str], cpu: Option<usize>) -> Res
 }
 
 /// Reads `listening on http://IP:PORT/` from the server's stdout; returns the port.
-fn ready_line(proc: &mut Proc) -> Result<u16, String> {
+pub fn ready_line(proc: &mut Proc) -> Result<u16, String> {
     let stdout = proc.child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
     // A thread, so the wait is bounded: if the server hangs, it is killed on drop, which
