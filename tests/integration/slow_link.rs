@@ -30,7 +30,7 @@ use crate::support::media::frame;
 use crate::support::multipart::{Item, open, over};
 use crate::support::process::run;
 use crate::support::server::Server;
-use crate::support::tools::skip_or_fail;
+use crate::support::tools::{require_tool, skip_or_fail};
 use crate::support::{IO_TIMEOUT, now_us};
 
 /// The stream: 30 frames a second of about 100 KB.
@@ -53,6 +53,13 @@ fn a_viewer_behind_a_slow_link_gets_fresh_frames_and_a_fast_one_gets_every_frame
         skip_or_fail("the slow-link test makes a network namespace: it needs root");
         return;
     }
+    let tools = (
+        require_tool(&["ip"], "iproute2"),
+        require_tool(&["tc"], "iproute2"),
+    );
+    let (Some(_), Some(_)) = tools else {
+        return;
+    };
     let link = Link::new();
     // The default first (no flag), then without the watermark, then any asked for.
     let mut unsent = vec![None, Some(0)];
