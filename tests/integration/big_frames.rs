@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::media::frame;
 use crate::support::multipart::{Item, open};
-use crate::support::now_us;
 use crate::support::server::Server;
+use crate::support::{now_us, quantile};
 
 /// Big frames cycle through these sizes, fed at [`BIG_FPS`] for [`LOADED`].
 const BIG_SIZES: [usize; 4] = [2 << 20, 4 << 20, 6 << 20, 8 << 20];
@@ -75,13 +75,12 @@ fn big_live_frames_do_not_hold_up_another_streams_parts() {
     };
     let (quiet, loaded) = (split(false), split(true));
     let show = |ms: &[f64]| {
-        let at = |q: f64| ms.get(((ms.len() as f64 * q) as usize).min(ms.len().saturating_sub(1)));
         format!(
             "{} parts, lateness p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
             ms.len(),
-            at(0.5).copied().unwrap_or(f64::NAN),
-            at(0.9).copied().unwrap_or(f64::NAN),
-            ms.last().copied().unwrap_or(f64::NAN)
+            quantile(ms, 0.5),
+            quantile(ms, 0.9),
+            quantile(ms, 1.0)
         )
     };
     eprintln!("testcard alone: {}", show(&quiet));

@@ -2,8 +2,9 @@
 //! of ~100 KB frames gets at least 3 frames a second, at most 400 ms old at p90 (arrival
 //! minus the part's `X-Timestamp`, when the frame reached the server; one clock, one
 //! machine), because the server hands it the newest frame only once its last one is
-//! about on the wire (`--live-unsent`, `TCP_NOTSENT_LOWAT`). A fast viewer on the same
-//! stream still gets every frame.
+//! about on the wire (`--live-unsent`, `TCP_NOTSENT_LOWAT` and a `SIOCOUTQNSD` check).
+//! A fast viewer on the same stream still gets every frame (within a loaded machine's
+//! bound: see [`Watched::meets_targets`]).
 //!
 //! The slow link is real: the test makes a network namespace and a veth pair (a /30 of
 //! 10.200.0.0/16 of its own), with a `tc tbf` qdisc (5 mbit, 32 kbit burst, 400 ms) on
@@ -31,7 +32,7 @@ use crate::support::multipart::{Item, open, over};
 use crate::support::process::run;
 use crate::support::server::Server;
 use crate::support::tools::{require_tool, skip_or_fail};
-use crate::support::{IO_TIMEOUT, now_us};
+use crate::support::{IO_TIMEOUT, now_us, quantile};
 
 /// The stream: 30 frames a second of about 100 KB.
 const FPS: u64 = 30;
@@ -96,16 +97,6 @@ fn a_viewer_behind_a_slow_link_gets_fresh_frames_and_a_fast_one_gets_every_frame
     }
     let with = defaults.last().expect("the default measured");
     assert!(with.meets_targets(), "with the watermark: {defaults:?}");
-    // The fast viewer takes each frame as it comes (every one on a quiet machine: 240 of
-    // 240 in most runs here). On a loaded one the server or the reading thread may be off
-    // the CPU for a frame period, when two frames come in one read and the older is
-    // skipped for everyone, watermark or not: a generous bound, the numbers printed.
-    let fed = FEED.as_secs() * FPS;
-    assert!(with.fast_frames + with.fast_missed >= fed - 2, "{with:?}");
-    assert!(
-        with.fast_missed * 10 <= fed,
-        "the fast viewer missed frames: {with:?}"
-    );
 }
 
 /// What one run measured.
@@ -122,9 +113,16 @@ struct Watched {
 }
 
 impl Watched {
-    /// The targets: at least 3 frames a second, at most 400 ms old at p90.
+    /// The targets: the slow viewer gets at least 3 frames a second, at most
+    /// 400 ms old at p90, and the fast one takes each frame as it comes. (It gets every
+    /// one on a quiet machine, 240 of 240 in most runs here; on a loaded one the server
+    /// or its reading thread may be off the CPU for a frame period, and a viewer that is
+    /// not reading then is not fast: it gets the newest frame when it reads again. So
+    /// a generous bound, the numbers printed.)
     fn meets_targets(&self) -> bool {
-        self.fps >= MIN_FPS && self.age_p90_ms <= MAX_P90_AGE_MS
+        let fed = FEED.as_secs() * FPS;
+        let fast = self.fast_frames + self.fast_missed >= fed - 2 && self.fast_missed * 10 <= fed;
+        self.fps >= MIN_FPS && self.age_p90_ms <= MAX_P90_AGE_MS && fast
     }
 }
 
@@ -163,12 +161,11 @@ fn watch(link: &Link, unsent: Option<u32>) -> Watched {
     let window = FEED.saturating_sub(WARM_UP).as_secs_f64();
     let mut ages: Vec<f64> = measured.iter().map(|(_, age)| *age).collect();
     ages.sort_by(f64::total_cmp);
-    let at = |q: f64| ages.get(((ages.len() as f64 * q) as usize).min(ages.len().saturating_sub(1)));
     Watched {
         fps: measured.len() as f64 / window,
-        age_p50_ms: at(0.5).copied().unwrap_or(f64::NAN),
-        age_p90_ms: at(0.9).copied().unwrap_or(f64::NAN),
-        age_max_ms: ages.last().copied().unwrap_or(f64::NAN),
+        age_p50_ms: quantile(&ages, 0.5),
+        age_p90_ms: quantile(&ages, 0.9),
+        age_max_ms: quantile(&ages, 1.0),
         fast_frames,
         fast_missed,
     }
