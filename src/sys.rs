@@ -10,7 +10,7 @@ use socket2::{Domain, Socket, Type};
 
 /// `listen()` silently caps the backlog at `net.core.somaxconn`, so asking for the most
 /// gets whatever the system allows (4096 on current kernels).
-const BACKLOG: i32 = 65_535;
+pub(crate) const BACKLOG: i32 = 65_535;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
@@ -52,14 +52,19 @@ pub fn somaxconn() -> Option<u32> {
 }
 
 /// A non-blocking listener with `SO_REUSEADDR` (a restart does not wait for old
-/// connections in TIME_WAIT) and the largest backlog the system allows.
-pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+/// connections in TIME_WAIT) and the largest backlog the system allows; with
+/// `reuse_port`, `SO_REUSEPORT` too: several processes (of the same user) listen on the
+/// same port, and the kernel spreads new connections over them.
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         None,
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
@@ -77,11 +82,23 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
 /// Bytes written to the TCP socket `fd` and not sent yet (`SIOCOUTQNSD`): those still
 /// queued behind the congestion window, not those in flight.
 pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
-    let mut unsent: libc::c_int = 0;
-    // SAFETY: SIOCOUTQNSD writes one int through the pointer, to `unsent`, which lives
-    // across the call.
-    if unsafe { libc::ioctl(fd, libc::SIOCOUTQNSD as _, &mut unsent) } != 0 {
+    queue_ioctl(fd, libc::SIOCOUTQNSD)
+}
+
+/// Bytes written to the unix stream socket `fd` that its peer has not read yet
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`: the memory they take, so a little more than the
+/// bytes themselves).
+pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {
+    queue_ioctl(fd, libc::TIOCOUTQ as libc::c_ulong)
+}
+
+/// A socket's queue size, from an ioctl that writes one int.
+fn queue_ioctl(fd: RawFd, request: libc::c_ulong) -> io::Result<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ and SIOCOUTQNSD write one int through the pointer, to `bytes`,
+    // which lives across the call.
+    if unsafe { libc::ioctl(fd, request as _, &mut bytes) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(usize::try_from(unsent).unwrap_or(0))
+    Ok(usize::try_from(bytes).unwrap_or(0))
 }

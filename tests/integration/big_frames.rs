@@ -31,7 +31,8 @@ const HANG_MS: f64 = 5_000.0;
 fn big_live_frames_do_not_hold_up_another_streams_parts() {
     let mut server = Server::start_live(&[
         "--stream",
-        "/big=stdin,max_frame=16777216",
+        // refresh=0: no heartbeat repeats while a big frame is still being fed.
+        "/big=stdin,max_frame=16777216,refresh=0",
         "--stream",
         "/card=testcard,size=160x120,fps=30",
     ]);

@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::browser::Browser;
+use crate::support::json;
 use crate::support::media::solid_jpeg;
 use crate::support::server::Server;
 use crate::support::tools::{TOOL_LIMIT, require_tool};
@@ -44,11 +45,21 @@ fn chromium_shows_each_live_frame_as_it_arrives_in_a_plain_img() {
     let Some(chromium) = require_tool(&["chromium", "chromium-browser", "google-chrome"], "chromium") else {
         return;
     };
-    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    // refresh=0: a heartbeat would show the one-frame-late image the current frame.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin,refresh=0"]);
     let mut browser = Browser::launch(&chromium, TOOL_LIMIT);
     let page = browser.open(&format!("http://{}/view", server.addr()), 400, 300);
-    // The view page's image, then one with the switches off, as before this change.
+    // The view page's image, then one with the switches off, as before this change. The
+    // image's request may come (Chromium's preload scanner) before the parser made the
+    // body: the late image waits for the page's own to be in the document.
     server.wait_viewers("/cam", 1);
+    let parsed = Instant::now();
+    while browser.evaluate(&page, "!!(document.body && document.querySelector('figure img'))")
+        != json::Value::Bool(true)
+    {
+        assert!(parsed.elapsed() < SHOW_TIMEOUT, "/view was never parsed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let late = "document.body.insertAdjacentHTML('beforeend', \
                 '<img id=late src=\"/cam?advance_headers=0&dual_final_frames=0\">')";
     browser.evaluate(&page, late);

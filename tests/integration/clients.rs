@@ -185,7 +185,8 @@ fn python_email_parses_every_stream_kind_without_defects() {
         "--stream",
         &format!("/dir=dir:{},fps=50,loop=false", images.path().display()),
         "--stream",
-        "/cam=stdin",
+        // refresh=0: no heartbeat repeats between the lockstep frames.
+        "/cam=stdin,refresh=0",
         "--stream",
         "/syn=synthetic:parts=5,size=1000,interval=0",
     ]);
@@ -284,7 +285,8 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     assert_eq!(reference.len(), FRAMES);
 
     // The client joins first; then ffmpeg, in real time (-re), feeds the server's stdin.
-    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    // refresh=0: no heartbeat repeats between the frames compared with the source.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin,refresh=0"]);
     let url = format!("http://{}/cam", server.addr());
     let mut client = Guard::spawn(&mut ffmpeg_client(&ffmpeg, &url), TOOL_LIMIT);
     let client_out = drain(client.child().stdout.take().unwrap());

@@ -68,7 +68,8 @@ fn pin_frames(budget: usize) -> Pinned {
     let budget_arg = budget.to_string();
     let mut server = Server::start_live(&[
         "--stream",
-        "/cam=stdin",
+        // refresh=0: the frames held are the frames fed, with no heartbeat between.
+        "/cam=stdin,refresh=0",
         "--held-frames-budget",
         &budget_arg,
         "--send-timeout",

@@ -8,9 +8,10 @@
 //!
 //! The slow link is real: the test makes a network namespace and a veth pair (a /30 of
 //! 10.200.0.0/16 of its own), with a `tc tbf` qdisc (5 mbit, 32 kbit burst, 400 ms) on
-//! the server's side; the server listens on its end, the slow viewer is a thread that
-//! joined the namespace (`setns`, which moves only the calling thread). A [`Link`] guard
-//! removes the namespace and both veth ends on every path. It needs root (CI runs as
+//! the server's side; the server listens on its end (and on loopback, for the fast
+//! viewer), the slow viewer is a thread that joined the namespace (`setns`, which moves
+//! only the calling thread). A [`Link`] guard removes the namespace and both veth ends on
+//! every path. It needs root (CI runs as
 //! root): elsewhere it skips with a message, unless tools are required.
 //!
 //! The numbers are printed with the watermark and without it (the before and after); the
@@ -132,14 +133,21 @@ impl Watched {
 fn watch(link: &Link, unsent: Option<u32>) -> Watched {
     let listen = format!("{}:0", link.server);
     let unsent_arg = unsent.map(|bytes| bytes.to_string());
-    let mut args = vec!["--listen", &listen, "--stream", "/cam=stdin"];
+    // refresh=0: the parts counted are the frames fed, with no heartbeat between.
+    let mut args = vec!["--listen", &listen, "--stream", "/cam=stdin,refresh=0"];
     if let Some(bytes) = &unsent_arg {
         args.extend(["--live-unsent", bytes]);
     }
     let mut server = Server::start_live(&args);
-    let addr = server.addr();
-    let started = Instant::now();
-    let slow = link.in_namespace(move || slow_viewer(addr, started + FEED));
+    // The veth address's listener, beside the helper's own on loopback.
+    let across: SocketAddr = server
+        .listening()
+        .iter()
+        .filter_map(|word| word.strip_prefix("http://")?.strip_suffix('/')?.parse().ok())
+        .find(|addr: &SocketAddr| addr.ip() == link.server)
+        .unwrap_or_else(|| panic!("no listener on {}: {:?}", link.server, server.listening()));
+    let (started, addr) = (Instant::now(), server.addr());
+    let slow = link.in_namespace(move || slow_viewer(across, started + FEED));
     let fast = thread::spawn(move || fast_viewer(addr));
     server.wait_viewers("/cam", 2);
 
