@@ -76,7 +76,7 @@
 //! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing, timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
+//! | leaves | `http`, `wire`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing, timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -224,6 +224,7 @@ pub mod sys;
 pub mod systemd;
 #[doc(hidden)]
 pub mod wheel;
+pub(crate) mod wire;
 
 /// The README's Rust example runs as a doctest too, so it cannot drift from the API.
 #[cfg(doctest)]

@@ -48,6 +48,8 @@ mod load;
 mod randomized;
 // The test readers themselves: what they accept and what they refuse.
 mod readers;
+// relay: inputs: upstreams with every quirk, origin → edge → 500 viewers, an origin restart.
+mod relay;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
 // Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,
