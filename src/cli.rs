@@ -103,6 +103,14 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
+  --live-unsent BYTES    Live viewers' unsent data at most [default: 8192]
+                         (TCP_NOTSENT_LOWAT): a viewer on a slow link gets the newest
+                         frame once its last one is on the wire, not seconds-old frames
+                         from its socket's queue. 0: no limit.
+  --held-frames-budget BYTES
+                         Old frames of a live stream held by viewers still writing
+                         them, at most [default: 67108864]; past it the viewers holding
+                         the oldest are closed (held_frames in /stats).
   --keepalive-timeout SECS
                          How long a kept-alive connection may wait for its next request
                          [default: 5]. 2xx answers that are not streams keep the
@@ -243,6 +251,24 @@ pub fn parse_with_env(
                 embed::check_origin(&value).map_err(|e| format!("invalid value for --allow-origin: {e}"))?;
                 builder.allow_origin(&value)
             }
+            Long("live-unsent") => {
+                let value = string_value(&mut parser, "--live-unsent")?;
+                let bytes = value.parse::<u32>().map_err(|_| {
+                    format!("invalid value '{value}' for --live-unsent: expected bytes, 0 or more")
+                })?;
+                builder.live_unsent(bytes)
+            }
+            Long("held-frames-budget") => {
+                let value = string_value(&mut parser, "--held-frames-budget")?;
+                match value.parse::<usize>() {
+                    Ok(n) if n > 0 => builder.held_frames_budget(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --held-frames-budget: expected bytes, above 0"
+                        ));
+                    }
+                }
+            }
             Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
             Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
             Long("keepalive-timeout") => {
@@ -342,6 +368,11 @@ mod tests {
                 "--stream /b: standard input already",
             ),
             (&["--auth", "nocolon"], "--auth: expected USER:PASS"),
+            (&["--live-unsent", "-1"], "for --live-unsent: expected bytes"),
+            (
+                &["--held-frames-budget", "0"],
+                "for --held-frames-budget: expected bytes",
+            ),
             (
                 &["--listen", "localhost:80"],
                 "--listen: invalid address 'localhost:80': expected IP:PORT, [IPv6]:PORT or unix:PATH",

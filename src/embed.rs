@@ -271,6 +271,27 @@ impl Builder {
         self.keep_error(checked, || "send_timeout".to_owned())
     }
 
+    /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`): a viewer gets
+    /// the newest frame once its last one is about on the wire, not queued in its
+    /// socket. 0 turns it off. Default: 8 KiB (the README's measured table).
+    pub fn live_unsent(mut self, bytes: u32) -> Self {
+        self.limits.live_unsent = bytes;
+        self
+    }
+
+    /// Bytes of a live stream's old frames that connections may hold while writing them
+    /// (the current frame is not counted); past it the connections holding the oldest are
+    /// closed (`held_frames` in the stats). At least 1; default 64 MiB.
+    pub fn held_frames_budget(mut self, bytes: usize) -> Self {
+        let checked = if bytes > 0 {
+            self.limits.held_frames_budget = bytes;
+            Ok(())
+        } else {
+            Err("must be at least 1".to_owned())
+        };
+        self.keep_error(checked, || "held_frames_budget".to_owned())
+    }
+
     /// How long a kept-alive connection may wait for its next request before it is
     /// closed; more than 0 and at most a day. Default: 5 s.
     pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {

@@ -139,7 +139,10 @@
 //!    → `Server::wake_watchers` walks it (`Conn::start_stream` put each client of that
 //!    stream there, `WakeLists::add`): for each one `Server::is_watching`,
 //!    `Server::drive(Input::Frame)` → `Conn::handle`. A connection still writing a part
-//!    lets the frame be (it takes the newest one once that part is out); the others
+//!    lets the frame be (it takes the newest one once that part is out, and once the
+//!    kernel says it is about on the wire: `over_watermark`, `Conn::wait_for_drain`;
+//!    viewers holding the oldest replaced frames past their budget were closed first,
+//!    `Server::enforce_held_frames_budget`); the others
 //!    `Conn::pump` → `Conn::queue_next` → `Stream::next`, which hands out the newest
 //!    frame and counts the ones skipped → `Outbox::push` of the shared part with this
 //!    connection's stamp → `Outbox::flush`.
@@ -147,8 +150,9 @@
 //!    `Server::compact_watchers`, at each reap, keeps the lists bounded when frames
 //!    stop); `Inputs::check_demand` then tells each input whose viewers changed.
 //! 4. The input's end: `Feed::end` → `Live::end` and a last wake; `Stream::next`
-//!    answers `Next::End`, and each connection sends the closing delimiter and lingers
-//!    as in step 6 above. Whichever way the loop ends, `Inputs::shutdown` runs.
+//!    answers `Next::End`, and each connection closes the open part with the last frame
+//!    (`closing_frame`) and the closing delimiter, and lingers as in step 6 above.
+//!    Whichever way the loop ends, `Inputs::shutdown` runs.
 //!
 //! # An `exec:` command, from its start to its reap
 //!

@@ -30,16 +30,20 @@ pub enum Reason {
     Error,
     /// A fault on purpose ended it (`reset@PART`, `truncate@PART`).
     Fault,
+    /// It held one of the oldest live frames when the frames held by connections went
+    /// over their budget (`--held-frames-budget`).
+    HeldFrames,
 }
 
 impl Reason {
-    const ALL: [Reason; 6] = [
+    const ALL: [Reason; 7] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
         Reason::Stopped,
         Reason::Error,
         Reason::Fault,
+        Reason::HeldFrames,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Reason {
             Reason::Stopped => "stopped",
             Reason::Error => "error",
             Reason::Fault => "fault",
+            Reason::HeldFrames => "held_frames",
         }
     }
 }
@@ -326,7 +331,7 @@ pub struct Stats {
     /// sent yet).
     pub answers: Vec<(u16, u64)>,
     /// Connections closed, by reason: `finished`, `client_gone`, `send_timeout`,
-    /// `stopped`, `error`.
+    /// `stopped`, `error`, `fault`, `held_frames`.
     pub closed: Vec<(&'static str, u64)>,
 }
 

@@ -13,8 +13,9 @@
 //! Invariants:
 //! - A connection has at most one pending timer; what it means follows from the state:
 //!   the head deadline, the idle timeout between kept-alive requests, the next part's
-//!   due time, the send timeout (while a write is blocked, or after the client's EOF), or
-//!   the end of lingering.
+//!   due time, the send timeout (while a write is blocked, or after the client's EOF), a
+//!   live viewer's check that its last frame has drained from the socket (see
+//!   [`Limits::live_unsent`]), or the end of lingering.
 //! - Keep-alive (RFC 9112 §9.3): an answer that is not a stream, to a request that lets
 //!   the connection persist ([`http::Request::persistent`]), with a `2xx` status, below
 //!   the cap on requests per connection and while the server is not stopping, says
@@ -93,6 +94,20 @@ const READS_PER_WAKE: usize = 4;
 /// big writers, and at most this much per connection is added to a turn.
 const SMALL_WRITE: usize = 16 * 1024;
 
+/// The default of [`Limits::live_unsent`], chosen by measurement: behind a 5 Mbit/s
+/// link (`tests/integration/slow_link.rs`: a namespace, veth and `tbf`), 30 fps of
+/// 100 KB frames, every watermark gave 6 frames/s; the frames' age at p90 was
+/// 1,780 ms without one, 600 ms at 128 KiB, 363 ms at 32 KiB, 330–354 ms at 16 KiB,
+/// 277–330 ms at 8 KiB, 246–267 ms at 4 KiB (README, "Live viewers"). Smaller costs
+/// more wake-ups per frame on fast links; 8 KiB keeps p90 under the 400 ms with
+/// margin.
+pub const LIVE_UNSENT: u32 = 8 * 1024;
+
+/// A live viewer whose last frame is not yet on the wire (see [`over_watermark`]) checks
+/// again this soon, or at the next frame: a frame of a 5 Mbit/s link's 100 KB takes
+/// 160 ms, so a few checks a frame at most.
+const DRAIN_RECHECK: Micros = 10_000;
+
 /// What a connection needs of its socket. Writes go out through
 /// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
 /// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
@@ -103,6 +118,21 @@ pub trait Socket: Read + Write {
 
     /// Makes the close that follows a reset (`SO_LINGER` 0): only `reset@PART` asks.
     fn reset_on_close(&mut self) -> io::Result<()>;
+
+    /// Keeps at most about `bytes` of written data unsent in the kernel
+    /// (`TCP_NOTSENT_LOWAT`): writes block past it, so a live viewer's next frame is
+    /// chosen when its last one is nearly on the wire (see [`Limits::live_unsent`]). A
+    /// socket without a kernel send queue (the in-memory one) has nothing to limit.
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// Bytes written and not sent yet (`SIOCOUTQNSD`); 0 for a socket without a kernel
+    /// send queue.
+    fn unsent(&self) -> io::Result<usize> {
+        Ok(0)
+    }
 }
 
 impl Socket for TcpStream {
@@ -112,6 +142,14 @@ impl Socket for TcpStream {
 
     fn reset_on_close(&mut self) -> io::Result<()> {
         socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
+    }
+
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        socket2::SockRef::from(&*self).set_tcp_notsent_lowat(bytes)
+    }
+
+    fn unsent(&self) -> io::Result<usize> {
+        crate::sys::unsent_bytes(std::os::fd::AsRawFd::as_raw_fd(self))
     }
 }
 
@@ -128,6 +166,16 @@ pub struct Limits {
     /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
     /// client's part due meanwhile waits for the whole turn.
     pub turn_budget: usize,
+    /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`); 0: none, the
+    /// kernel's send buffer (autotuned to megabytes) then holds parts that are seconds
+    /// old on a slow link. A live viewer's next frame also waits until the last one's
+    /// unsent bytes are under it (see `over_watermark`). Default: [`LIVE_UNSENT`].
+    pub live_unsent: u32,
+    /// Bytes of a live stream's frames that are no longer current but still held by
+    /// connections writing them: past it, the connections holding the oldest are closed
+    /// ([`Reason::HeldFrames`]). Without it, viewers that stop reading at different
+    /// moments could each pin a different old frame until their send timeout.
+    pub held_frames_budget: usize,
     /// How long a kept-alive connection may wait for its next request.
     pub keepalive_timeout: Micros,
     /// Requests one connection may make; the answer to the last says `Connection: close`.
@@ -143,6 +191,8 @@ impl Default for Limits {
             linger: ms(2_000),
             write_budget: 256 * 1024,
             turn_budget: 2 * 1024 * 1024,
+            live_unsent: LIVE_UNSENT,
+            held_frames_budget: 64 << 20,
             keepalive_timeout: ms(5_000),
             keepalive_requests: 1000,
         }
@@ -461,8 +511,11 @@ impl<S: Socket> Conn<S> {
                     let closing = Chunk::Shared(stream.closing(*header_sent).clone());
                     if let Some((announced, _, _)) = announced {
                         self.push_framing(Chunk::Body(announced));
+                        self.push_framing(closing);
+                    } else {
+                        let last = closing_frame(stream, *header_sent, cx.clock);
+                        self.push_closing(last, closing);
                     }
-                    self.push_framing(closing);
                 }
                 self.state = State::Finishing;
                 self.pump(cx)
@@ -662,6 +715,7 @@ impl<S: Socket> Conn<S> {
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
             cx.watchers.add(&stream, cx.key, self.serial);
+            self.limit_unsent(cx);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),
@@ -672,6 +726,26 @@ impl<S: Socket> Conn<S> {
         // The first part (when due at once) goes out with the head, in the same write.
         let _ = self.queue_next(cx);
         self.pump(cx)
+    }
+
+    /// A live viewer's unsent data is kept under the watermark (see
+    /// [`Limits::live_unsent`]); where the socket refuses, it is served without.
+    fn limit_unsent(&mut self, cx: &Cx<'_>) {
+        let bytes = cx.limits.live_unsent;
+        if bytes > 0 {
+            if let Err(e) = self.socket.limit_unsent(bytes) {
+                debug!("#{} TCP_NOTSENT_LOWAT: {e}", cx.key);
+            }
+        }
+    }
+
+    /// Whether this connection is still writing a live frame numbered below `bound` (see
+    /// [`Limits::held_frames_budget`]).
+    pub fn holds_frame_before(&self, bound: u64) -> bool {
+        match &self.state {
+            State::Stream { cursor, .. } => self.out.holds_part() && cursor.sent_before(bound),
+            _ => false,
+        }
     }
 
     /// `?action=snapshot`: one image as a single response.
@@ -819,6 +893,9 @@ impl<S: Socket> Conn<S> {
                         self.state = State::Finishing;
                         continue;
                     }
+                    if stream.has_new_frame(cursor) && over_watermark(&self.socket, cx) {
+                        return self.wait_for_drain(cx);
+                    }
                     match self.queue_next(cx) {
                         Pending::Queued => {}
                         Pending::WaitUntil(at) => {
@@ -839,6 +916,21 @@ impl<S: Socket> Conn<S> {
                 State::Head | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
             }
         }
+    }
+
+    /// A live viewer's last frame is still in its socket, unsent, past the watermark:
+    /// the newest frame waits until it drains, checked again at the next frame or after
+    /// [`DRAIN_RECHECK`]. No write progresses meanwhile, so the send timeout counts on.
+    fn wait_for_drain(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let timeout = self.progress_at + cx.limits.send_timeout;
+        if cx.now >= timeout {
+            debug!("#{} sent nothing of its last frame for the send timeout", cx.key);
+            return Outcome::Close(Reason::SendTimeout);
+        }
+        let at = (cx.now + DRAIN_RECHECK).min(timeout);
+        let at = self.departure_deadline(cx).map_or(at, |gone| gone.min(at));
+        self.arm(cx, at);
+        Outcome::Continue
     }
 
     /// What this connection may write of the turn's shared budget: what is left of it,
@@ -867,10 +959,13 @@ impl<S: Socket> Conn<S> {
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
-                let closing = closing.then(|| Chunk::Shared(stream.closing(*header_sent).clone()));
+                let closing = closing.then(|| {
+                    let last = closing_frame(stream, *header_sent, cx.clock);
+                    (last, Chunk::Shared(stream.closing(*header_sent).clone()))
+                });
                 self.state = State::Finishing;
-                if let Some(closing) = closing {
-                    self.push_framing(closing);
+                if let Some((last, closing)) = closing {
+                    self.push_closing(last, closing);
                 }
                 return Pending::Queued;
             }
@@ -904,6 +999,16 @@ impl<S: Socket> Conn<S> {
         self.out.push(chunk);
         if let Some(sabotage) = self.sabotage.as_deref_mut() {
             sabotage.queued(&mut self.out, from, false);
+        }
+    }
+
+    /// Queues a stream's early end: the live stream's last frame as its final part
+    /// (`last`, from [`closing_frame`]) and the closing delimiter, or `closing` (an
+    /// empty typed part and the closing delimiter, or the delimiter alone).
+    fn push_closing(&mut self, last: Option<Vec<Chunk>>, closing: Chunk) {
+        match last {
+            Some(chunks) => chunks.into_iter().for_each(|chunk| self.out.push(chunk)),
+            None => self.push_framing(closing),
         }
     }
 
@@ -1047,6 +1152,35 @@ fn queue_ahead(
         None if live => out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
         None => *header_sent = false,
     }
+}
+
+/// Whether a live viewer's socket holds more unsent data than the watermark
+/// ([`Limits::live_unsent`]). `TCP_NOTSENT_LOWAT` alone lets the write that ends a
+/// frame leave up to the watermark and a whole segment unsent (64 KiB with GSO, 100 ms
+/// at 5 Mbit/s), so the loop asks the kernel (`SIOCOUTQNSD`) before it picks the
+/// newest frame; a socket that cannot say counts as drained.
+fn over_watermark(socket: &impl Socket, cx: &Cx<'_>) -> bool {
+    let watermark = cx.limits.live_unsent as usize;
+    watermark > 0 && socket.unsent().is_ok_and(|unsent| unsent > watermark)
+}
+
+/// A live stream that ends keeps its picture: the part left open is closed with the
+/// last frame, not with an empty image (WebKit shows a broken image for it, and clients
+/// that decode every part get a 0-byte JPEG). The chunks are that frame's header block
+/// (unless it went out already, `header_sent`), its body and the closing delimiter;
+/// `None` for other streams, and for a live one that never had a frame. The part carries
+/// no `X-Frame`: it shows a frame again rather than a new one, so a client counting
+/// frames (`mixreplace-load`) sees neither a repeat nor a gap.
+fn closing_frame(stream: &Stream, header_sent: bool, clock: &Clock) -> Option<Vec<Chunk>> {
+    let (part, at) = stream.last_frame()?;
+    let mut chunks = Vec::with_capacity(3);
+    if !header_sent {
+        let stamp = stream.stamp(clock.epoch_us(at), None);
+        chunks.push(Chunk::PartHeader(part.clone(), stamp));
+    }
+    chunks.push(Chunk::Body(part));
+    chunks.push(Chunk::Shared(stream.closing(true).clone()));
+    Some(chunks)
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
@@ -1557,6 +1691,113 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
         assert!(text(&conn).ends_with("--\r\n"));
         assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_live_stream_that_ends_closes_the_open_part_with_its_last_frame() {
+        let cases = [
+            // (request, published, how it ends, the end of the output)
+            (
+                GET_LIVE,
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                GET_LIVE,
+                true,
+                Input::Stop,
+                "Content-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Stop,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            // A stream that never had a frame has no picture to keep: a typed empty part.
+            (
+                GET_LIVE,
+                false,
+                Input::Stop,
+                "\r\n\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 0\r\n\r\n\r\n--B--\r\n",
+            ),
+        ];
+        for (request, published, end, want) in cases {
+            let mut h = harness();
+            let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+            let stream = live_stream(&h);
+            let live = stream.as_live().unwrap();
+            if published {
+                live.publish(b"f1", 1);
+                assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+            }
+            if end == Input::Frame {
+                live.end();
+            }
+            assert_eq!(h.input(&mut conn, end), Outcome::Continue);
+            let out = unstamped(&conn);
+            assert!(out.ends_with(want), "{end:?} {published}: {out:?}");
+            assert_eq!(state(&conn), "lingering");
+        }
+    }
+
+    #[test]
+    fn a_live_viewer_takes_the_newest_frame_only_once_its_last_one_left_the_socket() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET_LIVE, MemorySocket::default());
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        live.publish(b"f0", 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        // Frame 0 is written but not sent: frames 1 and 2 wait, rechecked on a timer.
+        conn.socket.unsent = LIVE_UNSENT as usize + 1;
+        let written = conn.socket.written.len();
+        live.publish(b"f1", 2);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        live.publish(b"f2", 3);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert_eq!(conn.socket.written.len(), written);
+        assert_eq!(conn.deadline(), Some(h.now() + DRAIN_RECHECK));
+        // Drained: the newest goes at the recheck, frame 1 skipped.
+        conn.socket.unsent = LIVE_UNSENT as usize;
+        let at = h.now() + DRAIN_RECHECK;
+        assert_eq!(h.advance(&mut conn, at), Outcome::Continue);
+        assert!(unstamped(&conn).ends_with("\r\n\r\nf2\r\n--B\r\n"));
+        assert_eq!(stream.skipped(), 1);
+        // A client that never drains is closed at the send timeout, not held.
+        conn.socket.unsent = usize::MAX;
+        live.publish(b"f3", 4);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        let timeout = h.now() + Limits::default().send_timeout;
+        assert_eq!(h.advance(&mut conn, timeout), Outcome::Close(Reason::SendTimeout));
+    }
+
+    #[test]
+    fn a_viewer_holding_an_old_live_frame_is_told_apart() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET_LIVE, MemorySocket::default());
+        conn.socket.room = 10;
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        assert!(!conn.holds_frame_before(u64::MAX), "nothing sent yet");
+        live.publish(&[b'x'; 1000], 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        // Frame 0 is stuck in its outbox: it holds frames below 1, not below 0.
+        assert!(conn.holds_frame_before(1) && !conn.holds_frame_before(0));
+        live.publish(b"f1", 2);
+        let held = live.held_bytes();
+        assert!((1000..1200).contains(&held), "{held}");
+        assert_eq!(live.evict_below(usize::MAX), None);
+        assert_eq!(live.evict_below(10), Some(1));
+        h.close(conn);
+        assert_eq!((live.held_bytes(), live.evict_below(0)), (0, None));
     }
 
     #[test]

@@ -509,6 +509,25 @@ impl Socket for Peer {
             Peer::Unix(_) => Ok(()),
         }
     }
+
+    /// A unix socket has no `TCP_NOTSENT_LOWAT`, and needs none: its send buffer is
+    /// `SO_SNDBUF` (about 200 KiB), not autotuned to megabytes.
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        match self {
+            Peer::Tcp(s) => s.limit_unsent(bytes),
+            Peer::Unix(_) => Ok(()),
+        }
+    }
+
+    /// Over a unix socket the peer is a local process (a proxy, mostly): what it has not
+    /// read yet (`SIOCOUTQ`) stands for what is not on the wire, so a reader that falls
+    /// behind gets the newest frame when it catches up, as a slow TCP link does.
+    fn unsent(&self) -> io::Result<usize> {
+        match self {
+            Peer::Tcp(s) => s.unsent(),
+            Peer::Unix(s) => sys::unread_bytes(s.as_raw_fd()),
+        }
+    }
 }
 
 impl Source for Peer {

@@ -52,6 +52,8 @@ pub struct MemorySocket {
     pub shutdown_error: Option<io::ErrorKind>,
     /// The server asked for its close to be a reset.
     pub reset: bool,
+    /// What the kernel would say is written and not sent yet (`SIOCOUTQNSD`).
+    pub unsent: usize,
 }
 
 impl Default for MemorySocket {
@@ -66,6 +68,7 @@ impl Default for MemorySocket {
             shut: false,
             shutdown_error: None,
             reset: false,
+            unsent: 0,
         }
     }
 }
@@ -145,6 +148,10 @@ impl Socket for MemorySocket {
     fn reset_on_close(&mut self) -> io::Result<()> {
         self.reset = true;
         Ok(())
+    }
+
+    fn unsent(&self) -> io::Result<usize> {
+        Ok(self.unsent)
     }
 }
 

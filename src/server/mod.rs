@@ -37,6 +37,7 @@
 //! pays nothing for them until one comes.
 
 pub mod conn;
+mod held;
 pub mod inputs;
 pub mod listen;
 pub mod memory;
@@ -602,6 +603,7 @@ impl Server {
 
     /// Wakes every client on wake list `list`; those that left drop off the list.
     fn wake_watchers(&mut self, list: usize) {
+        self.enforce_held_frames_budget(list);
         // By index: a woken connection never adds itself again, but the list is the
         // loop's and `drive` borrows the rest of the loop.
         for i in 0..self.shared.watchers.len(list) {

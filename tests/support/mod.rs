@@ -74,6 +74,13 @@ pub fn now_us() -> u64 {
     u64::try_from(since.as_micros()).expect("microseconds fit in u64")
 }
 
+/// The `q` quantile (0 to 1; 1 is the largest) of `sorted`, an ascending list of
+/// measures; NaN for an empty one.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(f64::NAN)
+}
+
 /// A temporary folder, removed with everything in it when dropped.
 #[derive(Debug)]
 pub struct Scratch(PathBuf);
