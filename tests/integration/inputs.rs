@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::support::ffmpeg::ffmpeg_command;
 use crate::support::http::fetch;
 use crate::support::json::{self, Value};
-use crate::support::media::{EXIF_JPEG, frame, frame_id};
+use crate::support::media::{EXIF_JPEG, frame, frame_id, jpeg_size};
 use crate::support::multipart::{Item, Part, PartReader, find, open};
 use crate::support::process::Guard;
 use crate::support::server::{Server, check_refused, run_binary};
@@ -27,12 +27,6 @@ fn next_part(reader: &mut PartReader<TcpStream>) -> Part {
 }
 
 /// A baseline JPEG's (width, height), from its SOF0 segment.
-fn jpeg_size(body: &[u8]) -> (u16, u16) {
-    let at = find(body, b"\xff\xc0").expect("an SOF0 segment") + 5;
-    let be = |i: usize| u16::from_be_bytes([body[i], body[i + 1]]);
-    (be(at + 2), be(at))
-}
-
 /// The `/stats` entry of the input at `path`.
 fn input(server: &Server, path: &str) -> Value {
     let stats = server.get("/stats");
@@ -84,14 +78,14 @@ fn two_live_streams_each_viewer_gets_its_own_streams_frames() {
     producer.args(["-f", "mjpeg", "-q:v", "5", "-y"]).arg(&fifo);
     let mut producer = Guard::spawn(&mut producer, TOOL_LIMIT);
     // Camera two: numbered frames of another picture, from the test.
-    let other = jpeg_size(EXIF_JPEG);
+    let other = jpeg_size(EXIF_JPEG).expect("a baseline JPEG");
     assert_ne!(other, (320, 240));
     for id in 1..=3 {
         server.feed(&frame(id, 4000));
         let got = next_part(&mut b);
-        assert_eq!((frame_id(&got.body), jpeg_size(&got.body)), (id, other));
+        assert_eq!((frame_id(&got.body), jpeg_size(&got.body)), (id, Some(other)));
         let got = next_part(&mut a);
-        assert_eq!(jpeg_size(&got.body), (320, 240));
+        assert_eq!(jpeg_size(&got.body), Some((320, 240)));
         assert!(find(&got.body, b"mixreplace test frame").is_none());
     }
     let a_stats = input(&server, "/a");
