@@ -29,6 +29,7 @@ const HANG_MS: f64 = 5_000.0;
 
 #[test]
 fn big_live_frames_do_not_hold_up_another_streams_parts() {
+    let _alone = crate::support::heavy();
     let mut server = Server::start_live(&[
         "--stream",
         // refresh=0: no heartbeat repeats while a big frame is still being fed.

@@ -30,6 +30,7 @@ const SLACK_KIB: u64 = 12 * 1024;
 
 #[test]
 fn stalled_viewers_joining_one_per_frame_hold_no_more_than_the_budget() {
+    let _alone = crate::support::heavy();
     let bounded = pin_frames(BUDGET);
     let unbounded = pin_frames(1 << 30);
     eprintln!(

@@ -329,6 +329,7 @@ const EDGE_STREAM: &str = "/s=synthetic:parts=20,size=2000,interval=1000";
 // origin's).
 #[test]
 fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_request() {
+    let _alone = crate::support::heavy();
     let Some(cert) = Cert::new() else { return };
     let mut edge1 = Server::start(&["--stream", EDGE_STREAM]);
     let edge2 = Server::start(&["--stream", EDGE_STREAM]);

@@ -50,6 +50,7 @@ const ATTEMPTS: u32 = 3;
 
 #[test]
 fn a_viewer_behind_a_slow_link_gets_fresh_frames_and_a_fast_one_gets_every_frame() {
+    let _alone = crate::support::heavy();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip_or_fail("the slow-link test makes a network namespace: it needs root");
