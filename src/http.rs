@@ -71,6 +71,11 @@ pub struct Request<'a> {
     pub version: Version,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The values of every `X-Forwarded-For` and `Forwarded` line, in order (one list
+    /// each; empty, with nothing allocated, when the request has none). Whether to
+    /// believe them is the caller's choice: see `routes::proxies`.
+    pub forwarded_for: Vec<&'a [u8]>,
+    pub forwarded: Vec<&'a [u8]>,
     /// The query's `name=value` pairs in order, each side percent-decoded.
     params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
@@ -173,11 +178,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         .map(|h| h.value);
+    let values = |name: &str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
     Ok(Some(Request {
         method,
         path,
         version: head.version,
         authorization,
+        forwarded_for: values("x-forwarded-for"),
+        forwarded: values("forwarded"),
         params,
     }))
 }

@@ -171,6 +171,8 @@ pub mod http;
 #[doc(hidden)]
 pub mod load;
 #[doc(hidden)]
+pub mod proxy_protocol;
+#[doc(hidden)]
 pub mod routes;
 #[doc(hidden)]
 pub mod server;

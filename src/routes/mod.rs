@@ -2,6 +2,7 @@
 //! holds every routing decision.
 
 pub mod access;
+pub mod proxies;
 pub mod respond;
 pub mod stats;
 pub mod view;
