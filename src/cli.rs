@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::embed::{self, Builder, MAX_TIMEOUT};
+use crate::routes::proxies::Cidr;
 
 pub const USAGE: &str = "\
 Usage: mixreplace [OPTIONS]
@@ -63,6 +64,20 @@ Access:
   --auth USER:PASS       Require HTTP Basic authentication on every route (401 without).
   --allow-origin ORIGIN  Send CORS headers allowing ORIGIN (or *); answer preflights.
 
+Logging and proxies:
+  --access-log FILE|-    One line per finished request (a stream's when it ends) to
+                         FILE (appended; SIGHUP reopens it, for logrotate) or to
+                         stderr (-): the combined log format, then the seconds taken:
+                         IP - USER [TIME] \"REQUEST\" STATUS BYTES \"REFERER\" \"AGENT\" SECS
+  --trust-proxy CIDR     Trust the proxies at CIDR (IP or IP/PREFIX, v4 or v6;
+                         repeatable): their requests' client address comes from
+                         Forwarded or X-Forwarded-For (the rightmost untrusted entry).
+                         From anyone else those headers are ignored.
+  --proxy-protocol       Every connection starts with a PROXY protocol v1 or v2 header
+                         (HAProxy's send-proxy, send-proxy-v2), read within the head
+                         timeout; its address is the client's. Connections from peers
+                         not trusted by --trust-proxy are closed unanswered.
+
   -h, --help             Print this help.
   -V, --version          Print the version.
 
@@ -74,8 +89,8 @@ command line or a stream that cannot start (a bad folder, script or standard inp
 #[derive(Debug)]
 pub enum Command {
     /// Serve what the flags describe (the binary then turns on signals and the file
-    /// descriptor limit raise: see `main.rs`).
-    Run(Builder),
+    /// descriptor limit raise: see `main.rs`). Boxed: a builder is hundreds of bytes.
+    Run(Box<Builder>),
     Help,
     Version,
 }
@@ -86,6 +101,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
 
     let mut parser = lexopt::Parser::from_args(args);
     let mut builder = Builder::new().listen(([127, 0, 0, 1], 8080));
+    let (mut trusts, mut proxy_protocol) = (false, false);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         builder = match arg {
             Long("listen") => {
@@ -131,6 +147,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 embed::check_origin(&value).map_err(|e| format!("invalid value for --allow-origin: {e}"))?;
                 builder.allow_origin(&value)
             }
+            Long("access-log") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                if value.is_empty() {
+                    return Err("invalid value '' for --access-log: expected a file or -".into());
+                }
+                builder.access_log(value)
+            }
+            Long("trust-proxy") => {
+                let value = string_value(&mut parser, "--trust-proxy")?;
+                value
+                    .parse::<Cidr>()
+                    .map_err(|e| format!("invalid value for --trust-proxy: {e}"))?;
+                trusts = true;
+                builder.trust_proxy(&value)
+            }
+            Long("proxy-protocol") => {
+                proxy_protocol = true;
+                builder.proxy_protocol(true)
+            }
             Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
             Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -138,7 +173,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             _ => return Err(arg.unexpected().to_string()),
         };
     }
-    Ok(Command::Run(builder))
+    if proxy_protocol && !trusts {
+        return Err(
+            "--proxy-protocol needs --trust-proxy CIDR: the proxies allowed to send the header".into(),
+        );
+    }
+    Ok(Command::Run(Box::new(builder)))
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -169,7 +209,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Builder, String> {
         match parse(args.iter().map(OsString::from))? {
-            Command::Run(builder) => Ok(builder),
+            Command::Run(builder) => Ok(*builder),
             other => Err(format!("{other:?}")),
         }
     }
@@ -199,6 +239,16 @@ mod tests {
                 &["--head-timeout", "86401"],
                 "for --head-timeout: expected seconds",
             ),
+            (
+                &["--trust-proxy", "10.0.0.0/33"],
+                "--trust-proxy: '10.0.0.0/33': the prefix length is at most 32",
+            ),
+            (
+                &["--trust-proxy", "localhost"],
+                "--trust-proxy: 'localhost' is not",
+            ),
+            (&["--proxy-protocol"], "--proxy-protocol needs --trust-proxy"),
+            (&["--access-log", ""], "for --access-log: expected a file or -"),
         ] {
             let err = run(args).unwrap_err();
             assert!(err.contains(says), "{args:?}: {err}");

@@ -21,6 +21,7 @@
 //!   does: no thread and no descriptor outlive the handle.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
@@ -32,6 +33,7 @@ use crate::clock::Micros;
 use crate::error::Error;
 use crate::http;
 use crate::routes::access::Access;
+use crate::routes::proxies::{Cidr, Proxies};
 use crate::routes::stats::Stats;
 use crate::routes::{Route, Routes};
 use crate::server::conn::Limits;
@@ -91,6 +93,9 @@ pub struct Builder {
     allow_quit: bool,
     signals: bool,
     raise_fd_limit: bool,
+    access_log: Option<PathBuf>,
+    trusted_proxies: Vec<Cidr>,
+    proxy_protocol: bool,
     /// The first bad value given, for `bind` to return.
     error: Option<String>,
 }
@@ -116,6 +121,9 @@ impl Builder {
             allow_quit: false,
             signals: false,
             raise_fd_limit: false,
+            access_log: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             error: None,
         }
     }
@@ -200,10 +208,40 @@ impl Builder {
     }
 
     /// Stops gracefully on the first SIGINT or SIGTERM and at once on a second one
-    /// ([`Exit::Forced`]). Signals belong to a program, not to a library: the binary
+    /// ([`Exit::Forced`]); SIGHUP reopens the [access log](Self::access_log) and does
+    /// nothing else. Signals belong to a program, not to a library: the binary
     /// turns this on; an embedded server leaves it off (the default).
     pub fn signals(mut self, on: bool) -> Self {
         self.signals = on;
+        self
+    }
+
+    /// Writes one line per finished request to `path` (appended to; created with mode
+    /// 0640), or to standard error for `-`: the combined log format and the seconds it
+    /// took (see the README's "Access log"). Off by default. A file that cannot be
+    /// opened is an [`Error::Config`] from `bind`; a write that fails later is counted
+    /// and warned about, never fatal.
+    pub fn access_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.access_log = Some(path.into());
+        self
+    }
+
+    /// Trusts the proxies in `cidr` (`IP` or `IP/PREFIX`, IPv4 or IPv6; repeatable): a
+    /// request from one of them has its client address taken from its `Forwarded` or
+    /// `X-Forwarded-For` header (the rightmost address not trusted), and may start
+    /// with a PROXY header (see [`proxy_protocol`](Self::proxy_protocol)). From anyone
+    /// else those headers are ignored.
+    pub fn trust_proxy(mut self, cidr: &str) -> Self {
+        let parsed = cidr.parse().map(|cidr| self.trusted_proxies.push(cidr));
+        self.keep_error(parsed, || "trust_proxy".to_owned())
+    }
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// `send-proxy` or `send-proxy-v2` sends), read before the request within the head
+    /// timeout; its client address stands in for the peer's. Only trusted proxies may
+    /// connect: others, and malformed headers, are closed unanswered.
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
         self
     }
 
@@ -220,6 +258,11 @@ impl Builder {
         if let Some(message) = self.error {
             return Err(Error::Config(message));
         }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err(Error::Config(
+                "proxy_protocol: no trusted proxy to accept a PROXY header from (trust_proxy)".to_owned(),
+            ));
+        }
         let access = Access::new(self.credentials.as_deref(), self.origin.as_deref());
         let live = self.live_config();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
@@ -230,6 +273,8 @@ impl Builder {
             access,
             live,
             signals: self.signals,
+            access_log: self.access_log,
+            proxies: Proxies::new(self.trusted_proxies, self.proxy_protocol),
         };
         let server = Server::bind(&config, routes)?;
         if let Some(cap) = sys::somaxconn() {

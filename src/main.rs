@@ -9,7 +9,7 @@ use mixreplace::{Error, Exit};
 
 fn main() -> ExitCode {
     let builder = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(builder)) => builder,
+        Ok(Command::Run(builder)) => *builder,
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

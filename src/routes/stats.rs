@@ -29,16 +29,20 @@ pub enum Reason {
     Error,
     /// A fault on purpose ended it (`reset@PART`, `truncate@PART`).
     Fault,
+    /// With `--proxy-protocol`: the peer is not a trusted proxy, or its PROXY header is
+    /// malformed.
+    Refused,
 }
 
 impl Reason {
-    const ALL: [Reason; 6] = [
+    const ALL: [Reason; 7] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
         Reason::Stopped,
         Reason::Error,
         Reason::Fault,
+        Reason::Refused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Reason {
             Reason::Stopped => "stopped",
             Reason::Error => "error",
             Reason::Fault => "fault",
+            Reason::Refused => "refused",
         }
     }
 }

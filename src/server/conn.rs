@@ -43,7 +43,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::rc::Rc;
 
 use log::debug;
@@ -51,11 +51,14 @@ use mio::net::TcpStream;
 
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::proxy_protocol;
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
+use crate::server::access_log::{AccessLog, Entry};
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
@@ -83,6 +86,10 @@ pub trait Socket: Read + Write {
 
     /// Makes the close that follows a reset (`SO_LINGER` 0): only `reset@PART` asks.
     fn reset_on_close(&mut self) -> io::Result<()>;
+
+    /// The peer's IP address, if the socket has one (asked only for the access log and
+    /// the PROXY protocol's trust check).
+    fn peer_ip(&self) -> Option<IpAddr>;
 }
 
 impl Socket for TcpStream {
@@ -92,6 +99,10 @@ impl Socket for TcpStream {
 
     fn reset_on_close(&mut self) -> io::Result<()> {
         socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
+    }
+
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|addr| addr.ip())
     }
 }
 
@@ -145,6 +156,10 @@ pub struct Cx<'a> {
     pub stop_requested: &'a mut bool,
     /// What is left of [`Limits::turn_budget`] this turn.
     pub turn_left: &'a mut usize,
+    /// Where finished requests are written (or not: [`AccessLog::off`]).
+    pub log: &'a mut AccessLog,
+    /// Trusted proxies, and whether a PROXY header comes first.
+    pub proxies: &'a Proxies,
 }
 
 impl fmt::Debug for Cx<'_> {
@@ -236,6 +251,14 @@ pub struct Conn<S: Socket = TcpStream> {
     client_eof: bool,
     /// The stream's connection faults, while it sends a stream that has them.
     sabotage: Option<Box<Sabotage>>,
+    /// Bytes written so far (an access log line counts its request's share).
+    sent: u64,
+    /// With an access log: the request whose line is not written yet.
+    entry: Option<Entry>,
+    /// `--proxy-protocol`: the PROXY header has not been read yet.
+    awaits_proxy_header: bool,
+    /// The client address the PROXY header gave, which stands in for the peer's.
+    proxy_source: Option<IpAddr>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -253,6 +276,10 @@ impl<S: Socket> Conn<S> {
             progress_at: cx.now,
             client_eof: false,
             sabotage: None,
+            sent: 0,
+            entry: None,
+            awaits_proxy_header: cx.proxies.protocol,
+            proxy_source: None,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
@@ -261,6 +288,7 @@ impl<S: Socket> Conn<S> {
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
     pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
+        conn.open_entry(Vec::new(), None, cx);
         let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
@@ -314,6 +342,35 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// Writes the access log line of the request in progress, if any is owed: when its
+    /// answer is all sent, or when the connection ends first (the loop calls it then).
+    pub fn log_end(&mut self, log: &mut AccessLog, clock: &Clock, now: Micros) {
+        if let Some(entry) = self.entry.take() {
+            log.write(&entry, self.sent, clock.epoch_us(entry.received), now);
+        }
+    }
+
+    /// With an access log on, starts the line of a request whose head is `head` (what
+    /// was read of it, for an answer to a bad or late one); `client`: as a trusted
+    /// proxy tells it, or `None` for the peer.
+    fn open_entry(&mut self, head: Vec<u8>, client: Option<IpAddr>, cx: &Cx<'_>) {
+        if !cx.log.is_on() {
+            return;
+        }
+        self.entry = Some(Entry {
+            head,
+            client: client.or_else(|| self.peer_ip()),
+            status: 0,
+            received: cx.now,
+            sent_before: self.sent,
+        });
+    }
+
+    /// The client's address as the socket or the PROXY header gives it.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.proxy_source.or_else(|| self.socket.peer_ip())
+    }
+
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head { .. } => self.read_head(read_closed, cx),
@@ -329,13 +386,7 @@ impl<S: Socket> Conn<S> {
             }
         }
         match self.state {
-            State::Head { .. } => self.answer(
-                Status::RequestTimeout,
-                Version::Http11,
-                false,
-                cx.access.headers(),
-                cx,
-            ),
+            State::Head { .. } => self.answer_late_head(cx),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
             State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {
@@ -347,6 +398,19 @@ impl<S: Socket> Conn<S> {
             }
             State::Stream { .. } | State::Finishing => self.pump(cx),
         }
+    }
+
+    /// `408`, logged with what the head had of a request: a connection that sent
+    /// nothing is not logged (browsers open spare connections and leave them idle).
+    fn answer_late_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        if let State::Head { buf } = &mut self.state {
+            if !buf.is_empty() {
+                let head = std::mem::take(buf);
+                self.open_entry(head, None, cx);
+            }
+        }
+        let headers = cx.access.headers();
+        self.answer(Status::RequestTimeout, Version::Http11, false, headers, cx)
     }
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
@@ -393,9 +457,29 @@ impl<S: Socket> Conn<S> {
             let State::Head { buf } = &mut self.state else {
                 unreachable!("read_head outside the Head state")
             };
-            // Keep one byte past the cap, so the parser can tell "too large".
-            let keep = n.min(MAX_HEAD + 1 - buf.len());
+            // Keep one byte past the cap, so the parser can tell "too large" (and room
+            // for the PROXY header before the request, while it is awaited).
+            let proxy_room = if self.awaits_proxy_header {
+                proxy_protocol::MAX_LEN
+            } else {
+                0
+            };
+            let keep = n.min(MAX_HEAD + 1 + proxy_room - buf.len());
             buf.extend_from_slice(&cx.scratch[..keep]);
+            if self.awaits_proxy_header {
+                match strip_proxy_header(buf) {
+                    Ok(Some(source)) => {
+                        self.awaits_proxy_header = false;
+                        self.proxy_source = source;
+                    }
+                    Ok(None) if drained => return Outcome::Continue,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!("#{} refused: {e}", cx.key);
+                        return Outcome::Close(Reason::Refused);
+                    }
+                }
+            }
             let buf = std::mem::take(buf);
             match http::parse(&buf) {
                 Ok(None) if drained => {
@@ -405,8 +489,13 @@ impl<S: Socket> Conn<S> {
                 Ok(None) => self.state = State::Head { buf },
                 Ok(Some(request)) => {
                     let reply = respond::respond(&request, cx.routes, cx.access);
-                    let head_only = request.method == Method::Head;
-                    return match self.reply(reply, request.version, head_only, cx) {
+                    let (version, head_only) = (request.version, request.method == Method::Head);
+                    if cx.log.is_on() {
+                        let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
+                        drop(request);
+                        self.open_entry(buf, client, cx);
+                    }
+                    return match self.reply(reply, version, head_only, cx) {
                         // The rest of what the client sent (a body, pipelined requests)
                         // is read and dropped, so EOF and resets are seen.
                         Outcome::Continue if !drained => self.discard_input(read_closed, cx),
@@ -414,6 +503,7 @@ impl<S: Socket> Conn<S> {
                     };
                 }
                 Err(status) => {
+                    self.open_entry(buf, None, cx);
                     return self.answer(status, Version::Http11, false, cx.access.headers(), cx);
                 }
             }
@@ -425,6 +515,8 @@ impl<S: Socket> Conn<S> {
 
     /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
     fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
+        // Every reply but a short answer is a 200; `answer` notes its own status.
+        self.note_status(Status::Ok);
         match reply {
             Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
             Reply::Page(page) => {
@@ -532,8 +624,15 @@ impl<S: Socket> Conn<S> {
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
+        self.note_status(status);
         let bytes = http::answer(status, version, head_only, extra);
         self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
+    }
+
+    fn note_status(&mut self, status: Status) {
+        if let Some(entry) = &mut self.entry {
+            entry.status = status.code();
+        }
     }
 
     fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx<'_>) -> Outcome {
@@ -563,6 +662,7 @@ impl<S: Socket> Conn<S> {
             budget = budget.saturating_sub(written);
             *cx.turn_left = cx.turn_left.saturating_sub(written);
             cx.stats.bytes += written as u64;
+            self.sent += written as u64;
             if written > 0 {
                 self.progress_at = cx.now;
             }
@@ -717,6 +817,8 @@ impl<S: Socket> Conn<S> {
         if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
+        // Everything is sent: the request's line is complete.
+        self.log_end(cx.log, cx.clock, cx.now);
         self.state = State::Lingering;
         self.arm(cx, cx.now + cx.limits.linger);
         self.discard_input(false, cx)
@@ -813,6 +915,18 @@ fn queue_ahead(
         None if live => out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
         None => *header_sent = false,
     }
+}
+
+/// Takes a complete PROXY header off the front of `buf`: `Ok(Some(source))` then, with
+/// the client address it gives (if any); `Ok(None)` while it is incomplete.
+fn strip_proxy_header(buf: &mut Vec<u8>) -> Result<Option<Option<IpAddr>>, proxy_protocol::Invalid> {
+    let Some(header) = proxy_protocol::parse(buf)? else {
+        return Ok(None);
+    };
+    buf.drain(..header.len);
+    // The request's own cap holds from here on (see `read_head`).
+    buf.truncate(MAX_HEAD + 1);
+    Ok(Some(header.source.map(|addr| addr.ip().to_canonical())))
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 
 use crate::clock::{Micros, tick_of_now};
 use crate::routes::Routes;
@@ -52,6 +53,8 @@ pub struct MemorySocket {
     pub shutdown_error: Option<io::ErrorKind>,
     /// The server asked for its close to be a reset.
     pub reset: bool,
+    /// The client's address (none by default, as a unix socket's).
+    pub peer: Option<IpAddr>,
 }
 
 impl Default for MemorySocket {
@@ -66,6 +69,7 @@ impl Default for MemorySocket {
             shut: false,
             shutdown_error: None,
             reset: false,
+            peer: None,
         }
     }
 }
@@ -145,6 +149,10 @@ impl Socket for MemorySocket {
     fn reset_on_close(&mut self) -> io::Result<()> {
         self.reset = true;
         Ok(())
+    }
+
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer
     }
 }
 

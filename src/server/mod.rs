@@ -25,6 +25,7 @@
 //! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop
 //! pays nothing for them until one comes.
 
+pub mod access_log;
 pub mod conn;
 pub mod memory;
 pub mod outbox;
@@ -33,6 +34,7 @@ pub mod sabotage;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -40,7 +42,7 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -48,7 +50,9 @@ use crate::clock::{self, Clock, Micros, tick_of_deadline, tick_of_now};
 use crate::error::Error;
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::stats::{Counters, Reason, Stats};
+use crate::server::access_log::AccessLog;
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
 use crate::stream::Stream;
 use crate::stream::live::{LiveConfig, LiveInput};
@@ -94,8 +98,12 @@ pub(crate) struct Config {
     pub access: Access,
     /// Standard input feeds the live stream (`--stream PATH=stdin`).
     pub live: Option<LiveConfig>,
-    /// SIGINT and SIGTERM stop the server (the binary's choice, not a library's).
+    /// SIGINT and SIGTERM stop the server, SIGHUP reopens the access log (the
+    /// binary's choice, not a library's).
     pub signals: bool,
+    /// `--access-log`: a file, or `-` for standard error.
+    pub access_log: Option<PathBuf>,
+    pub proxies: Proxies,
 }
 
 /// How a server's loop ended.
@@ -174,6 +182,9 @@ struct Shared {
     stop_requested: bool,
     /// What the connections may still write this turn (see [`Limits::turn_budget`]).
     turn_left: usize,
+    /// Written out at the end of every turn (in `reap`).
+    log: AccessLog,
+    proxies: Proxies,
 }
 
 impl Shared {
@@ -191,6 +202,8 @@ impl Shared {
             watchers: Vec::new(),
             stop_requested: false,
             turn_left: limits.turn_budget,
+            log: AccessLog::off(),
+            proxies: Proxies::default(),
         }
     }
 
@@ -209,6 +222,8 @@ impl Shared {
             watchers: &mut self.watchers,
             stop_requested: &mut self.stop_requested,
             turn_left: &mut self.turn_left,
+            log: &mut self.log,
+            proxies: &self.proxies,
         }
     }
 }
@@ -274,6 +289,11 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(Error::Io)?;
+        let log = match &config.access_log {
+            Some(path) => AccessLog::open(path)
+                .map_err(|e| Error::Config(format!("access log {}: {e}", path.display())))?,
+            None => AccessLog::off(),
+        };
         let signals = if config.signals {
             Some(watch_signals(&poll).map_err(Error::Io)?)
         } else {
@@ -292,6 +312,9 @@ impl Server {
             }
             _ => None,
         };
+        let mut shared = Shared::new(routes, config.access.clone(), config.limits);
+        shared.log = log;
+        shared.proxies = config.proxies.clone();
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -299,7 +322,7 @@ impl Server {
             signals,
             requests: None,
             conns: Slab::with_capacity(1024),
-            shared: Shared::new(routes, config.access.clone(), config.limits),
+            shared,
             max_clients: config.max_clients,
             fd_warning: None,
             closed: Vec::new(),
@@ -497,6 +520,11 @@ impl Server {
         let (conn, outcome) = if open >= self.max_clients {
             debug!("#{key} from {peer} refused: {open} clients open");
             Conn::refuse(socket, self.next_serial, &mut cx)
+        } else if cx.proxies.protocol && !cx.proxies.trusts(peer.ip()) {
+            // A PROXY header from anyone could claim any address: not even read.
+            debug!("#{key} from {peer} refused: not a trusted proxy");
+            let conn = Conn::new(socket, self.next_serial, &mut cx);
+            (conn, Outcome::Close(Reason::Refused))
         } else {
             debug!("#{key} accepted from {peer}");
             (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)
@@ -634,6 +662,10 @@ impl Server {
             return None;
         };
         for signal in signals.pending() {
+            if signal == SIGHUP {
+                self.shared.log.reopen(self.shared.now);
+                continue;
+            }
             if self.stopping || self.shared.stop_requested {
                 warn!("signal {signal} again: exiting at once");
                 return Some(Exit::Forced(signal));
@@ -680,17 +712,20 @@ impl Server {
         for key in self.closed.drain(..) {
             let mut slot = self.conns.remove(key);
             slot.conn.release(&mut self.shared.timers);
+            let shared = &mut self.shared;
+            slot.conn.log_end(&mut shared.log, &shared.clock, shared.now);
             let reason = slot.closed.unwrap_or(Reason::Error);
             self.shared.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
         }
         self.compact_live_watchers();
+        self.shared.log.flush(self.shared.now);
     }
 }
 
-/// SIGINT and SIGTERM, as events on `poll`.
+/// SIGINT, SIGTERM and SIGHUP, as events on `poll`.
 fn watch_signals(poll: &Poll) -> io::Result<Signals> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     Ok(signals)
