@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -74,6 +74,19 @@ impl Line {
         }
     }
 }
+
+/// A server logging to `access.log` in a scratch folder of its own, with `args`.
+fn logged_server(name: &str, args: &[&str]) -> (Scratch, PathBuf, Server) {
+    let scratch = Scratch::new(name);
+    let log = scratch.join("access.log");
+    let mut all = vec!["--access-log", log.to_str().expect("a UTF-8 temporary path")];
+    all.extend_from_slice(args);
+    let server = Server::start(&all);
+    (scratch, log, server)
+}
+
+/// Trusting `127.0.0.1` alone, with the PROXY protocol on.
+const BEHIND_PROXY: [&str; 3] = ["--trust-proxy", "127.0.0.1/32", "--proxy-protocol"];
 
 /// The lines of the log at `path` whose request line is `request`, once there are
 /// `count` of them.
@@ -154,20 +167,18 @@ fn status_of(raw: &Raw) -> u16 {
 
 #[test]
 fn access_log_lines_for_a_snapshot_a_stream_a_404_and_a_401() {
-    let scratch = Scratch::new("access-log");
-    let log = scratch.join("access.log");
     let day_before = utc_day();
-    let log_arg = log.to_str().unwrap();
-    let server = Server::start(&[
-        "--access-log",
-        log_arg,
-        "--auth",
-        "alice:secret",
-        "--stream",
-        "/=demo",
-        "--stream",
-        SHORT_STREAM,
-    ]);
+    let (_scratch, log, server) = logged_server(
+        "access-log",
+        &[
+            "--auth",
+            "alice:secret",
+            "--stream",
+            "/=demo",
+            "--stream",
+            SHORT_STREAM,
+        ],
+    );
     let addr = server.addr();
     let alice = basic("alice:secret");
 
@@ -236,10 +247,8 @@ fn access_log_lines_for_a_snapshot_a_stream_a_404_and_a_401() {
 
 #[test]
 fn sighup_reopens_the_access_log_and_streams_run_on() {
-    let scratch = Scratch::new("sighup");
-    let log = scratch.join("access.log");
+    let (scratch, log, mut server) = logged_server("sighup", &["--stream", ENDLESS_STREAM]);
     let rotated = scratch.join("access.log.1");
-    let mut server = Server::start(&["--access-log", log.to_str().unwrap(), "--stream", ENDLESS_STREAM]);
     let addr = server.addr();
     let mut viewer = crate::support::http::connect(addr);
     viewer.write_all(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -308,17 +317,8 @@ fn proxy_v2(command: u8, source: [u8; 4], port: u16) -> Vec<u8> {
 
 #[test]
 fn proxy_protocol_from_a_trusted_peer_gives_the_logged_address() {
-    let scratch = Scratch::new("proxy-protocol");
-    let log = scratch.join("access.log");
-    let server = Server::start(&[
-        "--access-log",
-        log.to_str().unwrap(),
-        "--trust-proxy",
-        "127.0.0.1/32",
-        "--proxy-protocol",
-        "--stream",
-        SHORT_STREAM,
-    ]);
+    let args = [&BEHIND_PROXY[..], &["--stream", SHORT_STREAM]].concat();
+    let (_scratch, log, server) = logged_server("proxy-protocol", &args);
     let addr = server.addr();
     let trusted = [127, 0, 0, 1];
 
@@ -370,15 +370,7 @@ fn proxy_protocol_from_a_trusted_peer_gives_the_logged_address() {
 
 #[test]
 fn proxy_protocol_from_an_untrusted_peer_is_refused() {
-    let scratch = Scratch::new("proxy-untrusted");
-    let log = scratch.join("access.log");
-    let server = Server::start(&[
-        "--access-log",
-        log.to_str().unwrap(),
-        "--trust-proxy",
-        "127.0.0.1/32",
-        "--proxy-protocol",
-    ]);
+    let (_scratch, log, server) = logged_server("proxy-untrusted", &BEHIND_PROXY);
     let addr = server.addr();
     let untrusted = [127, 0, 0, 2];
     for request in [
@@ -403,14 +395,7 @@ fn proxy_protocol_from_an_untrusted_peer_is_refused() {
 
 #[test]
 fn forwarded_headers_are_believed_from_trusted_addresses_only() {
-    let scratch = Scratch::new("forwarded");
-    let log = scratch.join("access.log");
-    let server = Server::start(&[
-        "--access-log",
-        log.to_str().unwrap(),
-        "--trust-proxy",
-        "127.0.0.1",
-    ]);
+    let (_scratch, log, server) = logged_server("forwarded", &["--trust-proxy", "127.0.0.1"]);
     let addr = server.addr();
     let cases: [([u8; 4], &str, &str, &str); 4] = [
         // The client wrote the first entry itself; the proxy appended the real one.
@@ -490,17 +475,8 @@ fn haproxy_with_send_proxy_v2_in_front() {
     let Some(haproxy) = require_tool(&["haproxy"], "haproxy") else {
         return;
     };
-    let scratch = Scratch::new("haproxy");
-    let log = scratch.join("access.log");
-    let server = Server::start(&[
-        "--access-log",
-        log.to_str().unwrap(),
-        "--trust-proxy",
-        "127.0.0.1/32",
-        "--proxy-protocol",
-        "--stream",
-        SHORT_STREAM,
-    ]);
+    let args = [&BEHIND_PROXY[..], &["--stream", SHORT_STREAM]].concat();
+    let (scratch, log, server) = logged_server("haproxy", &args);
     let listener = TcpListener::bind("127.0.0.1:0").expect("a listener for HAProxy");
     let front = listener.local_addr().unwrap();
     let mut proxy = start_haproxy(&haproxy, &scratch, &listener, server.addr());
