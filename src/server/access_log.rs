@@ -135,6 +135,11 @@ impl AccessLog {
         self.target.is_some()
     }
 
+    /// The lines not written out yet (the connection tests read them here).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Writes failed so far (each dropped what was buffered).
     pub fn failures(&self) -> u64 {
         self.failures

@@ -1864,4 +1864,84 @@ mod tests {
         );
         assert_eq!(unstamped(&conn), reference());
     }
+
+    /// A harness that logs, trusting `127.0.0.1` with the PROXY protocol on.
+    fn behind_proxy() -> Harness {
+        let mut h = harness();
+        let trusted = vec!["127.0.0.1".parse().unwrap()];
+        h.set_proxies(Proxies::new(trusted, true));
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        h
+    }
+
+    fn from_proxy() -> MemorySocket {
+        MemorySocket {
+            peer: Some([127, 0, 0, 1].into()),
+            ..MemorySocket::default()
+        }
+    }
+
+    fn logged(h: &Harness) -> String {
+        String::from_utf8_lossy(h.access_log().buffered()).into_owned()
+    }
+
+    #[test]
+    fn a_proxy_header_cut_anywhere_gives_the_logged_client() {
+        let sent = b"PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+        for cut in 1..sent.len() {
+            let mut h = behind_proxy();
+            let mut conn = h.open(from_proxy());
+            conn.socket.incoming.push_back(sent[..cut].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            conn.socket.incoming.push_back(sent[cut..].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            assert!(text(&conn).starts_with("HTTP/1.1 404 Not Found\r\n"), "cut {cut}");
+            let line = logged(&h);
+            assert!(line.starts_with("203.0.113.7 - - ["), "cut {cut}: {line}");
+            assert!(line.contains("\"GET /nope HTTP/1.1\" 404 "), "cut {cut}: {line}");
+        }
+    }
+
+    #[test]
+    fn a_bad_or_missing_proxy_header_is_refused_unanswered() {
+        for sent in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 4711\r\n",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04",
+        ] {
+            let mut h = behind_proxy();
+            let (conn, outcome) = requested(&mut h, sent, from_proxy());
+            assert_eq!(outcome, Outcome::Close(Reason::Refused));
+            assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_stream_is_logged_when_the_connection_ends_with_every_byte_it_sent() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\nUser-Agent: ua\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, socket);
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        assert!(logged(&h).is_empty(), "a line while the stream goes on");
+        conn.socket.end = PeerEnd::Reset;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
+        let sent = conn.socket.written.len();
+        h.close(conn);
+        let line = logged(&h);
+        assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+        let end = format!("\"GET / HTTP/1.1\" 200 {sent} \"-\" \"ua\" 0.100\n");
+        assert!(line.ends_with(&end), "{line}");
+    }
 }

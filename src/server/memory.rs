@@ -16,7 +16,9 @@ use std::net::IpAddr;
 use crate::clock::{Micros, tick_of_now};
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::stats::Counters;
+use crate::server::access_log::AccessLog;
 use crate::server::conn::{Conn, Input, Limits, Outcome, Socket};
 use crate::server::{Shared, Timer};
 
@@ -196,6 +198,21 @@ impl Harness {
         &self.shared.routes
     }
 
+    /// Trusted proxies and the PROXY protocol, for the connections opened from now on.
+    pub fn set_proxies(&mut self, proxies: Proxies) {
+        self.shared.proxies = proxies;
+    }
+
+    /// An access log for the requests from now on; lines stay buffered (nothing here
+    /// flushes it), for [`AccessLog::buffered`] to show.
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.shared.log = log;
+    }
+
+    pub fn access_log(&self) -> &AccessLog {
+        &self.shared.log
+    }
+
     /// Whether a request asked the server to stop (`/quit`).
     pub fn stop_requested(&self) -> bool {
         self.shared.stop_requested
@@ -216,10 +233,12 @@ impl Harness {
         Conn::refuse(socket, SERIAL, &mut self.shared.cx(KEY))
     }
 
-    /// Removes a connection, as the loop does after it closed, so the next one opened
-    /// starts clean.
+    /// Removes a connection, as the loop does after it closed (writing its request's
+    /// log line if it still owes one), so the next one opened starts clean.
     pub fn close(&mut self, mut conn: Conn<MemorySocket>) {
         conn.release(&mut self.shared.timers);
+        let shared = &mut self.shared;
+        conn.log_end(&mut shared.log, &shared.clock, shared.now);
         self.shared.again.clear();
         self.shared.watchers.clear();
     }
