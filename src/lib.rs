@@ -73,10 +73,10 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: accept, one connection's life, writes |
-//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
+//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: accept, one connection's life, writes, the access log |
+//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::proxies`, `routes::stats`, `routes::view`) | what a request gets, and who the client is behind a trusted proxy; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wheel`, `clock`, `histogram`, `sys` | parsing, timers, time, measures, system calls; nothing from the crate |
+//! | leaves | `http`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys` | parsing (requests, PROXY headers), timers, time, measures, system calls; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.

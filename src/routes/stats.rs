@@ -327,7 +327,7 @@ pub struct Stats {
     /// sent yet).
     pub answers: Vec<(u16, u64)>,
     /// Connections closed, by reason: `finished`, `client_gone`, `send_timeout`,
-    /// `stopped`, `error`.
+    /// `stopped`, `error`, `fault` (on purpose), `refused` (a PROXY protocol connection).
     pub closed: Vec<(&'static str, u64)>,
 }
 

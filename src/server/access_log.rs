@@ -19,7 +19,7 @@
 //! - Writing never blocks the loop for long and never stops it: lines go to a buffer the
 //!   loop writes out once a turn ([`AccessLog::flush`]), or at once when it passes
 //!   [`FLUSH_AT`]. A failed write (a full disk, a closed pipe) drops what was buffered,
-//!   counts it, and warns at most once per [`WARN_EVERY`]: memory stays bounded and the
+//!   counts it, and warns at most once per 10 s: memory stays bounded and the
 //!   streams go on.
 //! - No allocation per line once the buffer has grown: a line is formatted straight into
 //!   it, the request head it reads is the one the connection already holds, and the date
