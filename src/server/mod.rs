@@ -517,14 +517,15 @@ impl Server {
         }
         self.next_serial = self.next_serial.wrapping_add(1);
         let mut cx = self.shared.cx(key);
-        let (conn, outcome) = if open >= self.max_clients {
-            debug!("#{key} from {peer} refused: {open} clients open");
-            Conn::refuse(socket, self.next_serial, &mut cx)
-        } else if cx.proxies.protocol && !cx.proxies.trusts(peer.ip()) {
-            // A PROXY header from anyone could claim any address: not even read.
+        let (conn, outcome) = if cx.proxies.protocol && !cx.proxies.trusts(peer.ip()) {
+            // A PROXY header from anyone could claim any address: not even read, nor
+            // answered (not even past the client cap).
             debug!("#{key} from {peer} refused: not a trusted proxy");
             let conn = Conn::new(socket, self.next_serial, &mut cx);
             (conn, Outcome::Close(Reason::Refused))
+        } else if open >= self.max_clients {
+            debug!("#{key} from {peer} refused: {open} clients open");
+            Conn::refuse(socket, self.next_serial, &mut cx)
         } else {
             debug!("#{key} accepted from {peer}");
             (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)

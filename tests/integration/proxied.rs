@@ -459,12 +459,19 @@ fn start_haproxy(haproxy: &Path, scratch: &Scratch, listener: &TcpListener, serv
         .stdout(output.try_clone().unwrap())
         .stderr(output);
     let fd = listener.as_raw_fd();
-    // SAFETY: between fork and exec the closure calls only dup2, which is
+    // SAFETY: between fork and exec the closure calls only dup2 or fcntl, which are
     // async-signal-safe, on a descriptor the parent keeps open across the spawn.
     unsafe {
-        command.pre_exec(move || match libc::dup2(fd, 3) {
-            -1 => Err(std::io::Error::last_os_error()),
-            _ => Ok(()),
+        command.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec set: clear it instead.
+            let done = match fd {
+                3 => libc::fcntl(3, libc::F_SETFD, 0),
+                _ => libc::dup2(fd, 3),
+            };
+            match done {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
         });
     }
     Guard::spawn(&mut command, Duration::from_secs(120))
@@ -485,11 +492,11 @@ fn haproxy_with_send_proxy_v2_in_front() {
     // The client comes from 127.0.0.3; HAProxy connects from 127.0.0.1 and says so.
     let client = [127, 0, 0, 3];
     let stream = wait_for("HAProxy to answer", Duration::from_secs(20), || {
-        assert!(
-            proxy.is_running(),
-            "HAProxy exited: {}",
-            std::fs::read_to_string(scratch.join("haproxy.log")).unwrap_or_default()
-        );
+        let said = || std::fs::read_to_string(scratch.join("haproxy.log")).unwrap_or_default();
+        assert!(proxy.is_running(), "HAProxy exited: {}", said());
+        // The listener was listening before HAProxy started: a refusal means it is gone.
+        std::net::TcpStream::connect_timeout(&front, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("HAProxy's listener: {e}; HAProxy said: {}", said()));
         let request = b"GET /s HTTP/1.1\r\nHost: t\r\nUser-Agent: behind/1\r\nConnection: close\r\n\r\n";
         let raw = raw_from(client, front, request);
         match raw.bytes.starts_with(b"HTTP/1.1 200") {
