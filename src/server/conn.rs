@@ -401,8 +401,13 @@ impl<S: Socket> Conn<S> {
     }
 
     /// `408`, logged with what the head had of a request: a connection that sent
-    /// nothing is not logged (browsers open spare connections and leave them idle).
+    /// nothing is not logged (browsers open spare connections and leave them idle). A
+    /// PROXY header that did not come in time is refused unanswered, as a bad one is.
     fn answer_late_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        if self.awaits_proxy_header {
+            debug!("#{} refused: no PROXY header within the head timeout", cx.key);
+            return Outcome::Close(Reason::Refused);
+        }
         if let State::Head { buf } = &mut self.state {
             if !buf.is_empty() {
                 let head = std::mem::take(buf);
@@ -1910,6 +1915,15 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_proxy_header_is_refused_unanswered() {
+        let mut h = behind_proxy();
+        let (mut conn, _) = requested(&mut h, b"PROXY TCP4 203.0.113.7", from_proxy());
+        let outcome = h.advance(&mut conn, Limits::default().head_timeout);
+        assert_eq!(
+            outcome,
+            Outcome::Close(Reason::Refused),
+            "a header cut short by the timeout"
+        );
+        assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
         for sent in [
             &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
             b"PROXY TCP4 203.0.113.7 127.0.0.1 4711\r\n",
