@@ -2,7 +2,7 @@
 //! combined format plus the seconds taken (a snapshot, a stream, a 404, a 401 naming its
 //! user); SIGHUP reopens the log while a stream runs on; the PROXY protocol (v1, v2,
 //! LOCAL) and `X-Forwarded-For` / `Forwarded` believed from trusted addresses only;
-//! HAProxy with `send-proxy-v2` in front as the real peer.
+//! HAProxy with `send-proxy-v2` in front as the real peer; the library's builder the same.
 //!
 //! Untrusted peers are the same machine on another loopback address (`127.0.0.2`): the
 //! server trusts `127.0.0.1/32` alone.
@@ -528,4 +528,27 @@ fn haproxy_with_send_proxy_v2_in_front() {
     );
     let ip: IpAddr = line.client.parse().unwrap();
     assert!(ip.is_loopback());
+}
+
+#[test]
+fn the_library_logs_and_trusts_as_the_binary_does() {
+    let scratch = Scratch::new("embedded-log");
+    let log = scratch.join("access.log");
+    let unconfigured = mixreplace::Builder::new().proxy_protocol(true).spawn();
+    assert!(
+        matches!(&unconfigured, Err(mixreplace::Error::Config(m)) if m.contains("trust_proxy")),
+        "{unconfigured:?}"
+    );
+    let bad = mixreplace::Builder::new().trust_proxy("10.0.0.0/33").spawn();
+    assert!(matches!(bad, Err(mixreplace::Error::Config(_))), "{bad:?}");
+
+    let server = mixreplace::Builder::new()
+        .access_log(&log)
+        .trust_proxy("127.0.0.0/8")
+        .spawn()
+        .expect("spawn");
+    let request = b"GET /lib HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n";
+    assert_eq!(status_of(&read_raw(server.local_addr(), request)), 404);
+    assert_eq!(wait_line(&log, "GET /lib HTTP/1.1").client, "192.0.2.77");
+    server.stop().expect("a graceful stop");
 }
