@@ -71,8 +71,11 @@ Logging and proxies:
                          IP - USER [TIME] \"REQUEST\" STATUS BYTES \"REFERER\" \"AGENT\" SECS
   --trust-proxy CIDR     Trust the proxies at CIDR (IP or IP/PREFIX, v4 or v6;
                          repeatable): their requests' client address comes from
-                         Forwarded or X-Forwarded-For (the rightmost untrusted entry).
-                         From anyone else those headers are ignored.
+                         X-Forwarded-For (the rightmost untrusted entry). From anyone
+                         else it is ignored.
+  --forwarded-header NAME
+                         The header the trusted proxies write: X-Forwarded-For
+                         [default] or Forwarded (RFC 7239). Only that one is read.
   --proxy-protocol       Every connection starts with a PROXY protocol v1 or v2 header
                          (HAProxy's send-proxy, send-proxy-v2), read within the head
                          timeout; its address is the client's. Connections from peers
@@ -162,6 +165,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 trusts = true;
                 builder.trust_proxy(&value)
             }
+            Long("forwarded-header") => {
+                let value = string_value(&mut parser, "--forwarded-header")?;
+                match value.to_ascii_lowercase().as_str() {
+                    "x-forwarded-for" | "forwarded" => builder.forwarded_header(&value),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --forwarded-header: expected X-Forwarded-For or Forwarded"
+                        ));
+                    }
+                }
+            }
             Long("proxy-protocol") => {
                 proxy_protocol = true;
                 builder.proxy_protocol(true)
@@ -248,6 +262,10 @@ mod tests {
                 "--trust-proxy: 'localhost' is not",
             ),
             (&["--proxy-protocol"], "--proxy-protocol needs --trust-proxy"),
+            (
+                &["--forwarded-header", "X-Real-IP"],
+                "for --forwarded-header: expected",
+            ),
             (&["--access-log", ""], "for --access-log: expected a file or -"),
         ] {
             let err = run(args).unwrap_err();

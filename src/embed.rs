@@ -96,6 +96,8 @@ pub struct Builder {
     access_log: Option<PathBuf>,
     trusted_proxies: Vec<Cidr>,
     proxy_protocol: bool,
+    /// The proxies write `Forwarded`, not `X-Forwarded-For`.
+    forwarded_header: bool,
     /// The first bad value given, for `bind` to return.
     error: Option<String>,
 }
@@ -124,6 +126,7 @@ impl Builder {
             access_log: None,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            forwarded_header: false,
             error: None,
         }
     }
@@ -227,13 +230,28 @@ impl Builder {
     }
 
     /// Trusts the proxies in `cidr` (`IP` or `IP/PREFIX`, IPv4 or IPv6; repeatable): a
-    /// request from one of them has its client address taken from its `Forwarded` or
-    /// `X-Forwarded-For` header (the rightmost address not trusted), and may start
+    /// request from one of them has its client address taken from its
+    /// `X-Forwarded-For` header, or `Forwarded` (see
+    /// [`forwarded_header`](Self::forwarded_header)): the rightmost address not
+    /// trusted. It may start
     /// with a PROXY header (see [`proxy_protocol`](Self::proxy_protocol)). From anyone
     /// else those headers are ignored.
     pub fn trust_proxy(mut self, cidr: &str) -> Self {
         let parsed = cidr.parse().map(|cidr| self.trusted_proxies.push(cidr));
         self.keep_error(parsed, || "trust_proxy".to_owned())
+    }
+
+    /// Which header the trusted proxies write the client's address in:
+    /// `X-Forwarded-For` (the default) or `Forwarded` (RFC 7239), any case. Only that
+    /// one is read: a proxy passes the other on as the client sent it.
+    pub fn forwarded_header(mut self, name: &str) -> Self {
+        let checked = match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(false),
+            "forwarded" => Ok(true),
+            _ => Err(format!("'{name}': expected X-Forwarded-For or Forwarded")),
+        }
+        .map(|forwarded| self.forwarded_header = forwarded);
+        self.keep_error(checked, || "forwarded_header".to_owned())
     }
 
     /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
@@ -266,6 +284,8 @@ impl Builder {
         let access = Access::new(self.credentials.as_deref(), self.origin.as_deref());
         let live = self.live_config();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
+        let mut proxies = Proxies::new(self.trusted_proxies, self.proxy_protocol);
+        proxies.forwarded = self.forwarded_header;
         let config = Config {
             listen: self.listen,
             limits: self.limits,
@@ -274,7 +294,7 @@ impl Builder {
             live,
             signals: self.signals,
             access_log: self.access_log,
-            proxies: Proxies::new(self.trusted_proxies, self.proxy_protocol),
+            proxies,
         };
         let server = Server::bind(&config, routes)?;
         if let Some(cap) = sys::somaxconn() {

@@ -11,8 +11,11 @@
 //!   one were written by the client itself. Every entry trusted: the leftmost is the
 //!   client. An entry that is not an address (`unknown`, an obfuscated `_node`, junk)
 //!   ends the walk at the last address known, never further left.
-//! - `Forwarded` (RFC 7239), when a request has it, is read instead of
-//!   `X-Forwarded-For`; both are walked across all their header lines, in order.
+//! - One header is read, the one the operator says the proxies write: `X-Forwarded-For`
+//!   (the default: nginx, HAProxy's `option forwardfor`, most others) or `Forwarded`
+//!   (RFC 7239, [`Proxies::forwarded`]). Never whichever a request happens to have: a
+//!   proxy passes on a header it does not write, so a client could send the other one
+//!   with any address in it. The header is walked across all its lines, in order.
 //! - No allocation: the walk goes over the header values in place.
 
 use std::fmt;
@@ -93,11 +96,18 @@ pub struct Proxies {
     /// `--proxy-protocol`: every connection from a trusted peer must start with a PROXY
     /// header (v1 or v2); connections from anyone else are refused.
     pub protocol: bool,
+    /// `--forwarded-header forwarded`: the proxies write `Forwarded`, not
+    /// `X-Forwarded-For`.
+    pub forwarded: bool,
 }
 
 impl Proxies {
     pub fn new(trusted: Vec<Cidr>, protocol: bool) -> Proxies {
-        Proxies { trusted, protocol }
+        Proxies {
+            trusted,
+            protocol,
+            forwarded: false,
+        }
     }
 
     pub fn trusts(&self, ip: IpAddr) -> bool {
@@ -110,9 +120,9 @@ impl Proxies {
         if !self.trusts(peer) {
             return peer;
         }
-        match request.forwarded.is_empty() {
-            false => self.walk(peer, nodes(&request.forwarded, for_parameter)),
-            true => self.walk(peer, nodes(&request.forwarded_for, |entry| entry)),
+        match self.forwarded {
+            true => self.walk(peer, nodes(&request.forwarded, for_parameter)),
+            false => self.walk(peer, nodes(&request.forwarded_for, |entry| entry)),
         }
     }
 
@@ -248,11 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_instead_of_x_forwarded_for() {
-        let p = proxies(&["127.0.0.1"]);
+    fn only_the_header_the_proxies_write_is_read() {
         let both = "X-Forwarded-For: 198.51.100.7\r\n\
                     Forwarded: for=192.0.2.43, for=\"[2001:db8:cafe::17]:4711\";proto=https\r\n";
+        let mut p = proxies(&["127.0.0.1"]);
+        assert_eq!(client(&p, "127.0.0.1", both), ip("198.51.100.7"));
+        // The client's own Forwarded, passed on by a proxy that writes X-Forwarded-For.
+        let forged = "Forwarded: for=6.6.6.6\r\n";
+        assert_eq!(client(&p, "127.0.0.1", forged), ip("127.0.0.1"));
+        p.forwarded = true;
         assert_eq!(client(&p, "127.0.0.1", both), ip("2001:db8:cafe::17"));
+        let forged = "X-Forwarded-For: 6.6.6.6\r\n";
+        assert_eq!(client(&p, "127.0.0.1", forged), ip("127.0.0.1"));
         let with_port = "Forwarded: proto=http;For=\"192.0.2.43:8080\"\r\n";
         assert_eq!(client(&p, "127.0.0.1", with_port), ip("192.0.2.43"));
         let hidden = "Forwarded: for=192.0.2.43, for=_hidden\r\n";

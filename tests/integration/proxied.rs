@@ -1,7 +1,8 @@
 //! Behind a proxy, and the access log (issue 10): one line per finished request in the
 //! combined format plus the seconds taken (a snapshot, a stream, a 404, a 401 naming its
 //! user); SIGHUP reopens the log while a stream runs on; the PROXY protocol (v1, v2,
-//! LOCAL) and `X-Forwarded-For` / `Forwarded` believed from trusted addresses only;
+//! LOCAL) and `X-Forwarded-For` or `Forwarded` (the one configured) believed from trusted
+//! addresses only;
 //! HAProxy with `send-proxy-v2` in front as the real peer; the library's builder the same.
 //!
 //! Untrusted peers are the same machine on another loopback address (`127.0.0.2`): the
@@ -393,44 +394,46 @@ fn proxy_protocol_from_an_untrusted_peer_is_refused() {
     assert_eq!(text.lines().count(), 1, "{text}");
 }
 
+/// Requests from `from` to `addr` with one header line each: the client each one's log
+/// line names, in order.
+fn logged_clients(log: &Path, addr: SocketAddr, cases: &[([u8; 4], &str, &str)]) -> Vec<String> {
+    cases
+        .iter()
+        .map(|(from, path, header)| {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{header}\r\n\r\n");
+            assert_eq!(status_of(&raw_from(*from, addr, request.as_bytes())), 404);
+            wait_line(log, &format!("GET {path} HTTP/1.1")).client
+        })
+        .collect()
+}
+
 #[test]
 fn forwarded_headers_are_believed_from_trusted_addresses_only() {
+    let (trusted, untrusted) = ([127, 0, 0, 1], [127, 0, 0, 2]);
     let (_scratch, log, server) = logged_server("forwarded", &["--trust-proxy", "127.0.0.1"]);
-    let addr = server.addr();
-    let cases: [([u8; 4], &str, &str, &str); 4] = [
+    let cases = [
         // The client wrote the first entry itself; the proxy appended the real one.
-        (
-            [127, 0, 0, 1],
-            "/xff",
-            "X-Forwarded-For: 6.6.6.6, 198.51.100.2\r\n",
-            "198.51.100.2",
-        ),
-        (
-            [127, 0, 0, 1],
-            "/fwd",
-            "Forwarded: for=\"[2001:db8::7]:4711\";proto=http\r\n",
-            "2001:db8::7",
-        ),
-        // From an untrusted address the headers are ignored.
-        (
-            [127, 0, 0, 2],
-            "/xff-untrusted",
-            "X-Forwarded-For: 198.51.100.2\r\n",
-            "127.0.0.2",
-        ),
-        (
-            [127, 0, 0, 2],
-            "/fwd-untrusted",
-            "Forwarded: for=198.51.100.2\r\n",
-            "127.0.0.2",
-        ),
+        (trusted, "/xff", "X-Forwarded-For: 6.6.6.6, 198.51.100.2"),
+        // The proxy writes X-Forwarded-For: a Forwarded header is the client's own.
+        (trusted, "/fwd-forged", "Forwarded: for=6.6.6.6"),
+        (untrusted, "/xff-untrusted", "X-Forwarded-For: 198.51.100.2"),
     ];
-    for (from, path, header, client) in cases {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{header}\r\n");
-        assert_eq!(status_of(&raw_from(from, addr, request.as_bytes())), 404);
-        let line = wait_line(&log, &format!("GET {path} HTTP/1.1"));
-        assert_eq!(line.client, client, "{path}");
-    }
+    let clients = logged_clients(&log, server.addr(), &cases);
+    assert_eq!(clients, ["198.51.100.2", "127.0.0.1", "127.0.0.2"]);
+
+    let args = ["--trust-proxy", "127.0.0.1", "--forwarded-header", "Forwarded"];
+    let (_scratch, log, server) = logged_server("forwarded-rfc", &args);
+    let cases = [
+        (
+            trusted,
+            "/fwd",
+            "Forwarded: for=\"[2001:db8::7]:4711\";proto=http",
+        ),
+        (trusted, "/xff-forged", "X-Forwarded-For: 6.6.6.6"),
+        (untrusted, "/fwd-untrusted", "Forwarded: for=198.51.100.2"),
+    ];
+    let clients = logged_clients(&log, server.addr(), &cases);
+    assert_eq!(clients, ["2001:db8::7", "127.0.0.1", "127.0.0.2"]);
 }
 
 /// HAProxy's configuration: HTTP mode, the server behind it with `send-proxy-v2`.
