@@ -101,8 +101,10 @@ impl Socket for TcpStream {
         socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
     }
 
+    /// Canonical: an IPv4 client of a dual-stack listener is logged as `192.0.2.7`, not
+    /// `::ffff:192.0.2.7`.
     fn peer_ip(&self) -> Option<IpAddr> {
-        self.peer_addr().ok().map(|addr| addr.ip())
+        self.peer_addr().ok().map(|addr| addr.ip().to_canonical())
     }
 }
 
