@@ -37,6 +37,15 @@ impl Clock {
         }
     }
 
+    /// A clock whose origin is at `origin_epoch_us` on the wall clock: tests that compare
+    /// bytes (stamps, `Date`) across runs drive time by hand from a fixed point.
+    pub fn at_epoch(origin_epoch_us: u64) -> Self {
+        Clock {
+            origin: Instant::now(),
+            origin_epoch_us,
+        }
+    }
+
     pub fn now(&self) -> Micros {
         self.origin.elapsed().as_micros() as u64
     }

@@ -21,7 +21,8 @@
 //!   does: no thread and no descriptor outlive the handle.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
@@ -37,8 +38,9 @@ use crate::routes::proxies::{Cidr, Proxies};
 use crate::routes::stats::Stats;
 use crate::routes::{Route, Routes};
 use crate::server::conn::Limits;
+use crate::server::listen::{self, ListenAddr, ListenConfig, UnixOptions};
 use crate::server::{Config, Exit, Remote, Server};
-use crate::stream::live::LiveConfig;
+use crate::stream::input::{InputSpec, Source as InputSource};
 use crate::stream::script::{self, MAX_WAIT_MS};
 use crate::stream::spec::StreamSpec;
 use crate::stream::{PartSpec, Stream};
@@ -84,11 +86,26 @@ impl Source {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Builder {
-    listen: SocketAddr,
+    /// As given; none: [`fallback`](Self::fallback), unless listeners were handed over.
+    /// With whether each reads PROXY protocol headers.
+    listen: Vec<(ListenAddr, bool)>,
+    fallback: SocketAddr,
+    unix: UnixOptions,
+    reuse_port: bool,
+    /// Listeners handed over open; shared, so that a builder stays `Clone` (each bind
+    /// takes a duplicate).
+    inherited: Vec<Arc<OwnedFd>>,
+    /// Binding fails without an inherited listener (the binary's `--systemd`).
+    require_inherited: bool,
+    notify: bool,
     streams: Vec<(String, Source)>,
     limits: Limits,
     max_clients: Option<usize>,
-    credentials: Option<String>,
+    /// `USER:PASS` of each user allowed in; none: no authentication.
+    credentials: Vec<String>,
+    /// Said as warnings once the logger runs, when the server binds (the command
+    /// line's: a password `ps` can show).
+    warnings: Vec<String>,
     origin: Option<String>,
     allow_quit: bool,
     signals: bool,
@@ -114,11 +131,18 @@ impl Builder {
     /// control, and no signal handling.
     pub fn new() -> Builder {
         Builder {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: Vec::new(),
+            fallback: SocketAddr::from(([127, 0, 0, 1], 0)),
+            unix: UnixOptions::default(),
+            reuse_port: false,
+            inherited: Vec::new(),
+            require_inherited: false,
+            notify: false,
             streams: Vec::new(),
             limits: Limits::default(),
             max_clients: None,
-            credentials: None,
+            credentials: Vec::new(),
+            warnings: Vec::new(),
             origin: None,
             allow_quit: false,
             signals: false,
@@ -131,16 +155,88 @@ impl Builder {
         }
     }
 
-    /// The address to listen on; port 0 lets the system pick one (read it from
-    /// [`Server::local_addr`] or [`Handle::local_addr`]).
+    /// Listens on `addr` (IPv4 or IPv6); call it again to listen on several. Port 0
+    /// lets the system pick one (read it from [`Server::local_addr`] or
+    /// [`Handle::local_addr`]). Without any listener the server listens on
+    /// `127.0.0.1:0`.
     pub fn listen(mut self, addr: impl Into<SocketAddr>) -> Self {
-        self.listen = addr.into();
+        self.listen.push((ListenAddr::Tcp(addr.into()), false));
+        self
+    }
+
+    /// Listens on a unix stream socket made at `path` (at most 107 bytes), with
+    /// [`unix_mode`](Self::unix_mode) if given; the file is removed when the server
+    /// stops. A file already there is refused unless
+    /// [`unix_remove_stale`](Self::unix_remove_stale) allows removing a stale socket.
+    pub fn listen_unix(mut self, path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        let checked = listen::check_unix_path(path)
+            .map(|()| self.listen.push((ListenAddr::Unix(path.to_owned()), false)));
+        self.keep_error(checked, || "listen_unix".to_owned())
+    }
+
+    /// The permission bits of the unix sockets made (`0o660`: owner and group may
+    /// connect); without, the process's umask decides.
+    pub fn unix_mode(mut self, mode: u32) -> Self {
+        let checked = if mode <= 0o777 {
+            self.unix.mode = Some(mode);
+            Ok(())
+        } else {
+            Err(format!("{mode:o} is not a permission mode (0 to 777, octal)"))
+        };
+        self.keep_error(checked, || "unix_mode".to_owned())
+    }
+
+    /// Removes a stale socket file found at a unix socket's path (a socket nothing
+    /// listens on; a live server's socket and other files are still refused).
+    pub fn unix_remove_stale(mut self, on: bool) -> Self {
+        self.unix.remove_stale = on;
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` on the TCP listeners: several processes (of one user) can
+    /// listen on the same port, and the kernel spreads new connections over them.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Serves on a listening socket opened elsewhere (TCP or unix, listening already):
+    /// systemd's socket activation, or a parent's. It is made non-blocking and
+    /// close-on-exec; the server's listeners list it first, before
+    /// [`listen`](Self::listen)'s. With one, the server does not fall back to
+    /// `127.0.0.1:0`.
+    pub fn listen_fd(mut self, fd: OwnedFd) -> Self {
+        self.inherited.push(Arc::new(fd));
+        self
+    }
+
+    /// Binding fails unless [`listen_fd`](Self::listen_fd) gave a listener (the
+    /// binary's `--systemd`: insist on socket activation).
+    pub fn require_listen_fd(mut self, on: bool) -> Self {
+        self.require_inherited = on;
+        self
+    }
+
+    /// Tells systemd, through the datagram socket in `NOTIFY_SOCKET` if set, when the
+    /// server is ready (`READY=1`), what it does (`STATUS=`), that it still turns
+    /// (`WATCHDOG=1` at half of `WATCHDOG_USEC`) and when it stops (`STOPPING=1`). The
+    /// binary turns it on.
+    pub fn sd_notify(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
+    }
+
+    /// The address without any listener given: the binary's is `127.0.0.1:8080`.
+    pub(crate) fn fallback_listen(mut self, addr: SocketAddr) -> Self {
+        self.fallback = addr;
         self
     }
 
     /// Serves `spec` at `path`, as the binary's `--stream PATH=SPEC` does: `demo`,
     /// `synthetic:parts=N,size=BYTES,interval=MS`, `script:FILE`, `dir:FOLDER[,fps=N]`,
-    /// `stdin[,fps=N]` (the process's standard input; one stream at most) and the rest
+    /// `stdin[,fps=N]` (the process's standard input; one stream at most), `pipe:FIFO`
+    /// and the rest
     /// of `mixreplace --help`. `path` starts with `/`; `%XX` escapes in it are decoded,
     /// as they are in requests.
     pub fn stream(mut self, path: &str, spec: &str) -> Self {
@@ -186,13 +282,33 @@ impl Builder {
         self.keep_error(checked, || "send_timeout".to_owned())
     }
 
+    /// How long a kept-alive connection may wait for its next request before it is
+    /// closed; more than 0 and at most a day. Default: 5 s.
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
+        let checked = micros(timeout).map(|us| self.limits.keepalive_timeout = us);
+        self.keep_error(checked, || "keepalive_timeout".to_owned())
+    }
+
+    /// Requests one connection may make (at least 1: every answer closes); the answer
+    /// to the last says `Connection: close`. Default: 1000.
+    pub fn keepalive_requests(mut self, n: u32) -> Self {
+        let checked = match n {
+            0 => Err("must be at least 1".to_owned()),
+            n => {
+                self.limits.keepalive_requests = n;
+                Ok(())
+            }
+        };
+        self.keep_error(checked, || "keepalive_requests".to_owned())
+    }
+
     /// Requires HTTP Basic authentication on every route (`401` without); `user` holds
-    /// no `:`.
+    /// no `:`. Called again, it adds a user: each one's credentials are accepted.
     pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
         let checked = if user.contains(':') {
             Err("the user name must not contain ':'".to_owned())
         } else {
-            self.credentials = Some(format!("{user}:{password}"));
+            self.credentials.push(format!("{user}:{password}"));
             Ok(())
         };
         self.keep_error(checked, || "basic_auth".to_owned())
@@ -254,13 +370,29 @@ impl Builder {
         self.keep_error(checked, || "forwarded_header".to_owned())
     }
 
-    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
-    /// `send-proxy` or `send-proxy-v2` sends), read before the request within the head
-    /// timeout; its client address stands in for the peer's. Only trusted proxies may
-    /// connect: others, and malformed headers, are closed unanswered.
+    /// Every connection, on every listener, starts with a PROXY protocol header (v1
+    /// or v2, as HAProxy's `send-proxy` or `send-proxy-v2` sends), read before the
+    /// request within the head timeout; its client address stands in for the peer's.
+    /// Only trusted proxies may connect: others, and malformed headers, are closed
+    /// unanswered. For some listeners only: [`listen_proxy`](Self::listen_proxy).
     pub fn proxy_protocol(mut self, on: bool) -> Self {
         self.proxy_protocol = on;
         self
+    }
+
+    /// Listens on `addr` (TCP, or a unix socket: [`ListenAddr::Unix`]) for a proxy
+    /// that starts every connection with a PROXY protocol header, as
+    /// [`proxy_protocol`](Self::proxy_protocol) does for all listeners: over TCP only
+    /// from [trusted](Self::trust_proxy) proxies; over a unix socket from whoever its
+    /// mode lets connect. The other listeners read no header.
+    pub fn listen_proxy(mut self, addr: impl Into<ListenAddr>) -> Self {
+        let addr = addr.into();
+        let checked = match &addr {
+            ListenAddr::Unix(path) => listen::check_unix_path(path),
+            ListenAddr::Tcp(_) => Ok(()),
+        };
+        let checked = checked.map(|()| self.listen.push((addr, true)));
+        self.keep_error(checked, || "listen_proxy".to_owned())
     }
 
     /// Raises the process's soft file descriptor limit to its hard limit when the
@@ -276,27 +408,50 @@ impl Builder {
         if let Some(message) = self.error {
             return Err(Error::Config(message));
         }
-        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+        for warning in &self.warnings {
+            warn!("{warning}");
+        }
+        // Over TCP a PROXY header is read from trusted proxies only (a unix socket's
+        // peers are whoever its mode lets in).
+        let tcp_proxied = self
+            .listen
+            .iter()
+            .any(|(addr, proxy)| *proxy && matches!(addr, ListenAddr::Tcp(_)));
+        if (self.proxy_protocol || tcp_proxied) && self.trusted_proxies.is_empty() {
             return Err(Error::Config(
                 "proxy_protocol: no trusted proxy to accept a PROXY header from (trust_proxy)".to_owned(),
             ));
         }
-        let access = Access::new(self.credentials.as_deref(), self.origin.as_deref());
-        let live = self.live_config();
+        let users: Vec<&str> = self.credentials.iter().map(String::as_str).collect();
+        let access = Access::with_users(&users, self.origin.as_deref());
+        let inputs = self.inputs();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
         let mut proxies = Proxies::new(self.trusted_proxies, self.proxy_protocol);
         proxies.forwarded = self.forwarded_header;
+        let listen = listen_config(
+            self.listen,
+            self.fallback,
+            self.unix,
+            self.reuse_port,
+            self.inherited,
+        )?;
+        if self.require_inherited && listen.inherited.is_empty() {
+            return Err(Error::Config(
+                "no listening socket was handed over (systemd's LISTEN_FDS, for this process)".into(),
+            ));
+        }
         let config = Config {
-            listen: self.listen,
+            listen,
             limits: self.limits,
             max_clients: client_cap(self.max_clients, self.raise_fd_limit),
             access,
-            live,
+            inputs,
             signals: self.signals,
+            notify: self.notify,
             access_log: self.access_log,
             proxies,
         };
-        let server = Server::bind(&config, routes)?;
+        let server = Server::bind(config, routes)?;
         if let Some(cap) = sys::somaxconn() {
             info!("listen backlog {cap} (net.core.somaxconn)");
         }
@@ -322,8 +477,9 @@ impl Builder {
                 .map_err(Error::Io)?
         };
         match listening.recv() {
-            Ok((local_addr, remote)) => Ok(Handle {
-                local_addr,
+            Ok((addrs, remote)) => Ok(Handle {
+                local_addr: crate::server::first_tcp(&addrs),
+                addrs,
                 remote,
                 ended,
                 thread: Some(thread),
@@ -343,8 +499,11 @@ impl Builder {
     /// wrong, for the caller to prefix with the path or flag.
     pub(crate) fn try_stream(&mut self, path: &str, spec: &str) -> Result<(), String> {
         let spec = StreamSpec::parse(spec)?;
-        if matches!(spec, StreamSpec::Stdin(_)) && self.live_config().is_some() {
-            return Err("standard input already feeds another stream".into());
+        let reads_stdin = |input: &InputSpec| input.source == InputSource::Stdin;
+        if let StreamSpec::Live(input) = &spec {
+            if reads_stdin(input) && self.inputs().iter().any(|(_, other)| reads_stdin(other)) {
+                return Err("standard input already feeds another stream".into());
+            }
         }
         self.add(path, Source::Spec(spec))
     }
@@ -363,12 +522,21 @@ impl Builder {
         Ok(())
     }
 
-    /// The live input's configuration, if a stream reads standard input.
-    fn live_config(&self) -> Option<LiveConfig> {
-        self.streams.iter().find_map(|(_, source)| match source {
-            Source::Spec(StreamSpec::Stdin(live)) => Some(*live),
-            _ => None,
-        })
+    /// The live streams' inputs, by (decoded) path.
+    fn inputs(&self) -> Vec<(String, InputSpec)> {
+        self.streams
+            .iter()
+            .filter_map(|(path, source)| match source {
+                Source::Spec(StreamSpec::Live(input)) => Some((path.clone(), input.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A warning to log when the server binds (the logger may not run before).
+    pub(crate) fn warn_at_bind(mut self, warning: String) -> Self {
+        self.warnings.push(warning);
+        self
     }
 
     /// Keeps the first error, prefixed with what it concerns.
@@ -378,6 +546,32 @@ impl Builder {
         }
         self
     }
+}
+
+/// What to listen on: the addresses given, or `fallback` when neither they nor inherited
+/// listeners are. An inherited listener is taken as it is (systemd's descriptor 3 stays
+/// 3), or duplicated if a clone of the builder still shares it.
+fn listen_config(
+    mut addrs: Vec<(ListenAddr, bool)>,
+    fallback: SocketAddr,
+    unix: UnixOptions,
+    reuse_port: bool,
+    inherited: Vec<Arc<OwnedFd>>,
+) -> Result<ListenConfig, Error> {
+    if addrs.is_empty() && inherited.is_empty() {
+        addrs.push((ListenAddr::Tcp(fallback), false));
+    }
+    let inherited = inherited
+        .into_iter()
+        .map(|fd| Arc::try_unwrap(fd).or_else(|shared| shared.try_clone()))
+        .collect::<Result<_, _>>()
+        .map_err(Error::Io)?;
+    Ok(ListenConfig {
+        addrs,
+        unix,
+        reuse_port,
+        inherited,
+    })
 }
 
 /// The route table: the streams, built, then the server's own pages.
@@ -472,13 +666,13 @@ fn micros(timeout: Duration) -> Result<Micros, String> {
 /// serves, and leaves its final counters in `ended`.
 fn serve_spawned(
     builder: Builder,
-    ready: &mpsc::SyncSender<(SocketAddr, Remote)>,
+    ready: &mpsc::SyncSender<(Vec<ListenAddr>, Remote)>,
     ended: &Mutex<Option<Stats>>,
 ) -> Result<Exit, Error> {
     let mut server = builder.bind()?;
     let remote = server.remote().map_err(Error::Io)?;
     // `spawn` waits for this; it cannot have gone.
-    let _ = ready.send((server.local_addr(), remote));
+    let _ = ready.send((server.addrs().to_vec(), remote));
     let exit = server.serve();
     *ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(server.snapshot());
     exit
@@ -489,6 +683,7 @@ fn serve_spawned(
 #[derive(Debug)]
 pub struct Handle {
     local_addr: SocketAddr,
+    addrs: Vec<ListenAddr>,
     remote: Remote,
     /// The counters the loop ended with, left by its thread as it ends.
     ended: Arc<Mutex<Option<Stats>>>,
@@ -497,9 +692,15 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// The address the server listens on (with port 0 asked for, the port it got).
+    /// The address of the server's first TCP listener (with port 0 asked for, the
+    /// port it got); `0.0.0.0:0` on unix sockets only.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Everything the server listens on, as [`Server::addrs`] says.
+    pub fn addrs(&self) -> &[ListenAddr] {
+        &self.addrs
     }
 
     /// The counters `/stats` shows, taken by the loop between two of its turns (this
@@ -656,7 +857,7 @@ mod tests {
             (good.limits.head_timeout, good.limits.send_timeout),
             (1_000, 86_400_000_000)
         );
-        assert_eq!(good.credentials.as_deref(), Some("user:pa:ss"));
+        assert_eq!(good.credentials, ["user:pa:ss"]);
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum Error {
     /// The listen address cannot be used: taken, not an address of this machine, or not
     /// allowed.
     Bind { addr: SocketAddr, source: io::Error },
+    /// A unix socket's path cannot be used (taken, a stale socket, a folder not
+    /// writable), or a listener handed over is not one: `what` says which.
+    Listen { what: String, source: io::Error },
     /// A system call the server cannot serve without failed (`epoll`, a thread).
     Io(io::Error),
 }
@@ -27,6 +30,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(message) | Error::Stream(message) => f.write_str(message),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Listen { what, source } => write!(f, "cannot listen on {what}: {source}"),
             Error::Io(e) => write!(f, "{e}"),
         }
     }
@@ -35,7 +39,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Bind { source, .. } | Error::Io(source) => Some(source),
+            Error::Bind { source, .. } | Error::Listen { source, .. } | Error::Io(source) => Some(source),
             Error::Config(_) | Error::Stream(_) => None,
         }
     }

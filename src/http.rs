@@ -1,8 +1,11 @@
 //! HTTP/1.x requests in, response heads out.
 //!
-//! Every request gets one response and then the connection closes (`Connection: close`):
-//! a stream ends only when the connection does, so there is no keep-alive to manage.
-//! Requests are parsed with `httparse` from one buffer that grows up to [`MAX_HEAD`].
+//! Requests are parsed with `httparse` from one buffer that grows up to [`MAX_HEAD`];
+//! [`Request::len`] says where the head ends, so the bytes after it are the next request
+//! of a pipeline. [`Request::persistent`] says whether the client lets the connection
+//! stay open after the answer (RFC 9112 §9.3); the connection decides whether it does
+//! (a stream ends only when its connection does, so it always closes). Every response
+//! head ends with the lines the connection gives: `Date` and `Connection`.
 //!
 //! What [`parse`] accepts (RFC 9110, RFC 9112), and the answer for what it does not:
 //! - A head of at most [`MAX_HEAD`] bytes. The request line comes first: one that does not
@@ -25,10 +28,13 @@
 //! - `Content-Length` is digits, and all its values (repeated lines, or a list in one
 //!   line) agree; with `Transfer-Encoding` beside it the request is `400` (RFC 9112 §6.3:
 //!   framing two parsers could read differently is how requests are smuggled). No body is
-//!   read: what follows the head is discarded.
+//!   read: a request that announces one (`Content-Length` above 0, or any
+//!   `Transfer-Encoding`) is not [`persistent`](Request::persistent), so it is answered
+//!   and the connection closed, and its body is never read as the next request.
+//! - `Connection` is a list of tokens: `close` ends the connection after the answer;
+//!   HTTP/1.1 stays open without it, HTTP/1.0 only with `keep-alive`.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// The largest request head accepted, request line included (see the module doc for the
 /// answers past it).
@@ -78,6 +84,11 @@ pub struct Request<'a> {
     pub forwarded: Vec<&'a [u8]>,
     /// The query's `name=value` pairs in order, each side percent-decoded.
     params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// The head's length in bytes: what follows it in the buffer is the next request.
+    pub len: usize,
+    /// The client lets the connection stay open after the answer: HTTP/1.1 without
+    /// `Connection: close`, HTTP/1.0 with `Connection: keep-alive`, and no body announced.
+    pub persistent: bool,
 }
 
 impl Request<'_> {
@@ -156,7 +167,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
     };
     let headers = &storage[..head.headers];
     check_host(headers, head.version)?;
-    check_framing(headers)?;
+    let has_body = check_framing(headers)?;
+    let persistent = !has_body && wants_persistence(headers, head.version);
     let method = match head.method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -193,7 +205,24 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         forwarded_for: values("x-forwarded-for"),
         forwarded: values("forwarded"),
         params,
+        len: head.len,
+        persistent,
     }))
+}
+
+/// RFC 9112 §9.3: whether the client's `Connection` lines let the connection persist.
+fn wants_persistence(headers: &[httparse::Header<'_>], version: Version) -> bool {
+    let tokens = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    let (mut close, mut keep_alive) = (false, false);
+    for token in tokens {
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+    !close && (version == Version::Http11 || keep_alive)
 }
 
 /// The request line of a complete head, and how many header fields follow it.
@@ -202,6 +231,8 @@ struct Head<'b> {
     target: &'b str,
     version: Version,
     headers: usize,
+    /// Bytes of the head, its blank line included.
+    len: usize,
 }
 
 fn parse_head<'b>(buf: &'b [u8], headers: &mut [httparse::Header<'b>]) -> Result<Option<Head<'b>>, Status> {
@@ -215,6 +246,7 @@ fn parse_head<'b>(buf: &'b [u8], headers: &mut [httparse::Header<'b>]) -> Result
                 _ => Version::Http11,
             },
             headers: req.headers.len(),
+            len,
         })),
         Ok(httparse::Status::Complete(_)) => Err(over_the_cap(buf)),
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(over_the_cap(buf)),
@@ -262,6 +294,7 @@ fn parse_head_of_later_version<'b>(
             target,
             version: Version::Http11,
             headers: parsed.len(),
+            len: fields_at + len,
         })),
         Ok(httparse::Status::Complete(_)) => Err(over_the_cap(buf)),
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(over_the_cap(buf)),
@@ -382,7 +415,8 @@ fn is_sub_delim(b: u8) -> bool {
 /// list in one line) must agree; with `Transfer-Encoding` beside it the framing is
 /// ambiguous. Either is refused rather than guessed at. Values are compared as digit
 /// strings, never converted: RFC 9110 §8.6 wants no overflow from a huge but valid one.
-fn check_framing(headers: &[httparse::Header<'_>]) -> Result<(), Status> {
+/// `Ok(true)`: a body is announced (a length above 0, or a transfer coding).
+fn check_framing(headers: &[httparse::Header<'_>]) -> Result<bool, Status> {
     let mut length: Option<&[u8]> = None;
     let mut transfer_encoding = false;
     for header in headers {
@@ -403,7 +437,8 @@ fn check_framing(headers: &[httparse::Header<'_>]) -> Result<(), Status> {
     }
     match (length, transfer_encoding) {
         (Some(_), true) => Err(Status::BadRequest),
-        _ => Ok(()),
+        // Leading zeros are gone: an empty value was all zeros.
+        (length, transfer_encoding) => Ok(transfer_encoding || length.is_some_and(|l| !l.is_empty())),
     }
 }
 
@@ -449,9 +484,9 @@ pub fn stream_head(version: Version, boundary: &impl std::fmt::Display, extra: &
     )
 }
 
-/// A complete short answer: a `text/plain` body (omitted for `HEAD`), its length, and
-/// `Connection: close`. `extra` holds further header lines, each ending in CRLF.
-pub fn answer(status: Status, version: Version, head_only: bool, extra: &str) -> Vec<u8> {
+/// A complete short answer: a `text/plain` body (omitted for `HEAD`) and its length.
+/// `lines`: the header lines that end its head, each ending in CRLF (see [`response`]).
+pub fn answer(status: Status, version: Version, head_only: bool, lines: &[&[u8]]) -> Vec<u8> {
     let body = format!("{} {}\n", status.code(), status.reason());
     response(
         status,
@@ -459,21 +494,28 @@ pub fn answer(status: Status, version: Version, head_only: bool, extra: &str) ->
         "text/plain; charset=utf-8",
         body.as_bytes(),
         head_only,
-        extra,
+        lines,
     )
 }
 
 /// A complete response with a body (omitted for `HEAD`, its length still given; a 204
-/// has neither, as RFC 9110 requires).
+/// has neither, as RFC 9110 requires). `lines`: the header lines that end its head, each
+/// ending in CRLF: the connection's `Date` and `Connection`, and any the answer adds.
+/// Built straight into the one buffer that is sent: a snapshot's head costs one
+/// allocation.
 pub fn response(
     status: Status,
     version: Version,
     content_type: &str,
     body: &[u8],
     head_only: bool,
-    extra: &str,
+    lines: &[&[u8]],
 ) -> Vec<u8> {
-    let mut out = String::with_capacity(160 + extra.len());
+    use std::io::Write as _;
+    let with_body = !head_only && status != Status::NoContent;
+    let lines_len: usize = lines.iter().map(|line| line.len()).sum();
+    let body_len = if with_body { body.len() } else { 0 };
+    let mut out = Vec::with_capacity(128 + content_type.len() + lines_len + body_len);
     let _ = write!(
         out,
         "{} {} {}\r\n",
@@ -488,9 +530,12 @@ pub fn response(
             body.len()
         );
     }
-    let _ = write!(out, "Cache-Control: no-store\r\nConnection: close\r\n{extra}\r\n");
-    let mut out = out.into_bytes();
-    if !head_only && status != Status::NoContent {
+    out.extend_from_slice(b"Cache-Control: no-store\r\n");
+    for line in lines {
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(b"\r\n");
+    if with_body {
         out.extend_from_slice(body);
     }
     out
@@ -526,6 +571,54 @@ mod tests {
         assert_eq!((req.method, req.version), (Method::Head, Version::Http10));
         let req = parsed("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
         assert_eq!(req.method, Method::Other);
+    }
+
+    #[test]
+    fn persistence_follows_the_version_connection_and_body() {
+        for (head, persistent) in [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nconnection: TE, Close\r\n\r\n",
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+                true,
+            ),
+            ("GET / HTTP/1.5\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+            (
+                "GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+                false,
+            ),
+            // A body is never read: the connection closes after the answer.
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+                false,
+            ),
+            ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 00\r\n\r\n", true),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+            ),
+        ] {
+            assert_eq!(parsed(head).unwrap().unwrap().persistent, persistent, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn the_head_length_leaves_the_next_request_in_the_buffer() {
+        let first = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let later = "GET /b HTTP/1.5\r\nHost: a\r\n\r\n";
+        for (buf, len) in [
+            (format!("{first}{later}"), first.len()),
+            (format!("{later}{first}"), later.len()),
+            (format!("{first}GET /c HT"), first.len()),
+        ] {
+            assert_eq!(parsed(&buf).unwrap().unwrap().len, len, "{buf:?}");
+        }
     }
 
     #[test]
@@ -768,29 +861,31 @@ mod tests {
     #[test]
     fn every_status_has_its_code_and_a_reason() {
         for status in Status::ALL {
-            let text = String::from_utf8(answer(status, Version::Http11, false, "")).unwrap();
+            let text = String::from_utf8(answer(status, Version::Http11, false, &[])).unwrap();
             assert!(text.starts_with(&format!("HTTP/1.1 {} {}\r\n", status.code(), status.reason())));
         }
         assert!(Status::ALL.windows(2).all(|w| w[0] < w[1]), "in order of code");
     }
 
     #[test]
-    fn answers_carry_length_and_close() {
-        let text = String::from_utf8(answer(Status::NotFound, Version::Http11, false, "")).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(text.contains("Content-Length: 14\r\n"));
-        assert!(text.contains("Connection: close\r\n"));
-        assert!(text.ends_with("\r\n\r\n404 Not Found\n"));
+    fn answers_carry_their_length_and_the_lines_given() {
+        let close: &[&[u8]] = &[b"Connection: close\r\n"];
+        let text = String::from_utf8(answer(Status::NotFound, Version::Http11, false, close)).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: 14\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n404 Not Found\n"
+        );
         let head = answer(
             Status::MethodNotAllowed,
             Version::Http10,
             true,
-            "Allow: GET, HEAD\r\n",
+            &[b"Date: x\r\n", b"Allow: GET, HEAD\r\n"],
         );
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("HTTP/1.0 405"));
-        assert!(head.ends_with("Allow: GET, HEAD\r\n\r\n"));
-        let empty = answer(Status::NoContent, Version::Http11, false, "");
+        assert!(head.ends_with("Date: x\r\nAllow: GET, HEAD\r\n\r\n"));
+        let empty = answer(Status::NoContent, Version::Http11, false, &[]);
         let empty = String::from_utf8(empty).unwrap();
         assert!(empty.starts_with("HTTP/1.1 204 No Content\r\n") && empty.ends_with("\r\n\r\n"));
         assert!(!empty.contains("Content-Length"));

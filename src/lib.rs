@@ -58,7 +58,7 @@
 //! # What is public
 //!
 //! The items re-exported here are the API: [`Builder`], [`Server`], [`Handle`],
-//! [`Stats`] and [`StreamStats`], [`PartSpec`], [`Exit`] and [`Error`]. The modules are
+//! [`Stats`], [`StreamStats`] and [`LiveInputStats`], [`PartSpec`], [`ListenAddr`], [`Exit`] and [`Error`]. The modules are
 //! `pub` only so that the crate's own binaries (`mixreplace`, `mixreplace-load`),
 //! benches, fuzz targets and integration tests reach them: they are `#[doc(hidden)]` and
 //! promise nothing. The rule for new code: an item meant for embedding programs is
@@ -73,10 +73,10 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: accept, one connection's life, writes, the access log |
+//! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd, the access log |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::proxies`, `routes::stats`, `routes::view`) | what a request gets, and who the client is behind a trusted proxy; no I/O |
-//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::live`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys` | parsing (requests, PROXY headers), timers, time, measures, system calls; nothing from the crate |
+//! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
+//! | leaves | `http`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing (requests, PROXY headers), timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -87,8 +87,10 @@
 //!
 //! `GET /` of the demo, in the order the functions run:
 //!
-//! 1. `Server::serve` (the loop behind `Server::run`) sleeps in `poll`, samples "now" once, and the listener's event sets
-//!    `accept_ready`. `Server::accept` takes the connection and `Server::add` registers
+//! 1. `Server::serve` (the loop behind `Server::run`) sleeps in `poll`, samples "now" once, and the listener's event marks
+//!    it ready (`Listeners::mark_ready`). `Server::accept` takes the connection from the
+//!    ready listeners in turn (`Listeners::next_ready`, `Listeners::accept`: a `Peer`,
+//!    TCP or unix) and `Server::add` registers
 //!    it (readable and writable, once) and makes its `Conn::new`, which arms the head
 //!    timeout (`Conn::arm` → `clock::tick_of_deadline` → `Wheel::insert`).
 //! 2. The request's readable event: `Server::drive` hands `Input::Readable` (with mio's
@@ -114,27 +116,57 @@
 //!    of the turn `Server::reap` removes it: `Conn::release` cancels its timer,
 //!    `Counters::closed` counts it, and dropping the socket closes it.
 //!
+//! A snapshot on a kept-alive connection goes the same way to step 3 (`Conn::read_head`
+//! → `Conn::serve_buffered`, which keeps what follows the head as the next request), then
+//! `Conn::snapshot` writes the head and the shared image in one `writev` and
+//! `Conn::finish_with_queued` moves to `Answering`; once it is out,
+//! `Conn::await_next_request` goes back to `Head` under the idle timeout (and hands a
+//! pipelined request to the next turn).
+//!
 //! # A live frame, from its input to every viewer
 //!
-//! 1. Standard input's event sets `live_ready`; `Server::read_live` →
-//!    `LiveInput::on_readable` reads up to its budget and `Splitter::push` cuts frames at
-//!    the JPEG markers. Each whole frame goes to `Live::publish` (reached by
-//!    `Stream::as_live`), which encodes it once (`Part::encode`) as the current frame.
-//!    (With an fps cap, a frame that comes too soon waits for `Timer::LiveFrame` →
-//!    `LiveInput::on_timer`, and a newer one replaces it meanwhile.)
-//! 2. `Server::wake_live_watchers` walks the loop's wake list, where `Conn::start_stream`
-//!    put each client of the live stream: for each one `Server::is_watching`,
+//! 1. A live input's descriptor (standard input, a FIFO…) is ready: its token lies in
+//!    the inputs' range, so `Server::turns` → `Inputs::ready` → the kind's
+//!    `Input::on_ready` (`StdinInput`, `PipeInput`), which reads up to its budget
+//!    (`drain_fd`) into its `Feed`. `Feed::push_bytes` → `Splitter::push` cuts frames at
+//!    the JPEG markers, and the feed's policy (`max_frame`, `drop_same`, the fps cap) hands
+//!    each frame it keeps to `Live::publish` (reached by `Stream::as_live`), which
+//!    encodes it once (`Part::encode`) as the current frame. (With an fps cap, a frame
+//!    that comes too soon waits for `Timer::Input` with the feed's tag →
+//!    `Feed::on_timer`, and a newer one replaces it meanwhile; the same timer sends the
+//!    `refresh` heartbeat, `Live::repeat`.)
+//! 2. `Inputs::settle` notes the stream's wake list, and `Server::wake_inputs_watchers`
+//!    → `Server::wake_watchers` walks it (`Conn::start_stream` put each client of that
+//!    stream there, `WakeLists::add`): for each one `Server::is_watching`,
 //!    `Server::drive(Input::Frame)` → `Conn::handle`. A connection still writing a part
 //!    lets the frame be (it takes the newest one once that part is out); the others
 //!    `Conn::pump` → `Conn::queue_next` → `Stream::next`, which hands out the newest
 //!    frame and counts the ones skipped → `Outbox::push` of the shared part with this
 //!    connection's stamp → `Outbox::flush`.
 //! 3. `Server::drop_gone_watchers` drops the entries of connections that left (and
-//!    `Server::compact_live_watchers`, at each reap, keeps the list bounded when frames
-//!    stop).
-//! 4. The input's end: `LiveInput::end` → `Live::end` and a last wake; `Stream::next`
+//!    `Server::compact_watchers`, at each reap, keeps the lists bounded when frames
+//!    stop); `Inputs::check_demand` then tells each input whose viewers changed.
+//! 4. The input's end: `Feed::end` → `Live::end` and a last wake; `Stream::next`
 //!    answers `Next::End`, and each connection sends the closing delimiter and lingers
-//!    as in step 6 above.
+//!    as in step 6 above. Whichever way the loop ends, `Inputs::shutdown` runs.
+//!
+//! # An `exec:` command, from its start to its reap
+//!
+//! 1. `Input::start` (or, on demand, `Input::on_demand` with a first viewer or waiting
+//!    snapshot) → `ExecInput`, which asks `ExecPolicy` what to do: `Action::Start` →
+//!    `Child::spawn` (own process group, stdin `/dev/null`, `PR_SET_PDEATHSIG`), its
+//!    stdout, stderr and pidfd registered under the input's tokens.
+//! 2. Stdout's events go through `drain_fd` into the feed, as a FIFO's do; stderr's are
+//!    cut into log lines (`StderrLines`).
+//! 3. The pidfd turns readable when the process exits: `Child::try_reap` kills what is
+//!    left of its group, then reaps it; the feed drops a frame cut short (`Feed::cut`),
+//!    and `ExecPolicy::exited` says what follows — a restart after the backoff (a timer
+//!    via `InputCx::wake_at` → `Input::on_timer`), waiting for a viewer, or the
+//!    stream's end (`Feed::end`).
+//! 4. The last viewer gone, `ExecPolicy` asks, `idle` later, for `Action::Terminate`
+//!    (`SIGTERM` to the group), then `Action::Kill` after `kill_timeout`.
+//! 5. The loop's end, whatever the way: `Inputs::shutdown` → `child::stop_all`, which
+//!    waits what is left of the kill timeout (at most 1 s) and `SIGKILL`s and reaps.
 //!
 //! # A stop from another thread
 //!
@@ -155,13 +187,19 @@
 
 pub use crate::embed::{Builder, Handle};
 pub use crate::error::Error;
+pub use crate::routes::live_stats::LiveInputStats;
 pub use crate::routes::stats::{Stats, StreamStats};
+pub use crate::server::listen::ListenAddr;
 pub use crate::server::{Exit, Server};
 pub use crate::stream::PartSpec;
 
+mod auth_file;
+#[doc(hidden)]
+pub mod child;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod clock;
+pub(crate) mod date;
 mod embed;
 mod error;
 #[doc(hidden)]
@@ -180,6 +218,8 @@ pub mod server;
 pub mod stream;
 #[doc(hidden)]
 pub mod sys;
+#[doc(hidden)]
+pub mod systemd;
 #[doc(hidden)]
 pub mod wheel;
 

@@ -8,7 +8,7 @@ use socket2::{Domain, Socket, Type};
 
 /// `listen()` silently caps the backlog at `net.core.somaxconn`, so asking for the most
 /// gets whatever the system allows (4096 on current kernels).
-const BACKLOG: i32 = 65_535;
+pub(crate) const BACKLOG: i32 = 65_535;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
@@ -50,14 +50,19 @@ pub fn somaxconn() -> Option<u32> {
 }
 
 /// A non-blocking listener with `SO_REUSEADDR` (a restart does not wait for old
-/// connections in TIME_WAIT) and the largest backlog the system allows.
-pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+/// connections in TIME_WAIT) and the largest backlog the system allows; with
+/// `reuse_port`, `SO_REUSEPORT` too: several processes (of the same user) listen on the
+/// same port, and the kernel spreads new connections over them.
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         None,
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))

@@ -4,8 +4,8 @@
 //! `cargo bench --bench scale` runs everything (several minutes) and writes the tables to
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
-//! `MIXREPLACE_BENCH_ONLY=fairness` or `=testcard` runs that section alone (see
-//! `fairness.rs`, `testcard.rs`) and writes nothing.
+//! `MIXREPLACE_BENCH_ONLY=NAME` runs one section alone and writes nothing: `fairness`,
+//! `testcard`, `proxies`, `snapshot`, `reuseport` (see the file of that name).
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -48,11 +48,20 @@ mod demo;
 mod fairness;
 mod floors;
 mod machine;
+mod proxies;
+mod reuseport;
 mod servers;
+mod snapshot;
 mod table;
 mod targets;
 mod testcard;
 mod throughput;
+
+// The tests' helpers, for the proxies section: the certificate and nginx and HAProxy
+// started from contrib/, as the tests run them. Most of the module is unused here.
+#[allow(dead_code)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -63,7 +72,10 @@ use crate::demo::{demo_configs, demo_table, run_demo};
 use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
+use crate::proxies::run_proxies;
+use crate::reuseport::{reuseport_table, run_reuseport};
 use crate::servers::{contenders, mixreplace};
+use crate::snapshot::{run_snapshot, snapshot_table};
 use crate::table::{fmt_num, median, spread_cell};
 use crate::targets::{fairness_targets, targets};
 use crate::testcard::{run_testcard, testcard_table};
@@ -99,20 +111,48 @@ fn main() {
         None => report.line("Pinning: none (fewer than two CPUs available)"),
     }
     report.line(&binary_size());
-    if settings.only_fairness {
-        let fairness = run_fairness(&mixreplace(), &settings);
-        report.section("Fairness");
-        report.text(&fairness_table(&fairness));
-        report.text(&fairness_targets(&fairness, &settings));
-        return;
-    }
-    if settings.only_testcard {
-        report.section("Testcard against synthetic: server CPU per part");
-        match run_testcard(&mixreplace(), &settings) {
-            Ok(runs) => report.text(&testcard_table(&runs)),
-            Err(e) => report.line(&format!("The testcard could not be made: {e}")),
+    match settings.only.as_deref() {
+        None => {}
+        Some("fairness") => {
+            let fairness = run_fairness(&mixreplace(), &settings);
+            report.section("Fairness");
+            report.text(&fairness_table(&fairness));
+            report.text(&fairness_targets(&fairness, &settings));
+            return;
         }
-        return;
+        Some("proxies") => {
+            report.section("Behind nginx and HAProxy: the delay each adds to a part");
+            match run_proxies(&settings) {
+                Ok(table) => report.text(&table),
+                Err(e) => report.line(&format!("The proxies could not be measured: {e}")),
+            }
+            return;
+        }
+        Some("snapshot") => {
+            report.section("Snapshots: 50 kept-alive pollers, mixreplace and ustreamer");
+            match run_snapshot(&settings) {
+                Ok(runs) => report.text(&snapshot_table(&runs)),
+                Err(e) => report.line(&format!("The snapshot bench could not run: {e}")),
+            }
+            return;
+        }
+        Some("reuseport") => {
+            report.section("Scale-out: two processes on one port (--reuse-port)");
+            report.text(&reuseport_table(&run_reuseport(&settings)));
+            return;
+        }
+        Some("testcard") => {
+            report.section("Testcard against synthetic: server CPU per part");
+            match run_testcard(&mixreplace(), &settings) {
+                Ok(runs) => report.text(&testcard_table(&runs)),
+                Err(e) => report.line(&format!("The testcard could not be made: {e}")),
+            }
+            return;
+        }
+        Some(other) => {
+            eprintln!("scale: MIXREPLACE_BENCH_ONLY={other} names no section");
+            std::process::exit(2);
+        }
     }
 
     let floor = match io_floor(&settings) {
@@ -159,7 +199,7 @@ fn main() {
     report.section("Reading the tables");
     report.text(LEGEND);
 
-    if !settings.quick && !settings.only_fairness {
+    if !settings.quick {
         let path = Path::new(MANIFEST).join("benches/RESULTS.md");
         let text = format!(
             "# Scale benchmark\n\n\
@@ -198,10 +238,8 @@ const LEGEND: &str = "\
 
 struct Settings {
     quick: bool,
-    /// `MIXREPLACE_BENCH_ONLY=fairness`: the fairness scenarios alone, written nowhere.
-    only_fairness: bool,
-    /// `MIXREPLACE_BENCH_ONLY=testcard`: testcard against synthetic alone, written nowhere.
-    only_testcard: bool,
+    /// `MIXREPLACE_BENCH_ONLY`: the one section to run, written nowhere.
+    only: Option<String>,
     peers: bool,
     runs: usize,
     /// The server's CPU and the load generator's.
@@ -214,8 +252,7 @@ impl Settings {
         let quick = flag("MIXREPLACE_BENCH_QUICK").is_some_and(|v| v != "0");
         Settings {
             quick,
-            only_fairness: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "fairness"),
-            only_testcard: flag("MIXREPLACE_BENCH_ONLY").is_some_and(|v| v == "testcard"),
+            only: flag("MIXREPLACE_BENCH_ONLY"),
             peers: flag("MIXREPLACE_BENCH_PEERS").is_none_or(|v| v != "0"),
             runs: if quick { 1 } else { 3 },
             cpus: pick_cpus(),

@@ -122,8 +122,9 @@ pub fn start(contender: &Contender, streams: &[&str], cpu: Option<usize>) -> Res
     Ok(Running { proc, port, idle_kib })
 }
 
-/// Reads `listening on http://IP:PORT/` from the server's stdout; returns the port.
-fn ready_line(proc: &mut Proc) -> Result<u16, String> {
+/// Reads `listening on http://IP:PORT/ …` from the server's stdout; returns the port of
+/// its first listener.
+pub fn ready_line(proc: &mut Proc) -> Result<u16, String> {
     let stdout = proc.child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
     // A thread, so the wait is bounded: if the server hangs, it is killed on drop, which
@@ -138,13 +139,19 @@ fn ready_line(proc: &mut Proc) -> Result<u16, String> {
         .map_err(|_| format!("{} printed no ready line", proc.name))?;
     line.trim()
         .strip_prefix("listening on http://")
-        .and_then(|rest| rest.trim_end_matches('/').parse::<SocketAddr>().ok())
+        .and_then(|rest| {
+            rest.split(' ')
+                .next()?
+                .trim_end_matches('/')
+                .parse::<SocketAddr>()
+                .ok()
+        })
         .map(|addr| addr.port())
         .ok_or_else(|| format!("{}: unexpected first line {line:?}", proc.name))
 }
 
 /// A port free a moment ago, for a peer that takes a port number.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }

@@ -1,8 +1,12 @@
 //! Optional access control for a server on an open network: HTTP Basic authentication on
-//! every route (`--auth USER:PASS`) and CORS headers (`--allow-origin ORIGIN`).
+//! every route (one user or several: `--auth-file`, `MIXREPLACE_AUTH`, `--auth`) and CORS
+//! headers (`--allow-origin ORIGIN`).
 //!
-//! Both are decided once at start-up: the accepted `Authorization` token and the header
-//! lines every response carries are precomputed, so a request costs one comparison.
+//! Both are decided once at start-up: the accepted `Authorization` tokens and the header
+//! lines every response carries are precomputed, so a request costs one comparison per
+//! user. The comparison takes the same time whatever the token holds: it never stops at
+//! the first differing byte, at a length that differs, or at the user that matches, so
+//! its timing tells a guesser nothing about how close a guess came or which user it hit.
 
 use base64::Engine;
 
@@ -11,8 +15,9 @@ pub const CHALLENGE: &str = "WWW-Authenticate: Basic realm=\"mixreplace\", chars
 
 #[derive(Clone, Debug, Default)]
 pub struct Access {
-    /// The base64 token of `Basic TOKEN` that is accepted.
-    token: Option<Vec<u8>>,
+    /// The base64 tokens of `Basic TOKEN` that are accepted, one per user; none: no
+    /// authentication.
+    tokens: Vec<Vec<u8>>,
     /// Header lines for every response: empty without `--allow-origin`.
     cors: String,
 }
@@ -20,14 +25,22 @@ pub struct Access {
 impl Access {
     /// `credentials`: `USER:PASS`; `origin`: an origin or `*`.
     pub fn new(credentials: Option<&str>, origin: Option<&str>) -> Access {
-        let token = credentials.map(|c| base64::engine::general_purpose::STANDARD.encode(c).into_bytes());
+        Access::with_users(credentials.as_slice(), origin)
+    }
+
+    /// Each of `users` (`USER:PASS`) is accepted; none: no authentication.
+    pub fn with_users(users: &[&str], origin: Option<&str>) -> Access {
+        let tokens: Vec<Vec<u8>> = users
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c).into_bytes())
+            .collect();
         let cors = match origin {
             None => String::new(),
             Some("*") => "Access-Control-Allow-Origin: *\r\n".to_owned(),
             // A single named origin: caches must key on the request's Origin, and with
             // authentication the browser may send credentials.
             Some(origin) => {
-                let credentials = if token.is_some() {
+                let credentials = if !tokens.is_empty() {
                     "Access-Control-Allow-Credentials: true\r\n"
                 } else {
                     ""
@@ -35,7 +48,7 @@ impl Access {
                 format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n{credentials}")
             }
         };
-        Access { token, cors }
+        Access { tokens, cors }
     }
 
     /// Whether CORS is configured, so `OPTIONS` preflights are answered.
@@ -69,9 +82,9 @@ impl Access {
 
     /// Whether a request with this `Authorization` value may proceed.
     pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(expected) = &self.token else {
+        if self.tokens.is_empty() {
             return true;
-        };
+        }
         let Some(value) = authorization else {
             return false;
         };
@@ -80,14 +93,23 @@ impl Access {
             return false;
         };
         let (scheme, token) = value.split_at(split);
-        scheme.eq_ignore_ascii_case(b"basic") && same_bytes(token.trim_ascii(), expected)
+        let token = token.trim_ascii();
+        // Every user is compared, whichever matches (see the module header).
+        let matched = self
+            .tokens
+            .iter()
+            .fold(false, |matched, expected| matched | same_bytes(token, expected));
+        scheme.eq_ignore_ascii_case(b"basic") && matched
     }
 }
 
-/// Compares without stopping at the first difference, so timing does not reveal how
-/// much of a guessed password was right.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// Compares every byte of `expected` whatever `given` holds, so timing reveals neither
+/// how much of a guess was right nor whether its length was.
+fn same_bytes(given: &[u8], expected: &[u8]) -> bool {
+    let diff = expected.iter().enumerate().fold(0u8, |diff, (i, byte)| {
+        diff | (given.get(i).copied().unwrap_or(!byte) ^ byte)
+    });
+    diff == 0 && given.len() == expected.len()
 }
 
 #[cfg(test)]
@@ -105,6 +127,19 @@ mod tests {
         assert!(!access.allows(Some(b"Basic")));
         assert!(!access.allows(None));
         assert!(Access::new(None, None).allows(None));
+        // A prefix, or the token with more after it, is no match.
+        assert!(!access.allows(Some(b"Basic dXNlcjpwYXN")));
+        assert!(!access.allows(Some(b"Basic dXNlcjpwYXNzAA")));
+    }
+
+    #[test]
+    fn each_of_several_users_is_accepted() {
+        let access = Access::with_users(&["user:pass", "cam:secret"], None);
+        // base64("cam:secret") = Y2FtOnNlY3JldA==
+        assert!(access.allows(Some(b"Basic dXNlcjpwYXNz")));
+        assert!(access.allows(Some(b"Basic Y2FtOnNlY3JldA==")));
+        assert!(!access.allows(Some(b"Basic Y2FtOnBhc3M=")));
+        assert!(!access.allows(None));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! holds every routing decision.
 
 pub mod access;
+pub mod live_stats;
 pub mod proxies;
 pub mod respond;
 pub mod stats;
@@ -39,6 +40,19 @@ impl Routes {
             .iter()
             .find(|(p, _)| p == path)
             .map(|(_, route)| route)
+    }
+
+    /// The route of the one stream served, if exactly one is.
+    pub fn only_stream(&self) -> Option<&Route> {
+        let mut streams = self
+            .entries
+            .iter()
+            .map(|(_, route)| route)
+            .filter(|route| matches!(route, Route::Stream(_)));
+        match (streams.next(), streams.next()) {
+            (Some(route), None) => Some(route),
+            _ => None,
+        }
     }
 
     pub fn streams(&self) -> impl Iterator<Item = (&str, &Rc<Stream>)> {

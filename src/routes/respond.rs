@@ -10,13 +10,19 @@
 //!    preflights without credentials.
 //! 3. Authentication (`--auth`): `401` with the challenge, before the routes, so a client
 //!    without credentials learns nothing about which paths exist.
-//! 4. The route: `404` for a path nobody serves.
+//! 4. The route: `404` for a path nobody serves. A server with exactly one stream also
+//!    answers µStreamer's paths for it, unless a stream took them: `/stream` (its
+//!    stream) and `/snapshot` (its snapshot), so dashboards set up for µStreamer
+//!    (Mainsail, crowsnest, Home Assistant) need only the address.
 //! 5. The method: `405` with `Allow` (`/quit` takes `GET` only; everything else `GET`
 //!    and `HEAD`, plus `OPTIONS` when CORS answers preflights).
 //! 6. The route's answer. A stream takes `?action=stream` (the default) or
-//!    `?action=snapshot` (its latest image: `404` when it has none, `503` with
-//!    `Retry-After` for a live stream before its first frame); any other action is a
-//!    `400`. A stream with the `busy_page` fault answers its stream requests with a
+//!    `?action=snapshot` (its latest image: `404` when it has none; a live stream
+//!    before its first frame waits for it, [`Reply::AwaitFrame`], and a live stream
+//!    that ended with none answers `404`); any other action is a
+//!    `400`. Other query parameters are ignored, so the ones pollers add to defeat
+//!    caches (`?timestamp=…`, `?bypassCache=…`, `?_=…`, a bare `?1234` or `&1234`) are
+//!    harmless. A stream with the `busy_page` fault answers its stream requests with a
 //!    busy page.
 //!
 //! Every answer carries the access settings' header lines (CORS), as every response does.
@@ -48,6 +54,10 @@ pub enum Reply {
     Busy,
     /// A `200` with this image alone.
     Snapshot(Rc<Part>),
+    /// A snapshot of a live stream with no frame yet: the connection waits for the
+    /// first one (and an on-demand input starts for it), then answers as
+    /// [`Reply::Snapshot`], or `503` with `Retry-After` if none comes in time.
+    AwaitFrame(Rc<Stream>),
     /// `GET /quit`: a `202`, and the server stops gracefully.
     Quit,
 }
@@ -143,8 +153,12 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
             extra: format!("{}{}", access::CHALLENGE, access.headers()),
         };
     }
-    let Some(route) = routes.get(&request.path) else {
-        return Reply::answer(Status::NotFound, access);
+    let (route, action) = match routes.get(&request.path) {
+        Some(route) => (route, request.query_param("action")),
+        None => match ustreamer_alias(&request.path, routes) {
+            Some(found) => found,
+            None => return Reply::answer(Status::NotFound, access),
+        },
     };
     let (allowed, method_ok) = match route {
         Route::Quit => ("GET", request.method == Method::Get),
@@ -164,25 +178,36 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
         Route::Stats => Reply::Page(Page::Stats),
         Route::Metrics => Reply::Page(Page::Metrics),
         Route::View => Reply::Page(Page::View),
-        Route::Stream(stream) => match request.query_param("action") {
+        Route::Stream(stream) => match action {
             None | Some("stream") if stream.is_busy() => Reply::Busy,
             None | Some("stream") => Reply::Stream {
                 stream: stream.clone(),
                 options: StreamOptions::of(request),
             },
-            Some("snapshot") => snapshot(stream, access),
+            Some("snapshot") => snapshot(stream.clone(), access),
             Some(_) => Reply::answer(Status::BadRequest, access),
         },
     }
 }
 
+/// µStreamer's `/stream` and `/snapshot`, for the one stream of a server that has one:
+/// its route and the action the path stands for.
+fn ustreamer_alias<'r>(path: &str, routes: &'r Routes) -> Option<(&'r Route, Option<&'static str>)> {
+    let action = match path {
+        "/stream" => "stream",
+        "/snapshot" => "snapshot",
+        _ => return None,
+    };
+    routes.only_stream().map(|route| (route, Some(action)))
+}
+
 /// `?action=snapshot`: the stream's latest image.
-fn snapshot(stream: &Stream, access: &Access) -> Reply {
+fn snapshot(stream: Rc<Stream>, access: &Access) -> Reply {
     match (stream.snapshot(), stream.as_live()) {
         (Some(part), _) => Reply::Snapshot(part),
-        // A live stream before its first frame: come back shortly.
-        (None, Some(_)) => Reply::retry_later(access),
-        (None, None) => Reply::answer(Status::NotFound, access),
+        // A live stream before its first frame: wait for it.
+        (None, Some(live)) if !live.is_ended() => Reply::AwaitFrame(stream),
+        (None, _) => Reply::answer(Status::NotFound, access),
     }
 }
 
@@ -267,6 +292,7 @@ mod tests {
                 if options.dual_final { " dual" } else { "" }
             ),
             Reply::Snapshot(part) => format!("snapshot {}", String::from_utf8_lossy(part.body())),
+            Reply::AwaitFrame(_) => "await frame".to_owned(),
             Reply::Quit => "quit".to_owned(),
             Reply::Busy => "busy".to_owned(),
         }
@@ -303,7 +329,7 @@ mod tests {
             (Open, "HEAD /?action=record", None, "400"),
             // A stream with no image has no snapshot; a live one has none yet.
             (Open, "GET /text?action=snapshot", None, "404"),
-            (Open, "GET /live?action=snapshot", None, "503 Retry-After: 1"),
+            (Open, "GET /live?action=snapshot", None, "await frame"),
             (Open, "GET /live", None, "stream"),
             // busy_page: the page for the stream, its snapshot as ever.
             (Open, "GET /busy", None, "busy"),
@@ -351,7 +377,7 @@ mod tests {
             (Cors, "POST /", None, "405 Allow: GET, HEAD, OPTIONS"),
             (Cors, "POST /quit", None, "405 Allow: GET"),
             (Cors, "GET /nowhere", None, "404"),
-            (Cors, "GET /live?action=snapshot", None, "503 Retry-After: 1"),
+            (Cors, "GET /live?action=snapshot", None, "await frame"),
             (Cors, "GET /", None, "stream"),
             // ... and before authentication: preflights carry no credentials.
             (AuthCors, "OPTIONS /", None, PREFLIGHT),
@@ -375,6 +401,47 @@ mod tests {
                 summary(&reply, &access),
                 expected,
                 "{setup:?} {line} {authorization:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ustreamer_paths_name_the_only_stream_and_cache_busters_are_ignored() {
+        let mut one = Routes::default();
+        let image = [PartSpec::new("image/png", "png", 100)];
+        one.add(
+            "/cam",
+            Route::Stream(Rc::new(Stream::scripted(image.to_vec(), 0, None, "").unwrap())),
+        );
+        one.add("/stats", Route::Stats);
+        let mut taken = routes(true);
+        taken.add("/snapshot", Route::Stats);
+        let access = Access::default();
+        for (routes, line, expected) in [
+            (&one, "GET /stream", "stream"),
+            (&one, "HEAD /stream?advance_headers=1", "stream advance"),
+            (&one, "GET /snapshot", "snapshot png"),
+            (&one, "GET /snapshot?timestamp=1700000000000", "snapshot png"),
+            (
+                &one,
+                "GET /snapshot?_=1700000000000&bypassCache=1",
+                "snapshot png",
+            ),
+            (&one, "GET /snapshot?1700000000000", "snapshot png"),
+            (&one, "GET /cam?action=snapshot&1700000000000", "snapshot png"),
+            (&one, "GET /cam?1700000000000", "stream"),
+            (&one, "POST /snapshot", "405 Allow: GET, HEAD"),
+            (&one, "GET /stream/", "404"),
+            // Several streams: no alias; a path a route took stays that route's.
+            (&routes(true), "GET /snapshot", "404"),
+            (&taken, "GET /snapshot", "page Stats"),
+        ] {
+            let head = format!("{line} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let request = http::parse(head.as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                summary(&respond(&request, routes, &access), &access),
+                expected,
+                "{line}"
             );
         }
     }

@@ -11,6 +11,7 @@ use crate::clock::Micros;
 use crate::histogram::FixedBuckets;
 use crate::http::Status;
 use crate::routes::Routes;
+use crate::routes::live_stats::{self, LiveInputStats};
 use crate::stream::Stream;
 
 /// Why a connection ended.
@@ -145,7 +146,9 @@ impl Counters {
             .zip(self.closed)
             .map(|(r, n)| (format!("\"{}\"", r.name()), n));
         join_pairs(&mut out, closed);
-        out.push_str("}}\n");
+        out.push('}');
+        live_stats::json(&mut out, routes, uptime, json_string);
+        out.push_str("}\n");
         out
     }
 
@@ -261,6 +264,7 @@ impl Counters {
             "How long each turn of the event loop took, from poll's return to the next poll.",
         );
         histogram_samples(&mut out, "loop_turn_seconds", "", &self.turns);
+        live_stats::metrics(&mut out, routes, uptime, label_value);
         out
     }
 }
@@ -304,7 +308,7 @@ fn histogram_samples(out: &mut String, name: &str, path: &str, histogram: &Fixed
 /// numbers now.
 ///
 /// [`Handle::stats`]: crate::Handle::stats
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Since the server was bound.
@@ -332,7 +336,7 @@ pub struct Stats {
 }
 
 /// One stream's numbers in a [`Stats`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct StreamStats {
     /// The path it is served at, decoded (`/my cam`, not `/my%20cam`).
@@ -345,6 +349,8 @@ pub struct StreamStats {
     pub parts: u64,
     /// Those parts' encoded bytes.
     pub part_bytes: u64,
+    /// A live stream's input; `None` for other streams.
+    pub input: Option<LiveInputStats>,
 }
 
 impl Stats {
@@ -387,6 +393,7 @@ impl Counters {
                     skipped_frames: stream.skipped(),
                     parts: stream.delivery().parts,
                     part_bytes: stream.delivery().part_bytes,
+                    input: LiveInputStats::of(stream, uptime),
                 })
                 .collect(),
             answers: STATUSES.iter().map(|s| s.code()).zip(self.answers).collect(),

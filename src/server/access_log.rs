@@ -22,8 +22,11 @@
 //!   counts it, and warns at most once per 10 s: memory stays bounded and the
 //!   streams go on.
 //! - No allocation per line once the buffer has grown: a line is formatted straight into
-//!   it, the request head it reads is the one the connection already holds, and the date
-//!   is formatted once per second.
+//!   it, the request head it reads is copied into a buffer its connection reuses from
+//!   one request to the next, and the date is formatted once per second.
+//! - On a kept-alive connection each request has its own line, written when its answer
+//!   is all sent, in the order the requests came; its bytes are what the connection
+//!   wrote past [`Entry::sent_before`].
 //! - [`AccessLog::reopen`] (SIGHUP, for logrotate) writes out what is buffered to the old
 //!   file first, then opens the path again; if that fails the old file is kept.
 
@@ -50,8 +53,8 @@ const MAX_CREDENTIALS: usize = 256;
 /// What one request leaves for its log line, kept by its connection until it is written.
 #[derive(Debug, Default)]
 pub struct Entry {
-    /// The request head as received (after any PROXY header): the connection's own
-    /// read buffer, kept rather than copied.
+    /// The request head as received (after any PROXY header); the buffer is the
+    /// connection's, reused for each of its requests.
     pub head: Vec<u8>,
     pub client: Option<IpAddr>,
     pub status: u16,

@@ -4,14 +4,32 @@
 //!
 //! ```text
 //!  Head ──request──▶ Stream ──last part / stop──▶ Finishing ──all sent──▶ Lingering ──▶ closed
-//!    │                                              ▲                        │
-//!    └──────── short answer (404, 408, …) ──────────┘      client EOF or linger timeout
+//!   ▲ │                                             ▲                        ▲   │
+//!   │ ├──────── short answer, closing (404, 408, …) ┘                        │   client EOF or
+//!   │ └── answer, kept alive (200, 204) ──▶ Answering                        │   linger timeout
+//!   └───────────────── all sent ───────────────┘  └── idle timeout (Head) ──┘
 //! ```
 //!
 //! Invariants:
 //! - A connection has at most one pending timer; what it means follows from the state:
-//!   the head deadline, the next part's due time, the send timeout (while a write is
-//!   blocked, or after the client's EOF), or the end of lingering.
+//!   the head deadline, the idle timeout between kept-alive requests, the next part's
+//!   due time, the send timeout (while a write is blocked, or after the client's EOF), or
+//!   the end of lingering.
+//! - Keep-alive (RFC 9112 §9.3): an answer that is not a stream, to a request that lets
+//!   the connection persist ([`http::Request::persistent`]), with a `2xx` status, below
+//!   the cap on requests per connection and while the server is not stopping, says
+//!   `Connection: keep-alive` and leaves the connection open for the next request
+//!   (`Answering`, then `Head`). Every other answer says `Connection: close` and closes:
+//!   a stream (and the `HEAD` of one, whose head says `Connection: close` as its `GET`'s
+//!   does, RFC 9110 §9.3.2), an error (a head that does not parse leaves the rest of the
+//!   input unframed; a client refused a route or credentials is let go), `/quit`, a
+//!   request with a body (never read, so never taken for the next request).
+//! - Pipelining: what the client sent past a request's head stays in the connection's
+//!   input buffer, at most [`MAX_HEAD`] + 1 bytes, and is the next request once the
+//!   answer is out; requests are answered one at a time, in order. While an answer goes
+//!   out nothing is read (the kernel's buffer holds the rest: the client's pipeline is
+//!   bounded by it, not by our memory), and reads never take more than the buffer has
+//!   room for, so no byte of the next request is dropped.
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
@@ -50,6 +68,7 @@ use log::debug;
 use mio::net::TcpStream;
 
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
+use crate::date::DateLine;
 use crate::http::{self, MAX_HEAD, Method, Status, Version};
 use crate::proxy_protocol;
 use crate::routes::Routes;
@@ -59,11 +78,12 @@ use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
 use crate::server::access_log::{AccessLog, Entry};
+use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
 use crate::stream::multipart::{Part, Stamp};
-use crate::stream::{Cursor, Next, Stream, Viewer};
+use crate::stream::{Cursor, FrameWaiter, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
@@ -88,7 +108,7 @@ pub trait Socket: Read + Write {
     fn reset_on_close(&mut self) -> io::Result<()>;
 
     /// The peer's IP address, if the socket has one (asked only for the access log and
-    /// the PROXY protocol's trust check).
+    /// the trusted proxies' checks; a unix socket's peer has none).
     fn peer_ip(&self) -> Option<IpAddr>;
 }
 
@@ -121,6 +141,10 @@ pub struct Limits {
     /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
     /// client's part due meanwhile waits for the whole turn.
     pub turn_budget: usize,
+    /// How long a kept-alive connection may wait for its next request.
+    pub keepalive_timeout: Micros,
+    /// Requests one connection may make; the answer to the last says `Connection: close`.
+    pub keepalive_requests: u32,
 }
 
 /// The command line's defaults.
@@ -132,6 +156,8 @@ impl Default for Limits {
             linger: ms(2_000),
             write_budget: 256 * 1024,
             turn_budget: 2 * 1024 * 1024,
+            keepalive_timeout: ms(5_000),
+            keepalive_requests: 1000,
         }
     }
 }
@@ -151,16 +177,19 @@ pub struct Cx<'a> {
     /// Connections that used up their turn with more to read or write: driven again
     /// next turn with this input (key, serial, input).
     pub again: &'a mut Vec<(usize, u32, Input)>,
-    /// The live stream's wake list (key, serial): a connection that starts watching the
-    /// live stream adds itself; the loop wakes the list with [`Input::Frame`].
-    pub watchers: &'a mut Vec<(usize, u32)>,
+    /// The live streams' wake lists (key, serial): a connection that starts watching a
+    /// live stream adds itself to that stream's list; the loop wakes the list with
+    /// [`Input::Frame`] when the stream has a new frame.
+    pub watchers: &'a mut WakeLists,
     /// Set by `GET /quit`.
     pub stop_requested: &'a mut bool,
     /// What is left of [`Limits::turn_budget`] this turn.
     pub turn_left: &'a mut usize,
+    /// The `Date` line of this second, for every response head.
+    pub date: &'a DateLine,
     /// Where finished requests are written (or not: [`AccessLog::off`]).
     pub log: &'a mut AccessLog,
-    /// Trusted proxies, and whether a PROXY header comes first.
+    /// Trusted proxies, and whether a PROXY header comes first on every listener.
     pub proxies: &'a Proxies,
 }
 
@@ -199,8 +228,11 @@ pub enum Outcome {
 
 #[derive(Debug)]
 enum State {
-    /// Reading the request head; the buffer is dropped once the head is parsed.
-    Head { buf: Vec<u8> },
+    /// Reading a request head into [`Conn::input`]: the first one, or the next one on a
+    /// kept-alive connection.
+    Head,
+    /// Writing an answer on a connection that stays open; then the next request.
+    Answering,
     /// Sending a stream: the cursor says what comes next and when.
     Stream {
         stream: Viewer,
@@ -209,6 +241,12 @@ enum State {
         advance_headers: bool,
         /// `advance_headers`: the next part's header block already went out.
         header_sent: bool,
+    },
+    /// A snapshot of a live stream waits for its first frame, until its timer.
+    AwaitFrame {
+        waiter: FrameWaiter,
+        version: Version,
+        head_only: bool,
     },
     /// Writing the last bytes (an answer, or a stream's end); then lingering.
     Finishing,
@@ -226,6 +264,10 @@ enum Pending {
     /// Nothing until a live frame arrives (the loop wakes the connection then).
     WaitForFrame,
 }
+
+/// How long a snapshot of a live stream waits for its first frame (an on-demand camera
+/// starting, a pipe's writer coming) before it is answered `503` with `Retry-After`.
+pub const SNAPSHOT_WAIT: Micros = 10_000_000;
 
 /// Sent ahead of a live frame that has not arrived yet, with `advance_headers`: its
 /// length and stamp are not known, so the client finds its end by the delimiter.
@@ -253,11 +295,26 @@ pub struct Conn<S: Socket = TcpStream> {
     client_eof: bool,
     /// The stream's connection faults, while it sends a stream that has them.
     sabotage: Option<Box<Sabotage>>,
+    /// What the client sent that is not answered yet: a request head being read, and
+    /// pipelined requests after it; at most [`MAX_HEAD`] + 1 bytes. Freed once no
+    /// request will be read any more.
+    input: Vec<u8>,
+    /// Reading stopped before the socket was drained (`Some`, with the read-closed hint
+    /// it had): no new edge will come for those bytes, so reading resumes by itself.
+    unread: Option<bool>,
+    /// Requests answered on this connection.
+    served: u32,
+    /// The answer being made leaves the connection open (see the module header).
+    keep_alive: bool,
     /// Bytes written so far (an access log line counts its request's share).
     sent: u64,
-    /// With an access log: the request whose line is not written yet.
-    entry: Option<Entry>,
-    /// `--proxy-protocol`: the PROXY header has not been read yet.
+    /// With an access log: the request being answered, kept (with its head's buffer)
+    /// from one request to the next of a kept-alive connection.
+    entry: Entry,
+    /// `entry`'s line is owed: written when its answer is all sent, or when the
+    /// connection ends first.
+    owes_line: bool,
+    /// The listener reads PROXY headers and this one has not been read yet.
     awaits_proxy_header: bool,
     /// The client address the PROXY header gave, which stands in for the peer's.
     proxy_source: Option<IpAddr>,
@@ -270,7 +327,7 @@ impl<S: Socket> Conn<S> {
         let mut conn = Conn {
             socket,
             serial,
-            state: State::Head { buf: Vec::new() },
+            state: State::Head,
             out: Outbox::default(),
             timer: None,
             write_blocked: false,
@@ -278,8 +335,13 @@ impl<S: Socket> Conn<S> {
             progress_at: cx.now,
             client_eof: false,
             sabotage: None,
+            input: Vec::new(),
+            unread: None,
+            served: 0,
+            keep_alive: false,
             sent: 0,
-            entry: None,
+            entry: Entry::default(),
+            owes_line: false,
             awaits_proxy_header: cx.proxies.protocol,
             proxy_source: None,
         };
@@ -290,7 +352,7 @@ impl<S: Socket> Conn<S> {
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
     pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
-        conn.open_entry(Vec::new(), None, cx);
+        conn.open_entry(&[], None, cx);
         let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
@@ -309,9 +371,10 @@ impl<S: Socket> Conn<S> {
         self.timer.map(|(_, at)| at)
     }
 
-    /// Whether a stream is being sent (a live stream wakes only such connections).
+    /// Whether a stream is being sent, or a snapshot waits for a live stream's first
+    /// frame (a live stream wakes only such connections).
     pub fn is_streaming(&self) -> bool {
-        matches!(self.state, State::Stream { .. })
+        matches!(self.state, State::Stream { .. } | State::AwaitFrame { .. })
     }
 
     /// The one transition function.
@@ -329,6 +392,7 @@ impl<S: Socket> Conn<S> {
             Input::Stop => self.on_stop(cx),
             // A live frame arrived: take it now unless a part is still going out. The
             // timer of the wait (after the client's EOF) is set again by `pump`.
+            Input::Frame if matches!(self.state, State::AwaitFrame { .. }) => self.on_first_frame(cx),
             Input::Frame if self.out.is_empty() => {
                 self.disarm(cx);
                 self.pump(cx)
@@ -344,28 +408,37 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Writes the access log line of the request in progress, if any is owed: when its
-    /// answer is all sent, or when the connection ends first (the loop calls it then).
+    /// Its listener reads the PROXY protocol (`--listen proxy:ADDR`): the connection's
+    /// first bytes must be a PROXY header (the loop checks the peer is trusted).
+    pub fn await_proxy_header(&mut self) {
+        self.awaits_proxy_header = true;
+    }
+
+    /// Writes the access log line of the request being answered, if one is owed: when
+    /// its answer is all sent, or when the connection ends first (the loop calls it
+    /// then).
     pub fn log_end(&mut self, log: &mut AccessLog, clock: &Clock, now: Micros) {
-        if let Some(entry) = self.entry.take() {
-            log.write(&entry, self.sent, clock.epoch_us(entry.received), now);
+        if std::mem::take(&mut self.owes_line) {
+            let entry = &self.entry;
+            log.write(entry, self.sent, clock.epoch_us(entry.received), now);
         }
     }
 
     /// With an access log on, starts the line of a request whose head is `head` (what
     /// was read of it, for an answer to a bad or late one); `client`: as a trusted
-    /// proxy tells it, or `None` for the peer.
-    fn open_entry(&mut self, head: Vec<u8>, client: Option<IpAddr>, cx: &Cx<'_>) {
+    /// proxy tells it, or `None` for the peer. The entry's buffer is reused: no
+    /// allocation per request once it has grown.
+    fn open_entry(&mut self, head: &[u8], client: Option<IpAddr>, cx: &Cx<'_>) {
         if !cx.log.is_on() {
             return;
         }
-        self.entry = Some(Entry {
-            head,
-            client: client.or_else(|| self.peer_ip()),
-            status: 0,
-            received: cx.now,
-            sent_before: self.sent,
-        });
+        self.entry.head.clear();
+        self.entry.head.extend_from_slice(head);
+        self.entry.client = client.or_else(|| self.peer_ip());
+        self.entry.status = 0;
+        self.entry.received = cx.now;
+        self.entry.sent_before = self.sent;
+        self.owes_line = true;
     }
 
     /// The client's address as the socket or the PROXY header gives it.
@@ -375,7 +448,12 @@ impl<S: Socket> Conn<S> {
 
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
-            State::Head { .. } => self.read_head(read_closed, cx),
+            State::Head => self.read_head(read_closed, cx),
+            // The next request waits in the socket until the answer is out.
+            State::Answering => {
+                self.unread = Some(read_closed || self.unread.unwrap_or(false));
+                Outcome::Continue
+            }
             _ => self.discard_input(read_closed, cx),
         }
     }
@@ -388,9 +466,24 @@ impl<S: Socket> Conn<S> {
             }
         }
         match self.state {
-            State::Head { .. } => self.answer_late_head(cx),
+            // Kept alive and no next request came: a quiet close.
+            State::Head if self.served > 0 && self.input.is_empty() => {
+                debug!("#{} idle for the keep-alive timeout", cx.key);
+                self.input = Vec::new();
+                self.linger(cx)
+            }
+            State::Head => self.answer_late_head(cx),
             State::Lingering => Outcome::Close(Reason::Finished),
-            State::Stream { .. } | State::Finishing if !self.out.is_empty() => self.check_send_timeout(cx),
+            State::AwaitFrame {
+                version, head_only, ..
+            } => {
+                debug!("#{} no first frame for the snapshot in time", cx.key);
+                let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+                self.answer(Status::ServiceUnavailable, version, head_only, &extra, cx)
+            }
+            State::Stream { .. } | State::Finishing | State::Answering if !self.out.is_empty() => {
+                self.check_send_timeout(cx)
+            }
             State::Stream { .. } if self.departure_deadline(cx).is_some_and(|at| cx.now >= at) => {
                 debug!(
                     "#{} sent its EOF and nothing was written for the send timeout",
@@ -398,7 +491,7 @@ impl<S: Socket> Conn<S> {
                 );
                 Outcome::Close(Reason::ClientGone)
             }
-            State::Stream { .. } | State::Finishing => self.pump(cx),
+            State::Stream { .. } | State::Finishing | State::Answering => self.pump(cx),
         }
     }
 
@@ -410,11 +503,11 @@ impl<S: Socket> Conn<S> {
             debug!("#{} refused: no PROXY header within the head timeout", cx.key);
             return Outcome::Close(Reason::Refused);
         }
-        if let State::Head { buf } = &mut self.state {
-            if !buf.is_empty() {
-                let head = std::mem::take(buf);
-                self.open_entry(head, None, cx);
-            }
+        self.keep_alive = false;
+        if !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            self.open_entry(&input, None, cx);
+            self.input = input;
         }
         let headers = cx.access.headers();
         self.answer(Status::RequestTimeout, Version::Http11, false, headers, cx)
@@ -422,7 +515,19 @@ impl<S: Socket> Conn<S> {
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
-            State::Head { .. } => Outcome::Close(Reason::Stopped),
+            State::Head => Outcome::Close(Reason::Stopped),
+            // The answer goes out whole, then the connection closes (its head may have
+            // said keep-alive: a server may close after any answer).
+            State::Answering => {
+                self.state = State::Finishing;
+                self.pump(cx)
+            }
+            &State::AwaitFrame {
+                version, head_only, ..
+            } => {
+                let extra = format!("Retry-After: 1\r\n{}", cx.access.headers());
+                self.answer(Status::ServiceUnavailable, version, head_only, &extra, cx)
+            }
             State::Stream {
                 stream,
                 cursor,
@@ -448,10 +553,24 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// Answers a request already in the input (pipelined), else reads until a head is
+    /// complete, the socket is drained, or the turn's reads are used up.
     fn read_head(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
+        if let Some(outcome) = self.serve_buffered(cx) {
+            return self.after_serving(outcome, read_closed, cx);
+        }
         for _ in 0..READS_PER_WAKE {
-            let n = match self.socket.read(cx.scratch) {
-                Ok(0) => return Outcome::Close(Reason::ClientGone),
+            // Never more than the input can keep (one byte past the cap, so the parser
+            // can tell "too large"): the rest stays in the socket, nothing is dropped.
+            // While a PROXY header is awaited, no more than the longest one: what follows
+            // it then fits the request's cap.
+            let cap = match self.awaits_proxy_header {
+                true => proxy_protocol::MAX_LEN,
+                false => MAX_HEAD + 1,
+            };
+            let room = cap.saturating_sub(self.input.len()).min(cx.scratch.len());
+            let n = match self.socket.read(&mut cx.scratch[..room]) {
+                Ok(0) => return self.on_eof_in_head(),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -460,21 +579,15 @@ impl<S: Socket> Conn<S> {
             // A short read emptied the socket: what arrives later (data, FIN, reset)
             // raises a new edge, so there is no need to read on to WouldBlock, unless
             // the FIN is already in (see the module header).
-            let drained = n < cx.scratch.len() && !read_closed;
-            let State::Head { buf } = &mut self.state else {
-                unreachable!("read_head outside the Head state")
-            };
-            // Keep one byte past the cap, so the parser can tell "too large" (and room
-            // for the PROXY header before the request, while it is awaited).
-            let proxy_room = if self.awaits_proxy_header {
-                proxy_protocol::MAX_LEN
-            } else {
-                0
-            };
-            let keep = n.min(MAX_HEAD + 1 + proxy_room - buf.len());
-            buf.extend_from_slice(&cx.scratch[..keep]);
+            let drained = n < room && !read_closed;
+            self.unread = (!drained).then_some(read_closed);
+            if self.input.is_empty() && self.served > 0 {
+                // The next request has begun: from now on it has the head timeout.
+                self.arm(cx, cx.now + cx.limits.head_timeout);
+            }
+            self.input.extend_from_slice(&cx.scratch[..n]);
             if self.awaits_proxy_header {
-                match strip_proxy_header(buf) {
+                match strip_proxy_header(&mut self.input) {
                     Ok(Some(source)) => {
                         self.awaits_proxy_header = false;
                         self.proxy_source = source;
@@ -487,43 +600,104 @@ impl<S: Socket> Conn<S> {
                     }
                 }
             }
-            let buf = std::mem::take(buf);
-            match http::parse(&buf) {
-                Ok(None) if drained => {
-                    self.state = State::Head { buf };
-                    return Outcome::Continue;
-                }
-                Ok(None) => self.state = State::Head { buf },
-                Ok(Some(request)) => {
-                    let reply = respond::respond(&request, cx.routes, cx.access);
-                    let (version, head_only) = (request.version, request.method == Method::Head);
-                    if cx.log.is_on() {
-                        let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
-                        drop(request);
-                        self.open_entry(buf, client, cx);
-                    }
-                    return match self.reply(reply, version, head_only, cx) {
-                        // The rest of what the client sent (a body, pipelined requests)
-                        // is read and dropped, so EOF and resets are seen.
-                        Outcome::Continue if !drained => self.discard_input(read_closed, cx),
-                        close => close,
-                    };
-                }
-                Err(status) => {
-                    self.open_entry(buf, None, cx);
-                    return self.answer(status, Version::Http11, false, cx.access.headers(), cx);
-                }
+            if let Some(outcome) = self.serve_buffered(cx) {
+                return self.after_serving(outcome, read_closed, cx);
+            }
+            if drained {
+                return Outcome::Continue;
             }
         }
+        self.unread = None;
         cx.again
             .push((cx.key, self.serial, Input::Readable { read_closed }));
+        Outcome::Continue
+    }
+
+    /// The client's EOF while waiting for a head: after kept-alive answers with nothing
+    /// pending, the normal end; in the middle of a head, a client gone.
+    fn on_eof_in_head(&self) -> Outcome {
+        match self.served > 0 && self.input.is_empty() {
+            true => Outcome::Close(Reason::Finished),
+            false => Outcome::Close(Reason::ClientGone),
+        }
+    }
+
+    /// After an answer that closes the connection, the rest of what the client sends (a
+    /// body, pipelined requests) is read and dropped, so its EOF and resets are seen.
+    fn after_serving(&mut self, outcome: Outcome, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
+        match outcome {
+            Outcome::Continue if matches!(self.state, State::Finishing | State::Stream { .. }) => {
+                match self.unread.take() {
+                    Some(closed) => self.discard_input(closed || read_closed, cx),
+                    None => Outcome::Continue,
+                }
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Answers the first request in the input, if its head is complete (`None`: read
+    /// more). A head that does not parse gets its status, and the connection closes.
+    fn serve_buffered(&mut self, cx: &mut Cx<'_>) -> Option<Outcome> {
+        if self.awaits_proxy_header {
+            // What came so far is part of the PROXY header, not a request.
+            return None;
+        }
+        let input = std::mem::take(&mut self.input);
+        let parsed = match http::parse(&input) {
+            Ok(None) => None,
+            Ok(Some(request)) => {
+                let reply = respond::respond(&request, cx.routes, cx.access);
+                if cx.log.is_on() {
+                    let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
+                    self.open_entry(&input[..request.len], client, cx);
+                }
+                self.served += 1;
+                self.keep_alive =
+                    request.persistent && self.served < cx.limits.keepalive_requests && !*cx.stop_requested;
+                let head_only = request.method == Method::Head;
+                Some(Ok((reply, request.version, head_only, request.len)))
+            }
+            Err(status) => Some(Err(status)),
+        };
+        self.input = input;
+        let outcome = match parsed? {
+            Ok((reply, version, head_only, len)) => {
+                self.input.drain(..len);
+                self.reply(reply, version, head_only, cx)
+            }
+            Err(status) => {
+                self.keep_alive = false;
+                let input = std::mem::take(&mut self.input);
+                self.open_entry(&input, None, cx);
+                self.input = input;
+                self.answer(status, Version::Http11, false, cx.access.headers(), cx)
+            }
+        };
+        Some(outcome)
+    }
+
+    /// The kept-alive answer is out: wait for the next request (one pipelined already
+    /// is taken next turn, so a long pipeline shares the loop with the others).
+    fn await_next_request(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        self.state = State::Head;
+        let wait = match self.input.is_empty() {
+            true => cx.limits.keepalive_timeout,
+            false => cx.limits.head_timeout,
+        };
+        self.arm(cx, cx.now + wait);
+        if !self.input.is_empty() || self.unread.is_some() {
+            let read_closed = self.unread.take().unwrap_or(false);
+            cx.again
+                .push((cx.key, self.serial, Input::Readable { read_closed }));
+        }
         Outcome::Continue
     }
 
     /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
     fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         // Every reply but a short answer is a 200; `answer` notes its own status.
-        self.note_status(Status::Ok);
+        self.entry.status = Status::Ok.code();
         match reply {
             Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
             Reply::Page(page) => {
@@ -539,15 +713,27 @@ impl<S: Socket> Conn<S> {
                 self.send(version, content_type, BUSY_PAGE.as_bytes(), head_only, cx)
             }
             Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
+            Reply::AwaitFrame(stream) => self.await_frame(stream, version, head_only, cx),
             Reply::Quit => {
                 *cx.stop_requested = true;
+                self.keep_alive = false;
                 self.answer(Status::Accepted, version, head_only, cx.access.headers(), cx)
             }
         }
     }
 
+    /// The `Connection` line of an answer with `status`, which settles whether the
+    /// connection stays open: only after a `2xx` (see the module header).
+    fn connection_line(&mut self, status: Status) -> &'static [u8] {
+        self.keep_alive &= (200..300).contains(&status.code());
+        match self.keep_alive {
+            true => b"Connection: keep-alive\r\n",
+            false => b"Connection: close\r\n",
+        }
+    }
+
     /// A `200` with a body made for this request (stats, the view page; the caller counts
-    /// it), then a graceful close.
+    /// it).
     fn send(
         &mut self,
         version: Version,
@@ -556,14 +742,9 @@ impl<S: Socket> Conn<S> {
         head_only: bool,
         cx: &mut Cx<'_>,
     ) -> Outcome {
-        let bytes = http::response(
-            Status::Ok,
-            version,
-            content_type,
-            body,
-            head_only,
-            cx.access.headers(),
-        );
+        let connection = self.connection_line(Status::Ok);
+        let lines = [cx.date.as_bytes(), connection, cx.access.headers().as_bytes()];
+        let bytes = http::response(Status::Ok, version, content_type, body, head_only, &lines);
         self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
     }
 
@@ -577,7 +758,11 @@ impl<S: Socket> Conn<S> {
     ) -> Outcome {
         cx.stats.answered(Status::Ok);
         self.disarm(cx);
-        self.out.push(Chunk::Shared(stream.head(version).clone()));
+        // A stream ends with its connection: no request is read after it.
+        self.keep_alive = false;
+        self.input = Vec::new();
+        self.out
+            .push(Chunk::Owned(dated_head(stream.head(version), cx.date)));
         if head_only {
             self.state = State::Finishing;
             return self.pump(cx);
@@ -589,7 +774,7 @@ impl<S: Socket> Conn<S> {
         }
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
-            cx.watchers.push((cx.key, self.serial));
+            cx.watchers.add(&stream, cx.key, self.serial);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),
@@ -605,13 +790,15 @@ impl<S: Socket> Conn<S> {
     /// `?action=snapshot`: one image as a single response.
     fn snapshot(&mut self, part: Rc<Part>, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
         cx.stats.answered(Status::Ok);
+        let connection = self.connection_line(Status::Ok);
+        let lines = [cx.date.as_bytes(), connection, cx.access.headers().as_bytes()];
         let head = http::response(
             Status::Ok,
             version,
             part.content_type(),
             part.body(),
             true,
-            cx.access.headers(),
+            &lines,
         );
         self.out.push(Chunk::Owned(head.into_boxed_slice()));
         if !head_only {
@@ -620,7 +807,49 @@ impl<S: Socket> Conn<S> {
         self.finish_with_queued(cx)
     }
 
-    /// A short `text/plain` answer, then a graceful close.
+    /// A snapshot of a live stream with no frame yet: wait on the stream's wake list for
+    /// its first frame, at most [`SNAPSHOT_WAIT`].
+    fn await_frame(
+        &mut self,
+        stream: Rc<Stream>,
+        version: Version,
+        head_only: bool,
+        cx: &mut Cx<'_>,
+    ) -> Outcome {
+        cx.watchers.add(&stream, cx.key, self.serial);
+        let Some(waiter) = FrameWaiter::new(stream) else {
+            return self.answer(Status::NotFound, version, head_only, cx.access.headers(), cx);
+        };
+        self.state = State::AwaitFrame {
+            waiter,
+            version,
+            head_only,
+        };
+        self.arm(cx, cx.now + SNAPSHOT_WAIT);
+        Outcome::Continue
+    }
+
+    /// The awaited live stream has news: its first frame, or its end.
+    fn on_first_frame(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let State::AwaitFrame {
+            waiter,
+            version,
+            head_only,
+        } = &self.state
+        else {
+            return Outcome::Continue;
+        };
+        let (version, head_only) = (*version, *head_only);
+        match waiter.stream().snapshot() {
+            Some(part) => self.snapshot(part, version, head_only, cx),
+            None if waiter.stream().as_live().is_some_and(|live| live.is_ended()) => {
+                self.answer(Status::NotFound, version, head_only, cx.access.headers(), cx)
+            }
+            None => Outcome::Continue,
+        }
+    }
+
+    /// A short `text/plain` answer; `extra`: its own header lines.
     fn answer(
         &mut self,
         status: Status,
@@ -631,15 +860,11 @@ impl<S: Socket> Conn<S> {
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
-        self.note_status(status);
-        let bytes = http::answer(status, version, head_only, extra);
+        self.entry.status = status.code();
+        let connection = self.connection_line(status);
+        let lines = [cx.date.as_bytes(), connection, extra.as_bytes()];
+        let bytes = http::answer(status, version, head_only, &lines);
         self.finish_with(Chunk::Owned(bytes.into_boxed_slice()), cx)
-    }
-
-    fn note_status(&mut self, status: Status) {
-        if let Some(entry) = &mut self.entry {
-            entry.status = status.code();
-        }
     }
 
     fn finish_with(&mut self, chunk: Chunk, cx: &mut Cx<'_>) -> Outcome {
@@ -647,8 +872,15 @@ impl<S: Socket> Conn<S> {
         self.finish_with_queued(cx)
     }
 
+    /// Sends what is queued, then waits for the next request or closes gracefully.
     fn finish_with_queued(&mut self, cx: &mut Cx<'_>) -> Outcome {
-        self.state = State::Finishing;
+        self.state = match self.keep_alive {
+            true => State::Answering,
+            false => {
+                self.input = Vec::new();
+                State::Finishing
+            }
+        };
         self.disarm(cx);
         self.pump(cx)
     }
@@ -718,7 +950,12 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 State::Finishing => return self.linger(cx),
-                State::Head { .. } | State::Lingering => return Outcome::Continue,
+                State::Answering => {
+                    // The kept-alive answer is all sent: its request's line is complete.
+                    self.log_end(cx.log, cx.clock, cx.now);
+                    return self.await_next_request(cx);
+                }
+                State::Head | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
             }
         }
     }
@@ -863,10 +1100,12 @@ impl<S: Socket> Conn<S> {
     fn on_client_eof(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let first = !std::mem::replace(&mut self.client_eof, true);
         match self.state {
-            State::Head { .. } => Outcome::Close(Reason::ClientGone),
+            State::Head => Outcome::Close(Reason::ClientGone),
             // The answer is still going out to a client that only half-closed; the send
             // timeout bounds it as always.
-            State::Finishing => Outcome::Continue,
+            // The answer waits for the frame (or its timer) all the same: a client that
+            // only half-closed still reads it.
+            State::Finishing | State::Answering | State::AwaitFrame { .. } => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
             // Served on (see the module header). While a part goes out the send timeout
             // runs already; while the stream waits, its timer is set again to bound the
@@ -901,6 +1140,13 @@ impl<S: Socket> Conn<S> {
     }
 }
 
+/// A stream's shared head with this second's `Date` line after its status line.
+fn dated_head(head: &[u8], date: &DateLine) -> Box<[u8]> {
+    let line_end = memchr::memmem::find(head, b"\r\n").map_or(0, |at| at + 2);
+    let (status_line, fields) = head.split_at(line_end);
+    [status_line, date.as_bytes(), fields].concat().into_boxed_slice()
+}
+
 /// `?advance_headers=1`: queues `part`'s header block unless it went out already
 /// (`header_sent`), its body and delimiter, and the header block of the part after it
 /// (`ahead`, when known; a live stream's next frame gets [`LIVE_ADVANCE_HEADER`]).
@@ -925,14 +1171,13 @@ fn queue_ahead(
 }
 
 /// Takes a complete PROXY header off the front of `buf`: `Ok(Some(source))` then, with
-/// the client address it gives (if any); `Ok(None)` while it is incomplete.
+/// the client address it gives (if any); `Ok(None)` while it is incomplete. What follows
+/// it stays: the request, read no further than [`proxy_protocol::MAX_LEN`] bytes in.
 fn strip_proxy_header(buf: &mut Vec<u8>) -> Result<Option<Option<IpAddr>>, proxy_protocol::Invalid> {
     let Some(header) = proxy_protocol::parse(buf)? else {
         return Ok(None);
     };
     buf.drain(..header.len);
-    // The request's own cap holds from here on (see `read_head`).
-    buf.truncate(MAX_HEAD + 1);
     Ok(Some(header.source.map(|addr| addr.ip().to_canonical())))
 }
 
@@ -994,8 +1239,10 @@ mod tests {
 
     fn state(conn: &Conn<MemorySocket>) -> &'static str {
         match conn.state {
-            State::Head { .. } => "head",
+            State::Head => "head",
+            State::Answering => "answering",
             State::Stream { .. } => "stream",
+            State::AwaitFrame { .. } => "await frame",
             State::Finishing => "finishing",
             State::Lingering => "lingering",
         }
@@ -1282,7 +1529,7 @@ mod tests {
                 "\r\n\r\n",
             ),
             (
-                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                 "HTTP/1.1 200 OK\r\n",
                 "\r\n\r\none",
             ),
@@ -1445,6 +1692,44 @@ mod tests {
     }
 
     #[test]
+    fn a_live_snapshot_before_the_first_frame_waits_for_it_or_answers_503() {
+        let mut h = harness();
+        let get = b"GET /live?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        assert_eq!(state(&conn), "await frame");
+        assert_eq!(h.watchers(), [(0, 1)]);
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        // Waiting, it is demand (an on-demand input starts for it).
+        assert_eq!(live.waiting(), 1);
+        assert_eq!(conn.deadline(), Some(SNAPSHOT_WAIT));
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(conn.socket.written.is_empty());
+        live.publish(b"first", 5);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 200 OK\r\n"), "{}", text(&conn));
+        assert!(text(&conn).ends_with("\r\n\r\nfirst"));
+        assert_eq!(live.waiting(), 0);
+        h.close(conn);
+
+        // No frame in time: 503 with Retry-After.
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        assert_eq!(h.advance(&mut conn, SNAPSHOT_WAIT), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 503 "), "{}", text(&conn));
+        assert!(text(&conn).contains("\r\nRetry-After: 1\r\n"));
+        assert_eq!(live_stream(&h).as_live().unwrap().waiting(), 0);
+        h.close(conn);
+
+        // The stream ends with no frame: 404.
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, get, MemorySocket::default());
+        live_stream(&h).as_live().unwrap().end();
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert!(text(&conn).starts_with("HTTP/1.1 404 "), "{}", text(&conn));
+    }
+
+    #[test]
     fn a_big_part_goes_out_a_budget_at_a_time() {
         let limits = Limits {
             write_budget: 1000,
@@ -1492,7 +1777,8 @@ mod tests {
     fn a_large_body_is_read_and_dropped_a_few_reads_a_turn() {
         let mut h = harness();
         let mut first = b"GET /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 400000\r\n\r\n".to_vec();
-        first.resize(SCRATCH, b'b');
+        // What the head's read takes: the input's room, no more.
+        first.resize(MAX_HEAD + 1, b'b');
         let mut socket = MemorySocket::sending(&first);
         for _ in 0..READS_PER_WAKE + 1 {
             socket.incoming.push_back(vec![b'b'; SCRATCH]);
@@ -1872,6 +2158,207 @@ mod tests {
         assert_eq!(unstamped(&conn), reference());
     }
 
+    const SNAP: &[u8] = b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n";
+    /// The date of the harness's time 0 (see [`crate::server::memory::EPOCH_US`]).
+    const DATE: &str = "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n";
+
+    /// The answer to [`SNAP`] (`/`'s first image), ending with `connection`.
+    fn snap_answer(version: &str, connection: &str) -> String {
+        format!(
+            "{version} 200 OK\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\
+             Cache-Control: no-store\r\n{DATE}Connection: {connection}\r\n\r\none"
+        )
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_one_a_turn_until_one_closes() {
+        let mut h = harness();
+        let head = b"HEAD /?action=snapshot HTTP/1.1\r\nHost: t\r\n\r\n";
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        let pipeline = [SNAP, head, nowhere, SNAP].concat();
+        let (mut conn, outcome) = requested(&mut h, &pipeline, MemorySocket::default());
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "head"));
+        assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive"));
+        // The rest waits in the input; the next turn answers the next one.
+        assert!(h.wants_again());
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        let head_answer = snap_answer("HTTP/1.1", "keep-alive").replace("\r\n\r\none", "\r\n\r\n");
+        assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive") + &head_answer);
+        // A 404 closes: the request after it is never answered.
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        let out = text(&conn);
+        assert!(out.ends_with("Connection: close\r\n\r\n404 Not Found\n"), "{out}");
+        assert_eq!(out.matches("HTTP/1.1 ").count(), 3);
+        assert_eq!(h.stats().snapshot(0, h.routes()).answered(200), 2);
+    }
+
+    #[test]
+    fn a_kept_alive_connection_waits_the_idle_timeout_then_closes_quietly() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, SNAP, MemorySocket::default());
+        assert_eq!((state(&conn), conn.deadline()), ("head", Some(5 * SECOND)));
+        // A next request that begins gets the head timeout from then.
+        conn.socket.incoming.push_back(b"GET /?act".to_vec());
+        assert_eq!(h.advance(&mut conn, SECOND), Outcome::Continue);
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        assert_eq!(conn.deadline(), Some(11 * SECOND));
+        conn.socket
+            .incoming
+            .push_back(b"ion=snapshot HTTP/1.1\r\nHost: t\r\n\r\n".to_vec());
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        assert_eq!(conn.deadline(), Some(6 * SECOND));
+        // Nothing more: our side shuts at the idle timeout, with nothing sent.
+        let sent = conn.socket.written.len();
+        assert_eq!(h.advance(&mut conn, 6 * SECOND), Outcome::Continue);
+        assert_eq!((state(&conn), conn.socket.shut), ("lingering", true));
+        assert_eq!(conn.socket.written.len(), sent);
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::Finished));
+    }
+
+    #[test]
+    fn a_client_that_closes_between_requests_has_finished() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, SNAP, MemorySocket::default());
+        conn.socket.end = PeerEnd::Fin;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::Finished));
+    }
+
+    #[test]
+    fn the_last_request_the_cap_allows_is_answered_with_close() {
+        let limits = Limits {
+            keepalive_requests: 2,
+            ..Limits::default()
+        };
+        let mut h = Harness::new(routes(), Access::default(), limits);
+        let (mut conn, _) = requested(&mut h, SNAP, MemorySocket::default());
+        assert_eq!(state(&conn), "head");
+        conn.socket.incoming.push_back(SNAP.to_vec());
+        assert_eq!(
+            h.input(&mut conn, Input::Readable { read_closed: false }),
+            Outcome::Continue
+        );
+        assert_eq!(state(&conn), "lingering");
+        assert_eq!(
+            text(&conn),
+            snap_answer("HTTP/1.1", "keep-alive") + &snap_answer("HTTP/1.1", "close")
+        );
+    }
+
+    #[test]
+    fn http_1_0_keeps_alive_only_when_asked_and_a_body_always_closes() {
+        let cases: [(&[u8], &str, &str); 4] = [
+            (
+                b"GET /?action=snapshot HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                "HTTP/1.0",
+                "keep-alive",
+            ),
+            (b"GET /?action=snapshot HTTP/1.0\r\n\r\n", "HTTP/1.0", "close"),
+            (
+                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nGET ",
+                "HTTP/1.1",
+                "close",
+            ),
+            (
+                b"GET /?action=snapshot HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "close",
+            ),
+        ];
+        for (request, version, connection) in cases {
+            let (conn, _) = requested(&mut harness(), request, MemorySocket::default());
+            assert_eq!(text(&conn), snap_answer(version, connection));
+            let after = if connection == "close" {
+                "lingering"
+            } else {
+                "head"
+            };
+            assert_eq!(state(&conn), after);
+        }
+    }
+
+    #[test]
+    fn a_stream_after_kept_alive_snapshots_is_dated_and_closes() {
+        let mut h = harness();
+        let pipeline = [SNAP, GET].concat();
+        let (mut conn, _) = requested(&mut h, &pipeline, MemorySocket::default());
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        assert_eq!(state(&conn), "stream");
+        let out = unstamped(&conn);
+        let (first, stream) = out.split_at(snap_answer("HTTP/1.1", "keep-alive").len());
+        assert_eq!(first, snap_answer("HTTP/1.1", "keep-alive"));
+        assert!(
+            stream.starts_with(&format!("HTTP/1.1 200 OK\r\n{DATE}Content-Type: multipart")),
+            "{stream}"
+        );
+        assert!(stream.contains("\r\nConnection: close\r\n"));
+        play_out(&mut h, &mut conn);
+        assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_bad_request_in_a_pipeline_is_answered_and_closes() {
+        let mut h = harness();
+        let pipeline = [SNAP, b"GARBAGE\r\n\r\n", SNAP].concat();
+        let (mut conn, _) = requested(&mut h, &pipeline, MemorySocket::default());
+        assert_eq!(h.again(&mut conn), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        let out = text(&conn);
+        assert!(out.starts_with(&snap_answer("HTTP/1.1", "keep-alive")));
+        assert!(
+            out.ends_with("Connection: close\r\n\r\n400 Bad Request\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 1);
+    }
+
+    #[test]
+    fn pipelined_input_is_bounded_and_nothing_of_it_is_dropped() {
+        // 200 requests in one write: the input keeps what fits, the socket the rest.
+        let many = SNAP.repeat(200);
+        assert!(many.len() > MAX_HEAD + 1);
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, &many, MemorySocket::default());
+        for _ in 0..400 {
+            assert!(conn.input.len() <= MAX_HEAD + 1);
+            if !h.wants_again() {
+                break;
+            }
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert_eq!(text(&conn).matches("HTTP/1.1 200 OK").count(), 200);
+        assert!(conn.socket.incoming.is_empty() && conn.input.is_empty());
+        assert_eq!(state(&conn), "head");
+    }
+
+    #[test]
+    fn a_stop_closes_an_idle_kept_alive_connection_and_lets_an_answer_finish() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, SNAP, MemorySocket::default());
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Close(Reason::Stopped));
+        let mut h = harness();
+        let socket = MemorySocket {
+            room: 10,
+            ..MemorySocket::default()
+        };
+        let (mut conn, _) = requested(&mut h, SNAP, socket);
+        assert_eq!(state(&conn), "answering");
+        assert_eq!(h.input(&mut conn, Input::Stop), Outcome::Continue);
+        conn.socket.room = usize::MAX;
+        assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
+        assert_eq!(state(&conn), "lingering");
+        assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive"));
+    }
+
     /// A harness that logs, trusting `127.0.0.1` with the PROXY protocol on.
     fn behind_proxy() -> Harness {
         let mut h = harness();
@@ -1894,8 +2381,20 @@ mod tests {
 
     #[test]
     fn a_proxy_header_cut_anywhere_gives_the_logged_client() {
-        let sent = b"PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
-        for cut in 1..sent.len() {
+        let request = b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+        let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\n";
+        // Version 2 (what is cut before its request must not be taken for one): TCP
+        // over IPv4, then addresses and ports.
+        let v2 = [
+            &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"[..],
+            &[203, 0, 113, 7, 127, 0, 0, 1, 0x12, 0x67, 0, 80],
+        ]
+        .concat();
+        for (sent, cut) in [v1.as_slice(), &v2]
+            .map(|header| [header, request].concat())
+            .iter()
+            .flat_map(|sent| (1..sent.len()).map(move |cut| (sent, cut)))
+        {
             let mut h = behind_proxy();
             let mut conn = h.open(from_proxy());
             conn.socket.incoming.push_back(sent[..cut].to_vec());
@@ -1959,5 +2458,37 @@ mod tests {
         assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
         let end = format!("\"GET / HTTP/1.1\" 200 {sent} \"-\" \"ua\" 0.100\n");
         assert!(line.ends_with(&end), "{line}");
+    }
+
+    #[test]
+    fn each_pipelined_request_is_logged_when_its_answer_is_out_with_its_own_bytes() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        let pipeline = [SNAP, SNAP, nowhere].concat();
+        let (mut conn, _) = requested(&mut h, &pipeline, socket);
+        let one = snap_answer("HTTP/1.1", "keep-alive").len();
+        assert_eq!(logged(&h).lines().count(), 1, "{}", logged(&h));
+        while h.wants_again() {
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert_eq!(state(&conn), "lingering");
+        let log = logged(&h);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        let last = conn.socket.written.len() - 2 * one;
+        for (line, (path, status, bytes)) in lines.iter().zip([
+            ("/?action=snapshot", 200, one),
+            ("/?action=snapshot", 200, one),
+            ("/nowhere", 404, last),
+        ]) {
+            assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+            let fields = format!("\"GET {path} HTTP/1.1\" {status} {bytes} \"-\" \"-\" ");
+            assert!(line.contains(&fields), "{line}");
+        }
     }
 }

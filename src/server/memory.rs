@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
 
-use crate::clock::{Micros, tick_of_now};
+use crate::clock::{Clock, Micros, tick_of_now};
 use crate::routes::Routes;
 use crate::routes::access::Access;
 use crate::routes::proxies::Proxies;
@@ -174,14 +174,20 @@ impl fmt::Debug for Harness {
     }
 }
 
+/// The wall-clock time of a harness's time 0 (2023-11-14 22:13:20 UTC): fixed, so
+/// stamps and `Date` lines are the same bytes in every run.
+pub const EPOCH_US: u64 = 1_700_000_000_000_000;
+
 const KEY: usize = 0;
 const SERIAL: u32 = 1;
 
 impl Harness {
-    /// Time starts at 0.
+    /// Time starts at 0, which is [`EPOCH_US`] on the wall clock.
     pub fn new(routes: Routes, access: Access, limits: Limits) -> Harness {
+        let mut shared = Shared::new(routes, access, limits);
+        shared.clock = Clock::at_epoch(EPOCH_US);
         Harness {
-            shared: Shared::new(routes, access, limits),
+            shared,
             due: Vec::new(),
         }
     }
@@ -218,9 +224,9 @@ impl Harness {
         self.shared.stop_requested
     }
 
-    /// The live stream's wake list: (key, serial) of each connection that watches it.
-    pub fn watchers(&self) -> &[(usize, u32)] {
-        &self.shared.watchers
+    /// The live streams' wake lists: (key, serial) of each connection that watches one.
+    pub fn watchers(&self) -> Vec<(usize, u32)> {
+        self.shared.watchers.all()
     }
 
     /// Accepts a connection on `socket`, as the loop does under the client cap.

@@ -6,28 +6,43 @@
 //! 3. give connections that used up their last turn before `WouldBlock`, reading or
 //!    writing, another one (edge-triggered readiness will not report them again), oldest
 //!    first; a connection that finds the turn's write budget spent waits for the next;
-//! 4. hand each readiness event to its connection, with mio's read-closed hint (the
-//!    listener and standard input only set a flag);
-//! 5. accept while the listener has connections, up to a cap per turn (the flag stays
-//!    set when capped: an edge-triggered listener sends no new event for the backlog);
-//! 6. read the live input, if any, and wake the clients of a new frame (the loop keeps
-//!    the live stream's wake list: a connection adds itself when it starts watching);
+//!    the same for live inputs that used up their read budget (one budget a turn each);
+//! 4. hand each readiness event to its connection or live input, with mio's
+//!    read-closed hint (the listeners only set a flag);
+//! 5. accept while a listener has connections, up to a cap per turn shared by every
+//!    listener, taken from them in turn (the flag stays set when capped: an
+//!    edge-triggered listener sends no new event for the backlog);
+//! 6. wake the clients of each live stream with a new frame (see [`inputs`]; one wake
+//!    list per live stream: a connection adds itself when it starts watching);
 //! 7. fire every due timer (all collected before any runs, so a 0 ms re-arm cannot spin);
 //! 8. begin a requested stop (`/quit`, a first signal, or a [`Handle`](crate::Handle)'s
 //!    `stop`): stop accepting and end every stream with its closing delimiter;
 //! 9. remove the connections that closed during the turn, never in the middle of it, so
-//!    a reused slab key cannot receive an event meant for its previous owner.
+//!    a reused slab key cannot receive an event meant for its previous owner; then tell
+//!    each live input whose viewers changed.
+//!
+//! Whichever way the loop ends (a graceful stop, a second signal, an error) the inputs'
+//! shutdown hook runs before [`Server::run`] returns (and on drop).
 //!
 //! While any of 3, 5 or 6 has work left, `poll` does not sleep.
 //!
+//! The listeners (`listen`: TCP, unix, inherited from systemd) have a token range of
+//! their own, `LISTENERS`. Under systemd, `notify` tells it the server is ready and
+//! stopping, and pings its watchdog from a timer of the wheel: a loop that stops
+//! turning stops pinging.
+//!
 //! Signals are watched only when the configuration asks (the binary does; an embedded
-//! server leaves the process's signals alone). A `Remote` reaches the loop from other
+//! server leaves the process's signals alone): SIGINT and SIGTERM stop, SIGHUP reopens
+//! the access log (`access_log`, written out at the end of every turn). A `Remote` reaches the loop from other
 //! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop
 //! pays nothing for them until one comes.
 
 pub mod access_log;
 pub mod conn;
+pub mod inputs;
+pub mod listen;
 pub mod memory;
+mod notify;
 pub mod outbox;
 pub mod sabotage;
 
@@ -35,18 +50,17 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::clock::{self, Clock, Micros, tick_of_deadline, tick_of_now};
+use crate::date::DateLine;
 use crate::error::Error;
 use crate::routes::Routes;
 use crate::routes::access::Access;
@@ -54,14 +68,16 @@ use crate::routes::proxies::Proxies;
 use crate::routes::stats::{Counters, Reason, Stats};
 use crate::server::access_log::AccessLog;
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
-use crate::stream::Stream;
-use crate::stream::live::{LiveConfig, LiveInput};
+use crate::server::inputs::{Env, Inputs, WakeLists, input_token};
+use crate::server::listen::{ListenAddr, ListenConfig, Listeners, MAX_LISTENERS, Peer};
+use crate::server::notify::Notifier;
+use crate::stream::input::InputSpec;
 use crate::sys;
 use crate::wheel::Wheel;
 
-const LISTENER: Token = Token(usize::MAX);
+/// Listener `i` is `Token(LISTENERS + i)`, for `i` below [`MAX_LISTENERS`].
+const LISTENERS: usize = usize::MAX - 1024;
 const SIGNALS: Token = Token(usize::MAX - 1);
-const STDIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 /// Accepts per loop turn: enough to drain a burst quickly, few enough that streams due
 /// in the same turn are not held up behind a flood of new clients.
@@ -72,7 +88,7 @@ const STOP_GRACE: Micros = 900_000;
 const ACCEPT_PAUSE: Micros = 100_000;
 /// Repeated warnings (accept failing, e.g. out of descriptors) are logged at most this often.
 const LOG_EVERY: Micros = 10_000_000;
-/// The shared read buffer: request heads are at most 8 KiB; live input reads in 64 KiB.
+/// The shared read buffer: request heads are at most 8 KiB; live inputs read in 64 KiB.
 const SCRATCH: usize = 64 * 1024;
 
 /// Timer payload: what the wheel wakes when a deadline passes.
@@ -85,22 +101,29 @@ pub enum Timer {
     StopDeadline,
     /// Accepting was paused after accept failed (out of file descriptors, say); try again.
     ResumeAccept,
-    /// The live input's fps cap allows the frame it held back.
-    LiveFrame,
+    /// A live input's timer: `tag` `inputs::FEED_TIMER` is its feed's (fps cap,
+    /// heartbeat), any other the kind's own.
+    Input { index: usize, tag: u32 },
+    /// Time to tell systemd's watchdog the loop still turns.
+    Watchdog,
+    /// Time to look whether the status told to systemd changed.
+    NotifyStatus,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Config {
-    pub listen: SocketAddr,
+    pub listen: ListenConfig,
     pub limits: Limits,
     /// Open connections at most; past it new clients get `503`.
     pub max_clients: usize,
     pub access: Access,
-    /// Standard input feeds the live stream (`--stream PATH=stdin`).
-    pub live: Option<LiveConfig>,
+    /// The live streams' inputs, by path (`--stream PATH=stdin`, `pipe:…`).
+    pub inputs: Vec<(String, InputSpec)>,
     /// SIGINT and SIGTERM stop the server, SIGHUP reopens the access log (the
     /// binary's choice, not a library's).
     pub signals: bool,
+    /// Tell systemd (`NOTIFY_SOCKET`) when ready, stopping, and alive.
+    pub notify: bool,
     /// `--access-log`: a file, or `-` for standard error.
     pub access_log: Option<PathBuf>,
     pub proxies: Proxies,
@@ -159,7 +182,7 @@ impl Remote {
 
 /// A connection and, once it closed during the current turn, why.
 struct Slot {
-    conn: Conn,
+    conn: Conn<Peer>,
     closed: Option<Reason>,
 }
 
@@ -175,13 +198,13 @@ struct Shared {
     stats: Counters,
     scratch: Box<[u8]>,
     again: Vec<(usize, u32, Input)>,
-    /// The live stream's clients, to wake when a frame arrives: (slab key, serial). A
-    /// connection adds itself when it starts watching; entries of connections that left
-    /// are dropped when the list is walked, or when they outnumber the viewers.
-    watchers: Vec<(usize, u32)>,
+    /// Each live stream's clients, to wake when a frame arrives (see [`inputs`]).
+    watchers: WakeLists,
     stop_requested: bool,
     /// What the connections may still write this turn (see [`Limits::turn_budget`]).
     turn_left: usize,
+    /// The `Date` line of "now", set as a connection is handed an input.
+    date: DateLine,
     /// Written out at the end of every turn (in `reap`).
     log: AccessLog,
     proxies: Proxies,
@@ -199,15 +222,17 @@ impl Shared {
             stats: Counters::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             again: Vec::new(),
-            watchers: Vec::new(),
+            watchers: WakeLists::default(),
             stop_requested: false,
             turn_left: limits.turn_budget,
+            date: DateLine::at(0),
             log: AccessLog::off(),
             proxies: Proxies::default(),
         }
     }
 
     fn cx(&mut self, key: usize) -> Cx<'_> {
+        self.date.set(self.clock.epoch_us(self.now));
         Cx {
             now: self.now,
             key,
@@ -222,6 +247,7 @@ impl Shared {
             watchers: &mut self.watchers,
             stop_requested: &mut self.stop_requested,
             turn_left: &mut self.turn_left,
+            date: &self.date,
             log: &mut self.log,
             proxies: &self.proxies,
         }
@@ -234,8 +260,12 @@ impl Shared {
 /// [`Builder::spawn`](crate::Builder::spawn) builds one on a thread of its own.)
 pub struct Server {
     poll: Poll,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    /// Emptied when a stop begins.
+    listeners: Listeners,
+    /// What it listens on, in the listeners' order (kept after they close).
+    addrs: Vec<ListenAddr>,
+    /// systemd's notification socket, when asked for and given.
+    notifier: Option<Notifier>,
     /// With [`Config::signals`] only.
     signals: Option<Signals>,
     /// Requests from a [`Remote`], once one was made.
@@ -250,26 +280,18 @@ pub struct Server {
     closed: Vec<usize>,
     due: Vec<Timer>,
     next_serial: u32,
-    /// The listener may have connections waiting (edge-triggered: remember it).
-    accept_ready: bool,
     /// Out of file descriptors: accepting waits for a timer.
     accept_paused: bool,
     stopping: bool,
-    /// Standard input for the live stream, until it ends.
-    live: Option<LiveInput>,
-    /// The live stream, if one is served.
-    live_stream: Option<Rc<Stream>>,
-    /// Standard input may have more to read (its budget ran out last turn).
-    live_ready: bool,
-    /// A frame held back by the fps cap has its timer set.
-    live_held: bool,
+    /// The live streams' inputs.
+    inputs: Inputs,
 }
 
 /// What a log line or a test failure wants to see: where it listens and how busy it is.
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
+            .field("addrs", &self.addrs)
             .field("clients", &self.conns.len())
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
@@ -277,18 +299,14 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds the listener and prepares the loop; nothing is served until [`run`](Self::run).
-    pub(crate) fn bind(config: &Config, routes: Routes) -> Result<Server, Error> {
+    /// Binds the listeners and prepares the loop; nothing is served until [`run`](Self::run).
+    pub(crate) fn bind(config: Config, routes: Routes) -> Result<Server, Error> {
         let poll = Poll::new().map_err(Error::Io)?;
-        let bind_error = |source| Error::Bind {
-            addr: config.listen,
-            source,
-        };
-        let mut listener = sys::listen(config.listen).map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+        let mut listeners = Listeners::bind(config.listen).map_err(Error::from)?;
+        listeners
+            .register(poll.registry(), LISTENERS)
             .map_err(Error::Io)?;
+        let addrs = listeners.addrs().cloned().collect();
         let log = match &config.access_log {
             Some(path) => AccessLog::open(path)
                 .map_err(|e| Error::Config(format!("access log {}: {e}", path.display())))?,
@@ -299,26 +317,15 @@ impl Server {
         } else {
             None
         };
-        let live_stream = routes
-            .streams()
-            .find(|(_, s)| s.as_live().is_some())
-            .map(|(_, s)| s.clone());
-        let live = match (config.live, &live_stream) {
-            (Some(live_config), Some(stream)) => {
-                let input = LiveInput::stdin(stream.clone(), live_config)
-                    .and_then(|mut input| input.register(poll.registry(), STDIN).map(|()| input))
-                    .map_err(|e| Error::Stream(format!("stdin: {e}")))?;
-                Some(input)
-            }
-            _ => None,
-        };
         let mut shared = Shared::new(routes, config.access.clone(), config.limits);
         shared.log = log;
         shared.proxies = config.proxies.clone();
-        Ok(Server {
+        let inputs = inputs::of_routes(&config.inputs, &mut shared).map_err(Error::Stream)?;
+        let mut server = Server {
             poll,
-            listener: Some(listener),
-            local_addr,
+            listeners,
+            addrs,
+            notifier: if config.notify { Notifier::from_env() } else { None },
             signals,
             requests: None,
             conns: Slab::with_capacity(1024),
@@ -328,19 +335,26 @@ impl Server {
             closed: Vec::new(),
             due: Vec::new(),
             next_serial: 0,
-            accept_ready: true,
             accept_paused: false,
             stopping: false,
-            live_ready: live.is_some(),
-            live_stream,
-            live,
-            live_held: false,
-        })
+            inputs,
+        };
+        server.with_inputs(Inputs::start).map_err(Error::Stream)?;
+        server.wake_inputs_watchers();
+        Ok(server)
     }
 
-    /// The address it listens on: with port 0 asked for, the port the system chose.
+    /// The address of its first TCP listener: with port 0 asked for, the port the
+    /// system chose. (A server on unix sockets only answers `0.0.0.0:0`; see
+    /// [`addrs`](Self::addrs).)
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        first_tcp(&self.addrs)
+    }
+
+    /// Everything it listens on, in order: inherited listeners first, then the
+    /// builder's addresses (with the ports the system chose).
+    pub fn addrs(&self) -> &[ListenAddr] {
+        &self.addrs
     }
 
     /// Serves on the calling thread until `/quit` (with
@@ -367,9 +381,17 @@ impl Server {
     }
 
     /// The loop (see the module doc); it can be left with the server still whole, so
-    /// that its final counters can be read.
+    /// that its final counters can be read. The inputs are shut down whichever way it
+    /// ends.
     pub(crate) fn serve(&mut self) -> Result<Exit, Error> {
+        let exit = self.turns();
+        self.inputs.shutdown();
+        exit
+    }
+
+    fn turns(&mut self) -> Result<Exit, Error> {
         let mut events = Events::with_capacity(1024);
+        self.notify_ready();
         loop {
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -380,15 +402,24 @@ impl Server {
             self.shared.now = self.shared.clock.now();
             self.shared.turn_left = self.shared.limits.turn_budget;
             self.give_owed_turns();
+            if self.inputs.wants_again() {
+                self.with_inputs(Inputs::give_again);
+            }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_ready = true,
-                    STDIN => self.live_ready = true,
+                    Token(t) if (LISTENERS..LISTENERS + MAX_LISTENERS).contains(&t) => {
+                        self.listeners.mark_ready(t - LISTENERS);
+                    }
                     WAKER => self.answer_requests(),
                     SIGNALS => {
                         if let Some(exit) = self.on_signals() {
                             self.close_all();
                             return Ok(exit);
+                        }
+                    }
+                    Token(token) if input_token(token).is_some() => {
+                        if let Some((index, sub)) = input_token(token) {
+                            self.with_inputs(|inputs, env| inputs.ready(index, sub, env));
                         }
                     }
                     Token(key) => {
@@ -402,12 +433,10 @@ impl Server {
                     }
                 }
             }
-            if self.accept_ready && !self.accept_paused {
+            if !self.accept_paused {
                 self.accept();
             }
-            if self.live_ready {
-                self.read_live();
-            }
+            self.wake_inputs_watchers();
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());
                 self.close_all();
@@ -442,8 +471,8 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let more_to_accept = self.accept_ready && !self.accept_paused && self.listener.is_some();
-        if more_to_accept || self.live_ready || !self.shared.again.is_empty() {
+        let more_to_accept = !self.accept_paused && self.listeners.any_ready();
+        if more_to_accept || self.inputs.wants_again() || !self.shared.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = self.shared.timers.next_deadline()?;
@@ -465,17 +494,16 @@ impl Server {
         }
     }
 
+    /// Accepts from the listeners in turn, up to the cap per turn they share.
     fn accept(&mut self) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
+            let Some(i) = self.listeners.next_ready() else {
                 return;
             };
-            match listener.accept() {
-                Ok((socket, peer)) => self.add(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
+            match self.listeners.accept(i) {
+                Ok((socket, peer)) => self.add(socket, peer, i),
+                // That listener is drained; `next_ready` moves on to the others.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 // Out of descriptors (EMFILE, ENFILE) or memory, or anything unexpected:
                 // accepting again at once would fail again and spin, so pause on a timer.
@@ -504,9 +532,10 @@ impl Server {
         }
     }
 
-    fn add(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        // Parts are written whole and should leave at once, not wait for an ACK.
-        let _ = socket.set_nodelay(true);
+    /// A connection accepted by listener `via`, from `peer` (none over a unix socket).
+    fn add(&mut self, mut socket: Peer, peer: Option<SocketAddr>, via: usize) {
+        socket.set_nodelay();
+        let from = PeerName(peer, self.listeners.addr(via));
         let open = self.conns.len();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -516,20 +545,27 @@ impl Server {
             return;
         }
         self.next_serial = self.next_serial.wrapping_add(1);
+        let proxied = self.listeners.proxied(via) || self.shared.proxies.protocol;
+        // A unix socket's peers are whoever its file's mode lets in: on a PROXY listener
+        // they are the proxy. Over TCP only a trusted peer may send the header.
+        let untrusted = proxied && peer.is_some_and(|p| !self.shared.proxies.trusts(p.ip()));
         let mut cx = self.shared.cx(key);
-        let (conn, outcome) = if cx.proxies.protocol && !cx.proxies.trusts(peer.ip()) {
+        let (mut conn, outcome) = if untrusted {
             // A PROXY header from anyone could claim any address: not even read, nor
             // answered (not even past the client cap).
-            debug!("#{key} from {peer} refused: not a trusted proxy");
+            debug!("#{key} from {from} refused: not a trusted proxy");
             let conn = Conn::new(socket, self.next_serial, &mut cx);
             (conn, Outcome::Close(Reason::Refused))
         } else if open >= self.max_clients {
-            debug!("#{key} from {peer} refused: {open} clients open");
+            debug!("#{key} from {from} refused: {open} clients open");
             Conn::refuse(socket, self.next_serial, &mut cx)
         } else {
-            debug!("#{key} accepted from {peer}");
+            debug!("#{key} accepted from {from}");
             (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)
         };
+        if proxied {
+            conn.await_proxy_header();
+        }
         let closed = match outcome {
             Outcome::Continue => None,
             Outcome::Close(reason) => {
@@ -556,18 +592,23 @@ impl Server {
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
-                    self.accept_ready = true;
+                    self.listeners.mark_all_ready();
+                }
+                Timer::Watchdog => {
+                    if let Some(notifier) = &mut self.notifier {
+                        notifier.ping(self.shared.now, &mut self.shared.timers);
+                    }
+                }
+                Timer::NotifyStatus => {
+                    let status = self.status_line();
+                    if let Some(notifier) = &mut self.notifier {
+                        notifier.on_status(self.shared.now, &mut self.shared.timers, status);
+                    }
                 }
                 Timer::StopDeadline => deadline_passed = true,
-                Timer::LiveFrame => {
-                    self.live_held = false;
-                    let published = self
-                        .live
-                        .as_mut()
-                        .is_some_and(|input| input.on_timer(self.shared.now));
-                    if published {
-                        self.wake_live_watchers();
-                    }
+                Timer::Input { index, tag } => {
+                    self.with_inputs(|inputs, env| inputs.on_timer(index, tag, env));
+                    self.wake_inputs_watchers();
                 }
             }
         }
@@ -575,58 +616,53 @@ impl Server {
         deadline_passed
     }
 
-    /// Reads standard input and hands new frames to the clients waiting for them.
-    fn read_live(&mut self) {
-        let Some(input) = &mut self.live else {
-            self.live_ready = false;
-            return;
+    /// Calls into the live inputs with what they may use of the loop.
+    fn with_inputs<T>(&mut self, f: impl FnOnce(&mut Inputs, &mut Env<'_>) -> T) -> T {
+        let mut env = Env {
+            now: self.shared.now,
+            registry: self.poll.registry(),
+            scratch: &mut self.shared.scratch,
+            timers: &mut self.shared.timers,
         };
-        let progress = input.on_readable(self.shared.now, &mut self.shared.scratch);
-        self.live_ready = progress.more;
-        // Not a let chain: those need Rust 1.88, and `rust-version` is 1.85.
-        if let Some(at) = progress.hold_until.filter(|_| !self.live_held) {
-            self.live_held = true;
-            self.shared.timers.insert(tick_of_deadline(at), Timer::LiveFrame);
-        }
-        if progress.published || progress.ended {
-            self.wake_live_watchers();
-        }
-        if progress.ended {
-            if let Some(input) = self.live.take() {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut mio::unix::SourceFd(&input.fd()));
-            }
-            self.live_ready = false;
-        }
+        f(&mut self.inputs, &mut env)
     }
 
-    /// Wakes every client of the live stream; those that left drop off the list.
-    fn wake_live_watchers(&mut self) {
+    /// Wakes the clients of every live stream whose input published since last time.
+    fn wake_inputs_watchers(&mut self) {
+        let woken = self.inputs.take_woken();
+        for &list in &woken {
+            self.wake_watchers(list);
+        }
+        self.inputs.put_woken(woken);
+    }
+
+    /// Wakes every client on wake list `list`; those that left drop off the list.
+    fn wake_watchers(&mut self, list: usize) {
         // By index: a woken connection never adds itself again, but the list is the
         // loop's and `drive` borrows the rest of the loop.
-        for i in 0..self.shared.watchers.len() {
-            let (key, serial) = self.shared.watchers[i];
+        for i in 0..self.shared.watchers.len(list) {
+            let (key, serial) = self.shared.watchers.get(list, i);
             if self.is_watching(key, serial) {
                 self.drive(key, Input::Frame);
             }
         }
-        self.drop_gone_watchers();
+        self.drop_gone_watchers(list);
     }
 
     /// Drops the watchers that left, once they outnumber the viewers: frames may stop
-    /// coming while clients come and go, and the list must not grow with them.
-    fn compact_live_watchers(&mut self) {
-        let viewers = self.live_stream.as_ref().map_or(0, |stream| stream.viewers());
-        if self.shared.watchers.len() as u64 > 2 * viewers + 64 {
-            self.drop_gone_watchers();
+    /// coming while clients come and go, and the lists must not grow with them.
+    fn compact_watchers(&mut self) {
+        for list in 0..self.shared.watchers.count() {
+            let viewers = self.shared.watchers.viewers(list);
+            if self.shared.watchers.len(list) as u64 > 2 * viewers + 64 {
+                self.drop_gone_watchers(list);
+            }
         }
     }
 
-    fn drop_gone_watchers(&mut self) {
+    fn drop_gone_watchers(&mut self, list: usize) {
         let mut watchers = std::mem::take(&mut self.shared.watchers);
-        watchers.retain(|&(key, serial)| self.is_watching(key, serial));
+        watchers.retain(list, |&(key, serial)| self.is_watching(key, serial));
         self.shared.watchers = watchers;
     }
 
@@ -680,11 +716,12 @@ impl Server {
     /// Stops accepting and ends every stream with its closing delimiter.
     fn begin_stop(&mut self) {
         self.stopping = true;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        self.listeners.close(self.poll.registry());
+        if let Some(notifier) = &mut self.notifier {
+            notifier.stopping(self.shared.now);
         }
-        self.accept_ready = false;
         info!("stopping: ending {} connections", self.conns.len());
+        self.with_inputs(Inputs::stop);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.drive(key, Input::Stop);
@@ -719,8 +756,57 @@ impl Server {
             self.shared.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
         }
-        self.compact_live_watchers();
+        self.compact_watchers();
+        self.with_inputs(Inputs::check_demand);
+        self.wake_inputs_watchers();
         self.shared.log.flush(self.shared.now);
+    }
+}
+
+impl Server {
+    /// Tells systemd the server is ready, if it listens for that.
+    fn notify_ready(&mut self) {
+        if self.notifier.is_none() {
+            return;
+        }
+        self.shared.now = self.shared.clock.now();
+        let status = self.status_line();
+        if let Some(notifier) = &mut self.notifier {
+            notifier.ready(self.shared.now, &mut self.shared.timers, status);
+        }
+    }
+
+    /// What `systemctl status` shows: clients, viewers and streams now.
+    fn status_line(&self) -> String {
+        let streams = self.shared.routes.streams().count();
+        let viewers: u64 = self.shared.routes.streams().map(|(_, s)| s.viewers()).sum();
+        format!(
+            "{} clients, {viewers} viewers of {streams} streams",
+            self.conns.len()
+        )
+    }
+}
+
+/// The first TCP address of `addrs`, or `0.0.0.0:0` without one.
+pub(crate) fn first_tcp(addrs: &[ListenAddr]) -> SocketAddr {
+    addrs
+        .iter()
+        .find_map(|addr| match addr {
+            ListenAddr::Tcp(ip) => Some(*ip),
+            ListenAddr::Unix(_) => None,
+        })
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// A client in the log: its IP address, or the unix socket it came through.
+struct PeerName<'a>(Option<SocketAddr>, &'a ListenAddr);
+
+impl fmt::Display for PeerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "{}", self.1),
+        }
     }
 }
 

@@ -26,8 +26,8 @@
 //! pays one branch per part for them.
 
 pub mod fault;
+pub mod input;
 pub mod jpeg;
-pub mod live;
 pub mod multipart;
 pub mod script;
 pub mod spec;
@@ -42,6 +42,7 @@ use crate::clock::{Micros, ms};
 use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
 use crate::stream::fault::{Fault, Faults, OddPart, WirePlan};
+use crate::stream::input::InputStats;
 use crate::stream::multipart::{Boundary, Part, Stamp, Then};
 
 /// One part of a scripted stream, before encoding.
@@ -103,6 +104,13 @@ pub struct Live {
     boundary: Boundary,
     current: RefCell<Option<Frame>>,
     ended: Cell<bool>,
+    /// Its input's counters, as its feed last left them (see `input::feed`).
+    input: Cell<InputStats>,
+    /// Snapshot requests waiting for the first frame (see [`FrameWaiter`]).
+    waiting: Cell<u64>,
+    /// The current frame is no longer news ([`Live::retire`]): kept for its number
+    /// only, until the next frame.
+    stale: Cell<bool>,
 }
 
 impl Live {
@@ -116,12 +124,65 @@ impl Live {
         let mut current = self.current.borrow_mut();
         let seq = current.as_ref().map_or(0, |f| f.seq + 1);
         *current = Some(Frame { part, seq, at: now });
+        self.stale.set(false);
         true
+    }
+
+    /// The producer stopped on purpose (an on-demand input idle): its last frame is no
+    /// longer news, so viewers that join and snapshots wait for the next frame instead
+    /// of getting it, and no heartbeat repeats it. The next [`Live::publish`] undoes it.
+    pub fn retire(&self) {
+        self.stale.set(true);
+    }
+
+    /// The current frame again, under the next frame number (a heartbeat): the same
+    /// encoded part and arrival time, so nothing is copied or encoded. `false` when
+    /// there is no frame yet.
+    pub fn repeat(&self) -> bool {
+        if self.stale.get() {
+            return false;
+        }
+        let mut current = self.current.borrow_mut();
+        match current.as_mut() {
+            Some(frame) => {
+                frame.seq += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `body` is byte for byte the current frame (for `drop_same`).
+    pub fn is_current(&self, body: &[u8]) -> bool {
+        self.current
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.part.body() == body)
     }
 
     /// The input ended; every client gets the closing delimiter.
     pub fn end(&self) {
         self.ended.set(true);
+    }
+
+    /// Whether the input ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    /// Snapshot requests waiting for the first frame: they are demand, as viewers are
+    /// (an on-demand input starts for them).
+    pub fn waiting(&self) -> u64 {
+        self.waiting.get()
+    }
+
+    /// Its input's counters (see `input::feed`).
+    pub fn input_stats(&self) -> InputStats {
+        self.input.get()
+    }
+
+    pub fn set_input_stats(&self, stats: InputStats) {
+        self.input.set(stats);
     }
 }
 
@@ -346,6 +407,9 @@ impl Stream {
             boundary: boundary.clone(),
             current: RefCell::new(None),
             ended: Cell::new(false),
+            input: Cell::default(),
+            waiting: Cell::new(0),
+            stale: Cell::new(false),
         };
         Ok(Stream::framed(
             &boundary,
@@ -558,7 +622,16 @@ impl Stream {
             Timeline::Steps { lead, .. } => (0, now + lead),
             Timeline::Synthetic { .. } => (0, now),
             // A client that joins gets the current frame at once.
-            Timeline::Live(live) => (live.current.borrow().as_ref().map_or(0, |f| f.seq), now),
+            // A client that joins a retired stream waits for the next frame.
+            Timeline::Live(live) => {
+                let current = live.current.borrow();
+                (
+                    current
+                        .as_ref()
+                        .map_or(0, |f| f.seq + u64::from(live.stale.get())),
+                    now,
+                )
+            }
         };
         Cursor {
             next,
@@ -696,6 +769,7 @@ impl Stream {
     /// stream's first image.
     pub fn snapshot(&self) -> Option<Rc<Part>> {
         match &self.timeline {
+            Timeline::Live(live) if live.stale.get() => None,
             Timeline::Live(live) => live.current.borrow().as_ref().map(|f| f.part.clone()),
             Timeline::Steps { steps, .. } => steps
                 .iter()
@@ -715,6 +789,33 @@ impl Viewer {
     pub fn new(stream: Rc<Stream>) -> Viewer {
         stream.viewers.set(stream.viewers.get() + 1);
         Viewer(stream)
+    }
+}
+
+/// A snapshot request waiting for a live stream's first frame: counted in
+/// [`Live::waiting`] while this lives, so every way out (the frame, the timeout, a stop,
+/// a hang-up) uncounts it.
+#[derive(Debug)]
+pub struct FrameWaiter(Rc<Stream>);
+
+impl FrameWaiter {
+    /// `None` when `stream` is not live.
+    pub fn new(stream: Rc<Stream>) -> Option<FrameWaiter> {
+        let live = stream.as_live()?;
+        live.waiting.set(live.waiting.get() + 1);
+        Some(FrameWaiter(stream))
+    }
+
+    pub fn stream(&self) -> &Rc<Stream> {
+        &self.0
+    }
+}
+
+impl Drop for FrameWaiter {
+    fn drop(&mut self) {
+        if let Some(live) = self.0.as_live() {
+            live.waiting.set(live.waiting.get() - 1);
+        }
     }
 }
 

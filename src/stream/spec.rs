@@ -20,8 +20,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::clock::Micros;
 use crate::stream::fault::Faults;
-use crate::stream::live::{self, LiveConfig};
+use crate::stream::input::exec_spec::EXEC_OPTIONS;
+use crate::stream::input::{ExecConfig, InputSpec, LiveOptions, Source};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::testcard::{self, TestcardConfig};
 use crate::stream::{PartSpec, Stream};
@@ -36,6 +38,10 @@ const MAX_FPS: f64 = 1000.0;
 /// The default cap on one live frame: far above a 4K JPEG, far below memory trouble.
 const DEFAULT_MAX_FRAME: u64 = 8 << 20;
 const MAX_MAX_FRAME: u64 = 256 << 20;
+/// The live heartbeat's default: µStreamer's, and below every proxy's read timeout.
+const DEFAULT_REFRESH_SECS: f64 = 1.0;
+/// The options every live kind takes (see [`parse_live`]).
+pub(crate) const LIVE_OPTIONS: [&str; 4] = ["fps", "max_frame", "drop_same", "refresh"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamSpec {
@@ -52,8 +58,8 @@ pub enum StreamSpec {
     },
     /// A stream script (see `script`).
     Script(PathBuf),
-    /// Live MJPEG from standard input.
-    Stdin(LiveConfig),
+    /// A live stream, fed by an input (see `input`).
+    Live(InputSpec),
     /// JPEG frames drawn and encoded at start-up, played in a loop.
     Testcard(TestcardConfig),
     /// Another kind, with faults on purpose.
@@ -154,6 +160,14 @@ impl<'a> Pieces<'a> {
 
 impl StreamSpec {
     pub fn parse(text: &str) -> Result<StreamSpec, String> {
+        // `exec`'s command is everything after the first ':', commas and all: it is
+        // not split into options like the other kinds' specs.
+        if let Some(rest) = text
+            .strip_prefix("exec")
+            .filter(|rest| rest.is_empty() || rest.starts_with([',', ':']))
+        {
+            return parse_exec(rest);
+        }
         let mut pieces = Pieces::split(text)?;
         let (faults, options) = pieces.options.into_iter().partition(|(key, _)| *key == "fault");
         pieces.options = options;
@@ -162,7 +176,10 @@ impl StreamSpec {
             .map_err(|e| format!("{}: {e}", pieces.kind))?;
         match spec {
             _ if faults.is_empty() => Ok(spec),
-            StreamSpec::Stdin(_) => Err("stdin: faults apply to scripted streams, not to live ones".into()),
+            StreamSpec::Live(input) => Err(format!(
+                "{}: faults apply to scripted streams, not to live ones",
+                input.source.kind()
+            )),
             spec => Ok(StreamSpec::WithFaults(Box::new(spec), faults)),
         }
     }
@@ -192,24 +209,18 @@ impl StreamSpec {
                 Ok(StreamSpec::Script(PathBuf::from(file)))
             }
             "stdin" => {
-                pieces.refuse_unknown(&["fps", "max_frame"])?;
                 if pieces.arg.is_some() {
-                    return Err("stdin takes no argument (options: fps, max_frame)".into());
+                    return Err(
+                        "stdin takes no argument (options: fps, max_frame, drop_same, refresh)".into(),
+                    );
                 }
-                let fps = pieces
-                    .option("fps")
-                    .is_some()
-                    .then(|| pieces.fps(0.0))
-                    .transpose()?;
-                let max_frame = pieces.number("max_frame")?.unwrap_or(DEFAULT_MAX_FRAME);
-                if !(1024..=MAX_MAX_FRAME).contains(&max_frame) {
-                    return Err(format!("stdin: max_frame must be from 1024 to {MAX_MAX_FRAME}"));
-                }
-                Ok(StreamSpec::Stdin(LiveConfig {
-                    fps,
-                    max_frame: max_frame as usize,
-                }))
+                parse_live(pieces, Source::Stdin, &[])
             }
+            "pipe" => {
+                let path = pieces.arg.ok_or("pipe: expected pipe:PATH (a FIFO)")?;
+                parse_live(pieces, Source::Pipe(PathBuf::from(path)), &[])
+            }
+            // The other live kinds go here: exec (wt-exec), relay and push (wt-relay).
             "testcard" => {
                 pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
                 if pieces.arg.is_some() {
@@ -224,7 +235,7 @@ impl StreamSpec {
                 Ok(StreamSpec::Testcard(config))
             }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, synthetic or testcard)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, synthetic or testcard)"
             )),
         }
     }
@@ -249,8 +260,9 @@ impl StreamSpec {
                 let script = script::load(file).map_err(|e| e.to_string())?;
                 Stream::scripted(script.parts, script.lead_ms, script.loop_from, extra)
             }
-            StreamSpec::Stdin(_) => {
-                live::check_stdin().map_err(|e| format!("stdin: {e}"))?;
+            StreamSpec::Live(input) => {
+                let kind = input.source.kind();
+                input.source.check().map_err(|e| format!("{kind}: {e}"))?;
                 Stream::live(extra)
             }
             StreamSpec::Testcard(config) => {
@@ -263,6 +275,61 @@ impl StreamSpec {
         };
         stream.map_err(|e| e.to_string())
     }
+}
+
+/// `exec[,OPTION…]:COMMAND` (`rest`: what follows `exec`), with the live options among
+/// its own.
+fn parse_exec(rest: &str) -> Result<StreamSpec, String> {
+    let (config, options) = ExecConfig::parse(rest)?;
+    if options.iter().any(|(key, _)| *key == "fault") {
+        return Err("exec: faults apply to scripted streams, not to live ones".into());
+    }
+    let pieces = Pieces {
+        kind: "exec",
+        arg: None,
+        options,
+    };
+    parse_live(&pieces, Source::Exec(config), &EXEC_OPTIONS)
+}
+
+/// A live kind's spec: `source`, and the options every live kind shares (`fps`,
+/// `max_frame`, `drop_same`, `refresh`) besides the kind's own, `known` (which the kind
+/// reads from `pieces` itself).
+fn parse_live(pieces: &Pieces<'_>, source: Source, known: &[&str]) -> Result<StreamSpec, String> {
+    let kind = pieces.kind;
+    let mut all = LIVE_OPTIONS.to_vec();
+    all.extend_from_slice(known);
+    pieces.refuse_unknown(&all)?;
+    let fps = pieces
+        .option("fps")
+        .is_some()
+        .then(|| pieces.fps(0.0))
+        .transpose()?;
+    let max_frame = pieces.number("max_frame")?.unwrap_or(DEFAULT_MAX_FRAME);
+    if !(1024..=MAX_MAX_FRAME).contains(&max_frame) {
+        return Err(format!("{kind}: max_frame must be from 1024 to {MAX_MAX_FRAME}"));
+    }
+    let drop_same = pieces.number("drop_same")?.unwrap_or(0);
+    let drop_same =
+        u32::try_from(drop_same).map_err(|_| format!("{kind}: drop_same must be at most {}", u32::MAX))?;
+    let refresh = match pieces.option("refresh") {
+        None => DEFAULT_REFRESH_SECS,
+        Some(value) => match value.parse::<f64>() {
+            Ok(secs) if (0.0..=86_400.0).contains(&secs) => secs,
+            _ => {
+                return Err(format!(
+                    "{kind}: refresh must be seconds from 0 (never) to 86400, got '{value}'"
+                ));
+            }
+        },
+    };
+    let options = LiveOptions {
+        fps,
+        max_frame: max_frame as usize,
+        drop_same,
+        refresh: (refresh * 1e6).round() as Micros,
+    };
+    Ok(StreamSpec::Live(InputSpec { source, options }))
 }
 
 fn parse_synthetic(pieces: &Pieces<'_>) -> Result<StreamSpec, String> {
@@ -445,19 +512,34 @@ mod tests {
             repeat: true,
         };
         assert_eq!(StreamSpec::parse("dir:f"), Ok(dir));
-        let live = LiveConfig {
+        let live = |source, options| Ok(StreamSpec::Live(InputSpec { source, options }));
+        let options = LiveOptions {
             fps: Some(5.0),
             max_frame: 4096,
+            drop_same: 3,
+            refresh: 2_500_000,
         };
         assert_eq!(
-            StreamSpec::parse("stdin,fps=5,max_frame=4096"),
-            Ok(StreamSpec::Stdin(live))
+            StreamSpec::parse("stdin,fps=5,max_frame=4096,drop_same=3,refresh=2.5"),
+            live(Source::Stdin, options)
         );
-        let live = LiveConfig {
+        let defaults = LiveOptions {
             fps: None,
             max_frame: 8 << 20,
+            drop_same: 0,
+            refresh: 1_000_000,
         };
-        assert_eq!(StreamSpec::parse("stdin"), Ok(StreamSpec::Stdin(live)));
+        assert_eq!(StreamSpec::parse("stdin"), live(Source::Stdin, defaults));
+        assert_eq!(
+            StreamSpec::parse("pipe:/run/cam,refresh=0"),
+            live(
+                Source::Pipe("/run/cam".into()),
+                LiveOptions {
+                    refresh: 0,
+                    ..defaults
+                }
+            )
+        );
         let card = TestcardConfig {
             width: 320,
             height: 240,
@@ -503,6 +585,15 @@ mod tests {
             ("script", "expected script:FILE"),
             ("stdin,max_frame=10", "max_frame must be from 1024"),
             ("stdin,fps=-1", "fps must be a number from 0.001 to 1000"),
+            (
+                "stdin,refresh=-1",
+                "stdin: refresh must be seconds from 0 (never) to 86400",
+            ),
+            ("stdin,refresh=soon", "stdin: refresh must be seconds"),
+            ("stdin,drop_same=x", "stdin: drop_same must be a whole number"),
+            ("stdin,size=1", "stdin: unknown option 'size'"),
+            ("pipe", "pipe: expected pipe:PATH"),
+            ("pipe:/x,max_frame=1", "pipe: max_frame must be from 1024"),
             ("testcard:x", "testcard takes no argument"),
             ("testcard,speed=2", "testcard: unknown option 'speed'"),
             (
@@ -542,6 +633,7 @@ mod tests {
         );
         for (spec, says) in [
             ("stdin,fault=chunked", "stdin: faults apply to scripted streams"),
+            ("pipe:/x,fault=chunked", "pipe: faults apply to scripted streams"),
             ("demo,fault=nope", "demo: unknown fault 'nope'"),
             (
                 "script:x,fault=reset",

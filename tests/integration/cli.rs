@@ -79,7 +79,7 @@ fn help_and_version_exit_0() {
     );
 }
 
-/// The last `--listen` wins: `[::1]:0` after the helpers' `127.0.0.1:0`.
+/// Every `--listen` is served: `[::1]:0` beside the helpers' `127.0.0.1:0`.
 #[test]
 fn it_listens_on_the_ipv6_loopback_too() {
     if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
@@ -89,9 +89,12 @@ fn it_listens_on_the_ipv6_loopback_too() {
         return;
     }
     let server = Server::start(&["--listen", "[::1]:0"]);
-    assert!(server.addr().is_ipv6(), "{}", server.addr());
-    assert!(server.addr().ip().is_loopback(), "{}", server.addr());
-    let response = exchange(server.addr(), b"HEAD / HTTP/1.1\r\nHost: [::1]\r\n\r\n");
+    let v6: std::net::SocketAddr = server.listening()[1]
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/')?.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", server.listening()));
+    assert!(v6.is_ipv6() && v6.ip().is_loopback(), "{v6}");
+    let response = exchange(v6, b"HEAD / HTTP/1.1\r\nHost: [::1]\r\n\r\n");
     check_stream_head(&response);
     assert_eq!(
         server.stats().answers(200),

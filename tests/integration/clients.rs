@@ -185,7 +185,8 @@ fn python_email_parses_every_stream_kind_without_defects() {
         "--stream",
         &format!("/dir=dir:{},fps=50,loop=false", images.path().display()),
         "--stream",
-        "/cam=stdin",
+        // refresh=0: no heartbeat repeats between the lockstep frames.
+        "/cam=stdin,refresh=0",
         "--stream",
         "/syn=synthetic:parts=5,size=1000,interval=0",
     ]);

@@ -6,7 +6,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::support::demo::check_demo;
-use crate::support::multipart::{fetch_stream, parse_all};
+use crate::support::multipart::{fetch_stream, parse_written};
 use crate::support::process::{Output, run};
 use crate::support::server::Server;
 use crate::support::tools::require_tool;
@@ -58,12 +58,7 @@ fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
         single.status,
         single.stderr_text()
     );
-    let first_line = single.stdout.split(|&b| b == b'\n').next().unwrap_or_default();
-    let boundary = std::str::from_utf8(first_line)
-        .ok()
-        .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
-        .unwrap_or_else(|| panic!("curl's output does not open with a delimiter"));
-    let parts = parse_all(&single.stdout, boundary).unwrap_or_else(|e| panic!("curl's output: {e}"));
+    let parts = parse_written(&single.stdout, "curl's");
     assert!(parts.stopped.is_none());
     check_demo(&parts.parts);
     let size = reference.join().expect("the reference client").raw.len();

@@ -22,18 +22,21 @@ use crate::support::server::{Server, Stats};
 use crate::support::tools::require_python_module;
 use crate::support::{IO_TIMEOUT, wait_for};
 
+/// Pipelined requests are answered in order while the connection stays open (see
+/// `keepalive.rs`); after an answer that closes it (an error, a stream) the rest is
+/// never read as requests.
 #[test]
-fn pipelined_requests_after_the_first_are_ignored() {
+fn pipelined_requests_after_a_closing_answer_are_ignored() {
     let server = beside_a_watcher(&["--allow-quit"], |server| {
         let pipelined = b"GET /stats HTTP/1.1\r\nHost: test\r\n\r\n\
-                          GET /quit HTTP/1.1\r\nHost: test\r\n\r\n\
-                          GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n";
+                          GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n\
+                          GET /quit HTTP/1.1\r\nHost: test\r\n\r\n";
         let response = exchange(server.addr(), pipelined);
         assert_eq!(response.status, 200);
+        let rest = String::from_utf8_lossy(&response.trailing);
         assert!(
-            response.trailing.is_empty(),
-            "one answer only, got more: {:?}",
-            response.trailing
+            rest.starts_with("HTTP/1.1 404 Not Found\r\n") && rest.ends_with("\r\n\r\n404 Not Found\n"),
+            "the 404 and nothing after it: {rest:?}"
         );
         assert!(response.clean_eof);
 
@@ -56,7 +59,7 @@ fn pipelined_requests_after_the_first_are_ignored() {
     });
     let stats = server.stats();
     assert_eq!(stats.answers(202), 0, "a pipelined /quit was obeyed");
-    assert_eq!(stats.answers(404), 0, "a pipelined request was answered");
+    assert_eq!(stats.answers(404), 1, "the pipelined 404");
 }
 
 #[test]

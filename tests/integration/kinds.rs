@@ -446,15 +446,15 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     still.write("a.png", solid_png(1, 1, [1, 2, 3]));
     let mut server = Server::start_live(&[
         "--stream",
-        "/cam=stdin,max_frame=16384",
+        // refresh=0: no heartbeat repeats between the frames counted here.
+        "/cam=stdin,max_frame=16384,refresh=0",
         "--stream",
         &format!("/still=dir:{},loop=false", still.path().display()),
     ]);
     let addr = server.addr();
 
-    // Before the first frame a snapshot says: come back shortly.
-    let early = fetch(addr, "GET", "/cam?action=snapshot");
-    assert_eq!((early.status, early.header("Retry-After")), (503, Some("1")));
+    // Before the first frame a snapshot waits for it (up to 10 s).
+    let early = std::thread::spawn(move || fetch(addr, "GET", "/cam?action=snapshot"));
 
     let mut plain = open(addr, "/cam");
     let mut alias = open(addr, "/cam?action=stream");
@@ -484,6 +484,9 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     server.feed(&junk_before);
     server.feed(&good[0]);
     expect_frame(&mut clients, 1);
+    let early = early.join().unwrap();
+    assert_eq!(early.status, 200);
+    assert_bytes(&early.body, &good[0], "the awaited snapshot");
     let snapshot = fetch(addr, "GET", "/cam?action=snapshot");
     assert_eq!(snapshot.status, 200);
     assert_eq!(snapshot.header("Content-Type"), Some("image/jpeg"));
@@ -547,7 +550,8 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     assert_eq!(raw.matches("Content-Length").count(), 1);
 
     let junk = junk_before.len() + truncated.len() + broken.len() + junk_after.len();
-    let counted = format!("standard input ended: 4 frames, {junk} junk bytes, 1 oversize frames dropped");
+    let counted =
+        format!("/cam: input ended: 5 frames in, 4 published, {junk} junk bytes, 1 oversize dropped");
     let log = server.log();
     assert!(log.contains(&counted), "want {counted:?} in the log:\n{log}");
 }

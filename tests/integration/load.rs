@@ -626,7 +626,8 @@ fn against_the_real_server_at_its_cap_the_rest_get_503_and_nothing_hangs() {
 fn against_the_real_server_dropped_frames_are_the_frames_the_server_skipped() {
     const FRAMES: u32 = 40;
     const FRAME_SIZE: usize = 1 << 20;
-    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    // refresh=0: a heartbeat would be a part of its own, numbered, while the client is stopped.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin,refresh=0"]);
     let mut command = Command::new(env!("CARGO_BIN_EXE_mixreplace-load"));
     command
         .args(["--url", &format!("http://{}/cam", server.addr()), "--json", "-q"])

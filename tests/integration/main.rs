@@ -20,12 +20,20 @@ mod curl;
 mod demo;
 // The library embedded: two servers in one process, spawned or run, stats, stop, errors.
 mod embed;
+// `exec:` inputs with ffmpeg as the producer: on demand, restarts, retries, nothing left behind.
+mod exec;
 // Which real clients break on which fault on purpose: the README's table, from a run.
 mod fault_clients;
 // Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.
 mod faults;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
+// Behind nginx and HAProxy with TLS (contrib/), and HAProxy over two servers at 4,000 viewers.
+mod proxies;
+// Keep-alive, pipelining, Date, µStreamer's aliases, auth files, curl and wrk (issue 10).
+mod keepalive;
+// Live inputs, plural: pipe: and stdin at once, writers coming and going, heartbeats.
+mod inputs;
 // Every stream kind: scripts, folders, live MJPEG from a pipe, snapshots, aliases, /view.
 mod kinds;
 // mixreplace-load against test servers and against the real server.
@@ -39,6 +47,9 @@ mod randomized;
 mod readers;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
+// Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,
+// SO_REUSEPORT, the library's listeners, the units in contrib/.
+mod service;
 // A live viewer that stops reading holds no backlog and stalls nobody.
 mod slow_reader;
 // What start-up refuses before it listens, skips unopened, and holds once (issue 12).

@@ -2,7 +2,8 @@
 //! combined format plus the seconds taken (a snapshot, a stream, a 404, a 401 naming its
 //! user); SIGHUP reopens the log while a stream runs on; the PROXY protocol (v1, v2,
 //! LOCAL) and `X-Forwarded-For` or `Forwarded` (the one configured) believed from trusted
-//! addresses only;
+//! addresses only; a line per request on a kept-alive connection, pipelined ones too;
+//! `--listen proxy:ADDR` beside plain listeners (TCP and unix) in one server;
 //! HAProxy with `send-proxy-v2` in front as the real peer; the library's builder the same.
 //!
 //! Untrusted peers are the same machine on another loopback address (`127.0.0.2`): the
@@ -10,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -92,17 +94,19 @@ const BEHIND_PROXY: [&str; 3] = ["--trust-proxy", "127.0.0.1/32", "--proxy-proto
 /// The lines of the log at `path` whose request line is `request`, once there are
 /// `count` of them.
 fn wait_lines(path: &Path, request: &str, count: usize) -> Vec<Line> {
-    wait_for(&format!("{count} log lines for {request:?}"), LINE_WITHIN, || {
+    wait_matching(path, count, |line| line.request == request)
+}
+
+/// The lines of the log at `path` that `keep` keeps, in the file's order, once there
+/// are `count` of them.
+fn wait_matching(path: &Path, count: usize, keep: impl Fn(&Line) -> bool) -> Vec<Line> {
+    wait_for(&format!("{count} log lines"), LINE_WITHIN, || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             text.is_empty() || text.ends_with('\n'),
             "a line cut short: {text:?}"
         );
-        let lines: Vec<Line> = text
-            .lines()
-            .map(Line::parse)
-            .filter(|line| line.request == request)
-            .collect();
+        let lines: Vec<Line> = text.lines().map(Line::parse).filter(|line| keep(line)).collect();
         match lines.len() {
             n if n == count => Ok(lines),
             n => Err(format!("{n} lines in {text:?}")),
@@ -554,4 +558,154 @@ fn the_library_logs_and_trusts_as_the_binary_does() {
     assert_eq!(status_of(&read_raw(server.local_addr(), request)), 404);
     assert_eq!(wait_line(&log, "GET /lib HTTP/1.1").client, "192.0.2.77");
     server.stop().expect("a graceful stop");
+}
+
+/// The length of each answer in `bytes`, in order: its head and its `Content-Length`
+/// body (none for the answer to a `HEAD`, the requests' `head_only`).
+fn answer_lengths(bytes: &[u8], head_only: &[bool]) -> Vec<usize> {
+    let mut at = 0;
+    let lengths = head_only
+        .iter()
+        .map(|&head_only| {
+            let rest = &bytes[at..];
+            let head_end = crate::support::multipart::find(rest, b"\r\n\r\n").expect("an answer's head") + 4;
+            let head = std::str::from_utf8(&rest[..head_end]).expect("a UTF-8 head");
+            let body: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("Content-Length: "))
+                .expect("a Content-Length")
+                .parse()
+                .expect("a number");
+            let len = head_end + if head_only { 0 } else { body };
+            at += len;
+            len
+        })
+        .collect();
+    assert_eq!(at, bytes.len(), "bytes past the last answer");
+    lengths
+}
+
+#[test]
+fn pipelined_requests_on_a_kept_alive_connection_get_a_line_each_in_order() {
+    let (_scratch, log, server) = logged_server("keepalive-log", &[]);
+    let requests = [
+        ("GET /?action=snapshot", "one", ""),
+        ("HEAD /?action=snapshot", "two", ""),
+        ("GET /stats", "three", ""),
+        ("GET /?action=snapshot", "four", "Connection: close\r\n"),
+    ];
+    // All four in one write: the server answers them one after the other.
+    let pipeline: String = requests
+        .iter()
+        .map(|(line, agent, extra)| {
+            format!("{line} HTTP/1.1\r\nHost: t\r\nUser-Agent: {agent}\r\n{extra}\r\n")
+        })
+        .collect();
+    let raw = read_raw(server.addr(), pipeline.as_bytes());
+    assert_eq!(raw.end, End::Eof);
+    let head_only: Vec<bool> = requests
+        .iter()
+        .map(|(line, _, _)| line.starts_with("HEAD"))
+        .collect();
+    let lengths = answer_lengths(&raw.bytes, &head_only);
+    let lines = wait_matching(&log, requests.len(), |_| true);
+    for (line, ((request, agent, _), length)) in lines.iter().zip(requests.iter().zip(&lengths)) {
+        assert_eq!(
+            (line.request.as_str(), line.agent.as_str(), line.status),
+            (format!("{request} HTTP/1.1").as_str(), *agent, 200),
+            "{line:?}"
+        );
+        assert_eq!(
+            (line.bytes, line.client.as_str()),
+            (*length as u64, "127.0.0.1"),
+            "{line:?}"
+        );
+    }
+    println!(
+        "answers of {lengths:?} bytes; log:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
+
+/// The `IP:PORT` of a `http://IP:PORT/` word of the ready line.
+fn tcp_listener(word: &str) -> SocketAddr {
+    word.strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a TCP listener: {word:?}"))
+}
+
+/// Sends `bytes` over the unix socket at `path` and reads everything to the close.
+fn unix_exchange(path: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = UnixStream::connect(path).expect("connect to the unix socket");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(bytes).expect("send");
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read to the close");
+    got
+}
+
+#[test]
+fn a_proxy_listener_beside_plain_ones_in_one_server() {
+    let scratch = Scratch::new("proxy-listeners");
+    let (plain_unix, proxy_unix) = (scratch.join("plain.sock"), scratch.join("proxy.sock"));
+    let plain_arg = format!("unix:{}", plain_unix.display());
+    let proxy_arg = format!("proxy:unix:{}", proxy_unix.display());
+    let args = [
+        "--trust-proxy",
+        "127.0.0.1/32",
+        "--listen",
+        "proxy:127.0.0.1:0",
+        "--listen",
+        &plain_arg,
+        "--listen",
+        &proxy_arg,
+    ];
+    let (_log_scratch, log, server) = logged_server("proxy-listeners-log", &args);
+    // The helper's own plain `127.0.0.1:0` comes first, then the flags' in order.
+    let listening = server.listening();
+    assert_eq!(listening.len(), 4, "{listening:?}");
+    let (plain, proxy) = (tcp_listener(&listening[0]), tcp_listener(&listening[1]));
+    let (trusted, untrusted) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    let v1 = |path: &str| {
+        format!("PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\nGET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+    };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+
+    // The proxy listener: the header's client, from a trusted peer only.
+    assert_eq!(status_of(&raw_from(trusted, proxy, v1("/p").as_bytes())), 404);
+    assert_eq!(wait_line(&log, "GET /p HTTP/1.1").client, "203.0.113.7");
+    for (from, request) in [(trusted, get("/p-bare")), (untrusted, v1("/p-untrusted"))] {
+        let raw = raw_from(from, proxy, request.as_bytes());
+        assert!(raw.bytes.is_empty(), "{:?}", String::from_utf8_lossy(&raw.bytes));
+    }
+    // The plain one beside it: no header is read, so one is a bad request.
+    assert_eq!(
+        status_of(&raw_from(untrusted, plain, get("/plain").as_bytes())),
+        404
+    );
+    assert_eq!(wait_line(&log, "GET /plain HTTP/1.1").client, "127.0.0.2");
+    assert_eq!(status_of(&raw_from(trusted, plain, v1("/x").as_bytes())), 400);
+
+    // Unix sockets: a peer without an address is `-`, unless a PROXY header names one.
+    let got = unix_exchange(&plain_unix, get("/unix").as_bytes());
+    assert!(
+        got.starts_with(b"HTTP/1.1 404 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(wait_line(&log, "GET /unix HTTP/1.1").client, "-");
+    let got = unix_exchange(&proxy_unix, v1("/unix-p").as_bytes());
+    assert!(
+        got.starts_with(b"HTTP/1.1 404 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(wait_line(&log, "GET /unix-p HTTP/1.1").client, "203.0.113.7");
+    assert!(unix_exchange(&proxy_unix, get("/unix-bare").as_bytes()).is_empty());
+
+    // Every request answered was logged (the 400 too), and no refused connection.
+    let lines = wait_matching(&log, 5, |_| true);
+    assert_eq!(lines[2].status, 400, "{lines:?}");
+    assert_eq!(server.stats().closed("refused"), 3);
 }

@@ -34,7 +34,8 @@ const MAX_IN_KERNEL: u64 = 8;
 
 #[test]
 fn a_reader_that_stops_reading_holds_no_backlog_and_stalls_nobody() {
-    let mut server = Server::start_live(&["--stream", "/cam=stdin", "--send-timeout", "120"]);
+    // refresh=0: no heartbeat repeats between the lockstep frames.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin,refresh=0", "--send-timeout", "120"]);
     let addr = server.addr();
 
     // The stalled client: a tiny receive buffer, a request, and no reading until the end.

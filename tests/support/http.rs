@@ -188,12 +188,87 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// The head (up to and including the blank line) and the rest.
+    /// The head (up to and including the blank line) without its `Date` line (checked by
+    /// [`undated`]), and the rest.
     pub fn split_head(&self) -> (String, &[u8]) {
         let at = super::multipart::find(&self.bytes, b"\r\n\r\n").expect("a response head") + 4;
         let head = String::from_utf8(self.bytes[..at].to_vec()).expect("a UTF-8 head");
-        (head, &self.bytes[at..])
+        (undated(&head), &self.bytes[at..])
     }
+}
+
+/// `text` (a response head, or more) without the head's `Date` line, which must be there
+/// exactly once and hold an IMF-fixdate within a day of now: the one line of a head that
+/// the test cannot know byte for byte.
+pub fn undated(text: &str) -> String {
+    let head_end = text.find("\r\n\r\n").expect("a response head") + 2;
+    let lines: Vec<&str> = text[..head_end].split_inclusive("\r\n").collect();
+    let dates: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Date: ")).collect();
+    assert_eq!(dates.len(), 1, "one Date line in {text:?}");
+    let value = dates[0].trim_start_matches("Date: ").trim_end_matches("\r\n");
+    let secs = parse_imf_fixdate(value).unwrap_or_else(|| panic!("Date {value:?} is no IMF-fixdate"));
+    let now = super::now_us() / 1_000_000;
+    assert!(secs.abs_diff(now) < 86_400, "Date {value:?} is not today");
+    let kept: String = lines
+        .iter()
+        .filter(|l| !l.starts_with("Date: "))
+        .copied()
+        .collect();
+    kept + &text[head_end..]
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`) in seconds since
+/// the Unix epoch; `None` unless it is one exactly, its weekday right.
+pub fn parse_imf_fixdate(text: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let bytes = text.as_bytes();
+    if bytes.len() != 29 || &text[3..5] != ", " || &text[25..] != " GMT" {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let digits = &text[range];
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (day, year) = (number(5..7)?, number(12..16)?);
+    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as u64 + 1;
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    let separators = [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')];
+    if separators.iter().any(|&(at, b)| bytes[at] != b) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    if !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    // Days from 1970-01-01, counted the slow way: this is the oracle, not the server.
+    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day > month_days[month as usize - 1] {
+        return None;
+    }
+    let days = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum::<u64>()
+        + month_days[..month as usize - 1].iter().sum::<u64>()
+        + day
+        - 1;
+    (DAYS[(days % 7) as usize] == &text[..3]).then_some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 /// Sends `request` on a new connection and reads everything to the close, at most
@@ -227,9 +302,10 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
     send_and_read(addr, request, false)
 }
 
-/// `METHOD target` over HTTP/1.1; the answer to a `HEAD` has no body.
+/// `METHOD target` over HTTP/1.1, one request on its connection (`Connection: close`:
+/// the answer is read to the close); the answer to a `HEAD` has no body.
 pub fn fetch(addr: SocketAddr, method: &str, target: &str) -> Response {
-    let request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n");
+    let request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     send_and_read(addr, request.as_bytes(), method == "HEAD")
 }
 

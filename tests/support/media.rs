@@ -108,6 +108,19 @@ impl Rgb {
     }
 }
 
+/// Width and height from a whole baseline JPEG's SOF0 segment; `None` for anything
+/// else (no SOI, no EOI, no SOF0).
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if !jpeg.starts_with(&[0xFF, 0xD8]) || !jpeg.ends_with(&[0xFF, 0xD9]) {
+        return None;
+    }
+    let at = find(jpeg, &[0xFF, 0xC0])?;
+    let sof = jpeg.get(at + 5..at + 9)?;
+    let height = u16::from_be_bytes([sof[0], sof[1]]);
+    let width = u16::from_be_bytes([sof[2], sof[3]]);
+    Some((width, height))
+}
+
 /// A short stand-in for bytes in assertions: their length and FNV-1a hash.
 pub fn sum(bytes: &[u8]) -> (usize, u64) {
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {

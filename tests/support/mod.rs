@@ -21,11 +21,14 @@ pub mod json;
 pub mod media;
 pub mod multipart;
 pub mod process;
+pub mod procs;
+pub mod proxy;
 pub mod rng;
 pub mod server;
 pub mod solo;
 pub mod tools;
 
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -48,6 +51,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Res
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// An address nothing listens on, for a program that must be told its port
+/// (`systemd-socket-activate -l ADDR`): a loopback address of this process's own
+/// (`127.x.y.z`, from the process id and a count), where no other test's `127.0.0.1:0`
+/// can take the port meanwhile, and a port the system had free there.
+pub fn spare_addr() -> SocketAddr {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let (n, pid) = (COUNT.fetch_add(1, Ordering::Relaxed), std::process::id() as usize);
+    let byte = |x: usize| 1 + (x % 250) as u8;
+    let ip = Ipv4Addr::new(127, byte(pid), byte(pid / 250), byte(n));
+    let probe = TcpListener::bind((ip, 0)).expect("bind a spare loopback address");
+    probe.local_addr().expect("its address")
 }
 
 /// Microseconds since the Unix epoch, now: the clock of the parts' `X-Timestamp`.

@@ -406,9 +406,20 @@ pub fn parse_all(body: &[u8], boundary: &str) -> io::Result<Parts> {
     PartReader::new(body, boundary).read_to_end()
 }
 
+/// A whole body another client wrote out (curl's output, say), its boundary taken from
+/// its opening delimiter; any framing error fails the test, naming `whose` output.
+pub fn parse_written(body: &[u8], whose: &str) -> Parts {
+    let first_line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    let boundary = std::str::from_utf8(first_line)
+        .ok()
+        .and_then(|line| line.strip_prefix("--")?.strip_suffix('\r'))
+        .unwrap_or_else(|| panic!("{whose} output does not open with a delimiter"));
+    parse_all(body, boundary).unwrap_or_else(|e| panic!("{whose} output: {e}"))
+}
+
 /// Reads the head of a stream response on `stream` (its request sent); checks it
 /// ([`http::check_stream_head`]) and returns the reader of its parts.
-pub fn over(stream: TcpStream) -> io::Result<(PartReader<TcpStream>, Response)> {
+pub fn over<S: Read>(stream: S) -> io::Result<(PartReader<S>, Response)> {
     let mut reader = BufReader::new(Tap {
         inner: stream,
         raw: None,

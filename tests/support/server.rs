@@ -33,6 +33,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     process: Guard,
     addr: SocketAddr,
+    /// Every listener the ready line lists: `http://IP:PORT/` or `unix:PATH`.
+    listening: Vec<String>,
     stdin: Option<ChildStdin>,
     /// Holds the log, `stderr`.
     scratch: Scratch,
@@ -56,9 +58,22 @@ impl Server {
 
     /// With a chance to adjust the command (standard input, limits).
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        Server::start_via(&[], args, configure)
+    }
+
+    /// Started by `wrapper` (a program and its arguments, which runs the server as its
+    /// last argument does: `systemd-socket-activate -l ADDR`), or directly without one.
+    pub fn start_via(wrapper: &[&str], args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let scratch = Scratch::new("server");
         let log = File::create(scratch.join("stderr")).expect("create the server's log");
-        let mut command = Command::new(BIN);
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -84,15 +99,21 @@ impl Server {
                 panic!("no ready line from {BIN} {args:?} ({other:?}); its log:\n{log}");
             }
         };
-        let addr: SocketAddr = line
-            .strip_prefix("listening on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .and_then(|addr| addr.parse().ok())
+        let listening: Vec<String> = line
+            .strip_prefix("listening on ")
+            .map(|rest| rest.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default();
+        // The first TCP listener: the helpers' own `127.0.0.1:0` unless the wrapper
+        // passed listeners, which come first.
+        let addr: SocketAddr = listening
+            .iter()
+            .find_map(|word| word.strip_prefix("http://")?.strip_suffix('/')?.parse().ok())
             .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
         assert!(addr.ip().is_loopback() && addr.port() != 0, "{line:?}");
         let mut server = Server {
             process,
             addr,
+            listening,
             stdin,
             scratch,
             base_fds: 0,
@@ -106,14 +127,20 @@ impl Server {
         self.addr
     }
 
+    /// Every listener the ready line lists, in its order: `http://IP:PORT/`, `unix:PATH`.
+    pub fn listening(&self) -> &[String] {
+        &self.listening
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
 
-    /// A request head for `path` with the helpers' header lines.
+    /// A request head for `path` with the helpers' header lines, the only request on its
+    /// connection (`Connection: close`: the answer is read to the close).
     pub fn request(&self, method: &str, path: &str) -> String {
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n{}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{}\r\n",
             self.request_headers
         )
     }
@@ -294,6 +321,11 @@ impl Stats {
     pub fn all_viewers(&self) -> u64 {
         let viewers = self.json.get("viewers");
         viewers.keys().iter().map(|path| viewers.int(path)).sum()
+    }
+
+    /// The input of the live stream at `path` (`state`, `restarts`, `frames_in`, …).
+    pub fn input(&self, path: &str) -> &Value {
+        self.json.get("inputs").get(path)
     }
 
     /// Live frames the viewers of `path` skipped.
