@@ -64,6 +64,14 @@ Options:
                                                    process group, SIGKILL after [2]
                                                  shell  run COMMAND with /bin/sh -c
                                                  and the LIVE options
+                           relay:URL[,on_demand][,idle=SECS][,timeout=SECS]
+                                 [,user=NAME,password=PW][,LIVE…]
+                                               another multipart server's frames over one
+                                               connection (http://[USER:PW@]HOST[:PORT]/
+                                               PATH, up to the first comma), reconnecting
+                                               1 s doubling to 30 s; on_demand: connect at
+                                               the first viewer, close idle (10) s after
+                                               the last; timeout (10): a stall
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)

@@ -76,7 +76,7 @@
 //! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd, the access log |
 //! | answers | `routes` (`routes::respond`, `routes::access`, `routes::proxies`, `routes::stats`, `routes::view`) | what a request gets, and who the client is behind a trusted proxy; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing (requests, PROXY headers), timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
+//! | leaves | `http`, `wire`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing (requests, PROXY headers), timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -222,6 +222,7 @@ pub mod sys;
 pub mod systemd;
 #[doc(hidden)]
 pub mod wheel;
+pub(crate) mod wire;
 
 /// The README's Rust example runs as a doctest too, so it cannot drift from the API.
 #[cfg(doctest)]

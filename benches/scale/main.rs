@@ -5,7 +5,7 @@
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
 //! `MIXREPLACE_BENCH_ONLY=NAME` runs one section alone and writes nothing: `fairness`,
-//! `testcard`, `proxies`, `snapshot`, `reuseport` (see the file of that name).
+//! `testcard`, `proxies`, `snapshot`, `reuseport`, `relay` (see the file of that name).
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -49,6 +49,7 @@ mod fairness;
 mod floors;
 mod machine;
 mod proxies;
+mod relay;
 mod reuseport;
 mod servers;
 mod snapshot;
@@ -73,6 +74,7 @@ use crate::fairness::{fairness_table, run_fairness};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::proxies::run_proxies;
+use crate::relay::{relay_table, run_relay};
 use crate::reuseport::{reuseport_table, run_reuseport};
 use crate::servers::{contenders, mixreplace};
 use crate::snapshot::{run_snapshot, snapshot_table};
@@ -139,6 +141,11 @@ fn main() {
         Some("reuseport") => {
             report.section("Scale-out: two processes on one port (--reuse-port)");
             report.text(&reuseport_table(&run_reuseport(&settings)));
+            return;
+        }
+        Some("relay") => {
+            report.section("Relay tier against direct serving");
+            report.text(&relay_table(&run_relay(&mixreplace(), &settings)));
             return;
         }
         Some("testcard") => {

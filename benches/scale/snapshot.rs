@@ -15,14 +15,14 @@
 //! says more than the rate.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::machine::{Proc, Usage, loadavg, on_path, pinned};
+use crate::servers::ready_line;
 use crate::table::{fmt_num, markdown_table, median, spread_cell};
 use crate::{SERVER, STEP_LIMIT, Settings};
 
@@ -152,22 +152,7 @@ fn start_ours(frame: &[u8], settings: &Settings) -> Result<(Proc, u16), String> 
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut proc = Proc::spawn(pinned(&mut cmd, settings.server_cpu()), "mixreplace")?;
-    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(STEP_LIMIT)
-        .map_err(|_| "mixreplace printed no ready line")?;
-    let port = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.trim_end_matches('/').parse::<SocketAddr>().ok())
-        .map(|addr| addr.port())
-        .ok_or_else(|| format!("unexpected first line {line:?}"))?;
+    let port = ready_line(&mut proc)?;
     let stdin = proc.child.stdin.as_mut().ok_or("no stdin")?;
     stdin
         .write_all(frame)

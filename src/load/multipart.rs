@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use crate::wire::{self, ChunkDecoder, Piece, decimal, trim};
+
 /// Longest header line accepted, in the response head or in a part's headers.
 pub const MAX_LINE: usize = 8 * 1024;
 /// Most header lines accepted in the response head or in one part's headers.
@@ -128,27 +130,7 @@ enum After {
 enum Transfer {
     /// Body bytes are the multipart entity itself.
     Identity,
-    Chunked(ChunkState),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ChunkState {
-    Size {
-        value: u64,
-        digits: u8,
-    },
-    /// Chunk extensions (ignored) or whitespace after the size, up to CR.
-    Ext {
-        size: u64,
-    },
-    SizeLf {
-        size: u64,
-    },
-    Data {
-        remaining: u64,
-    },
-    DataCr,
-    DataLf,
+    Chunked(ChunkDecoder),
 }
 
 impl Default for Parser {
@@ -198,7 +180,7 @@ impl Parser {
         }
         match self.transfer {
             Transfer::Identity => self.body(data, on_part),
-            Transfer::Chunked(chunk) => self.chunked(chunk, data, on_part),
+            Transfer::Chunked(decoder) => self.chunked(decoder, data, on_part),
         }
     }
 
@@ -245,7 +227,7 @@ impl Parser {
             for coding in value.split(|&b| b == b',') {
                 let coding = trim(coding);
                 if coding.eq_ignore_ascii_case(b"chunked") && self.transfer == Transfer::Identity {
-                    self.transfer = Transfer::Chunked(ChunkState::Size { value: 0, digits: 0 });
+                    self.transfer = Transfer::Chunked(ChunkDecoder::default());
                 } else if !coding.eq_ignore_ascii_case(b"identity") {
                     return Err(Error::Framing("unsupported Transfer-Encoding"));
                 }
@@ -268,51 +250,21 @@ impl Parser {
     /// Decodes chunked transfer coding and feeds the payload to `body`.
     fn chunked(
         &mut self,
-        mut chunk: ChunkState,
-        data: &[u8],
+        mut decoder: ChunkDecoder,
+        mut data: &[u8],
         on_part: &mut impl FnMut(PartHeaders),
     ) -> Result<Parsed, Error> {
-        let mut i = 0;
         let mut status = Parsed::Partial;
-        while i < data.len() && status == Parsed::Partial {
-            if let ChunkState::Data { remaining } = chunk {
-                let n = remaining.min((data.len() - i) as u64);
-                status = self.body(&data[i..i + n as usize], on_part)?;
-                i += n as usize;
-                chunk = match remaining - n {
-                    0 => ChunkState::DataCr,
-                    remaining => ChunkState::Data { remaining },
-                };
-                continue;
+        while !data.is_empty() && status == Parsed::Partial {
+            let (used, piece) = decoder.decode(data).map_err(Error::Framing)?;
+            data = &data[used..];
+            match piece {
+                Piece::Data(payload) => status = self.body(payload, on_part)?,
+                Piece::Last => return Err(Error::Truncated),
+                Piece::Framing => {}
             }
-            let b = data[i];
-            i += 1;
-            chunk = match chunk {
-                ChunkState::Size { value, digits } => match (b as char).to_digit(16) {
-                    Some(_) if digits == 15 => return Err(Error::Framing("chunk size too large")),
-                    Some(d) => ChunkState::Size {
-                        value: value << 4 | u64::from(d),
-                        digits: digits + 1,
-                    },
-                    None if digits == 0 => return Err(Error::Framing("bad chunk size")),
-                    None if b == b'\r' => ChunkState::SizeLf { size: value },
-                    None if matches!(b, b';' | b' ' | b'\t') => ChunkState::Ext { size: value },
-                    None => return Err(Error::Framing("bad chunk size")),
-                },
-                ChunkState::Ext { size } if b == b'\r' => ChunkState::SizeLf { size },
-                ChunkState::Ext { size } => ChunkState::Ext { size },
-                ChunkState::SizeLf { size: 0 } if b == b'\n' => return Err(Error::Truncated),
-                ChunkState::SizeLf { size } if b == b'\n' => ChunkState::Data { remaining: size },
-                ChunkState::SizeLf { .. } => return Err(Error::Framing("chunk size line without CRLF")),
-                ChunkState::DataCr if b == b'\r' => ChunkState::DataLf,
-                ChunkState::DataLf if b == b'\n' => ChunkState::Size { value: 0, digits: 0 },
-                ChunkState::DataCr | ChunkState::DataLf => {
-                    return Err(Error::Framing("chunk data without CRLF"));
-                }
-                ChunkState::Data { .. } => unreachable!("handled above"),
-            };
         }
-        self.transfer = Transfer::Chunked(chunk);
+        self.transfer = Transfer::Chunked(decoder);
         Ok(status)
     }
 
@@ -489,94 +441,17 @@ fn status_line(line: &[u8]) -> Result<(), Error> {
 
 /// Splits `name: value`, trimming the value's optional whitespace.
 fn header(line: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    if line.contains(&b'\r') {
-        return Err(Error::Framing("CR inside a header line"));
-    }
-    if matches!(line.first(), Some(b' ' | b'\t')) {
-        return Err(Error::Framing("folded header line"));
-    }
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(Error::Framing("header line without a colon"))?;
-    let name = &line[..colon];
-    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-        return Err(Error::Framing("bad header name"));
-    }
-    Ok((name, trim(&line[colon + 1..])))
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
+    wire::header(line).map_err(Error::Framing)
 }
 
 /// The boundary of a `multipart/x-mixed-replace` Content-Type value, quoted or not.
 fn boundary(value: &[u8]) -> Result<Vec<u8>, Error> {
     const NOT_MULTIPART: Error = Error::Framing("Content-Type is not multipart/x-mixed-replace");
-    let semi = value.iter().position(|&b| b == b';').unwrap_or(value.len());
-    if !trim(&value[..semi]).eq_ignore_ascii_case(b"multipart/x-mixed-replace") {
+    let (essence, params) = wire::media_type(value);
+    if !essence.eq_ignore_ascii_case(b"multipart/x-mixed-replace") {
         return Err(NOT_MULTIPART);
     }
-    let mut rest = &value[semi..];
-    let mut found = None;
-    // rest: *( OWS ";" OWS [ name "=" ( token / quoted-string ) ] ) OWS
-    loop {
-        rest = trim(rest);
-        match rest {
-            [] => break,
-            [b';', tail @ ..] => rest = trim(tail),
-            _ => return Err(Error::Framing("bad Content-Type parameters")),
-        }
-        if rest.is_empty() || rest[0] == b';' {
-            continue;
-        }
-        let eq = rest
-            .iter()
-            .position(|&b| !is_tchar(b))
-            .filter(|&p| p > 0 && rest[p] == b'=')
-            .ok_or(Error::Framing("bad Content-Type parameter"))?;
-        let name = &rest[..eq];
-        rest = &rest[eq + 1..];
-        let mut param = Vec::new();
-        if let [b'"', tail @ ..] = rest {
-            let mut i = 0;
-            loop {
-                match tail.get(i) {
-                    Some(b'"') => break,
-                    Some(b'\\') if i + 1 < tail.len() => {
-                        param.push(tail[i + 1]);
-                        i += 2;
-                    }
-                    Some(&b) => {
-                        param.push(b);
-                        i += 1;
-                    }
-                    None => return Err(Error::Framing("unterminated quoted boundary")),
-                }
-            }
-            rest = &tail[i + 1..];
-        } else {
-            let end = rest.iter().position(|&b| !is_tchar(b)).unwrap_or(rest.len());
-            param.extend_from_slice(&rest[..end]);
-            rest = &rest[end..];
-        }
-        if name.eq_ignore_ascii_case(b"boundary") {
-            if found.is_some() {
-                return Err(Error::Framing("two boundary parameters"));
-            }
-            found = Some(param);
-        }
-    }
+    let found = wire::boundary_param(params).map_err(Error::Framing)?;
     let boundary = found.ok_or(Error::Framing("Content-Type without a boundary"))?;
     if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
         return Err(Error::Framing("boundary empty or too long"));
@@ -618,15 +493,6 @@ fn scan(delim: &[u8], data: &[u8], matched: &mut usize) -> Option<usize> {
     }
     *matched = m;
     None
-}
-
-/// Parses at most `max_digits` ASCII digits (and nothing else); `None` past `u64::MAX`.
-fn decimal(s: &[u8], max_digits: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_digits || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// `X-Timestamp: SECONDS[.FRACTION]` (seconds since the Unix epoch) in microseconds;

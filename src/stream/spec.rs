@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use crate::clock::Micros;
 use crate::stream::fault::Faults;
 use crate::stream::input::exec_spec::EXEC_OPTIONS;
+use crate::stream::input::relay::RelaySpec;
+use crate::stream::input::upstream::RelayUrl;
 use crate::stream::input::{ExecConfig, InputSpec, LiveOptions, Source};
 use crate::stream::script::{self, MAX_FILE, MAX_PARTS, MAX_TOTAL_BYTES};
 use crate::stream::testcard::{self, TestcardConfig};
@@ -88,12 +90,11 @@ impl<'a> Pieces<'a> {
         } else {
             None
         };
+        // A bare word is a flag set (`on_demand`): its value is empty, which only
+        // `flag` accepts; any other option given so is refused by its own parser.
         let options = items
-            .map(|item| {
-                item.split_once('=')
-                    .ok_or_else(|| format!("{kind}: expected key=value, got '{item}'"))
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|item| item.split_once('=').unwrap_or((item, "")))
+            .collect();
         Ok(Pieces { kind, arg, options })
     }
 
@@ -148,7 +149,7 @@ impl<'a> Pieces<'a> {
     fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
         match self.option(key) {
             None => Ok(default),
-            Some("true" | "yes" | "1") => Ok(true),
+            Some("" | "true" | "yes" | "1") => Ok(true),
             Some("false" | "no" | "0") => Ok(false),
             Some(value) => Err(format!(
                 "{}: {key} must be true or false, got '{value}'",
@@ -160,6 +161,9 @@ impl<'a> Pieces<'a> {
 
 impl StreamSpec {
     pub fn parse(text: &str) -> Result<StreamSpec, String> {
+        if let Some(rest) = text.strip_prefix("relay:") {
+            return parse_relay(rest);
+        }
         // `exec`'s command is everything after the first ':', commas and all: it is
         // not split into options like the other kinds' specs.
         if let Some(rest) = text
@@ -220,7 +224,8 @@ impl StreamSpec {
                 let path = pieces.arg.ok_or("pipe: expected pipe:PATH (a FIFO)")?;
                 parse_live(pieces, Source::Pipe(PathBuf::from(path)), &[])
             }
-            // The other live kinds go here: exec (wt-exec), relay and push (wt-relay).
+            "relay" => Err("relay: expected relay:http://[USER:PASSWORD@]HOST[:PORT]/PATH".into()),
+            // The other live kinds go here: exec (wt-exec), push (wt-relay).
             "testcard" => {
                 pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
                 if pieces.arg.is_some() {
@@ -330,6 +335,38 @@ fn parse_live(pieces: &Pieces<'_>, source: Source, known: &[&str]) -> Result<Str
         refresh: (refresh * 1e6).round() as Micros,
     };
     Ok(StreamSpec::Live(InputSpec { source, options }))
+}
+
+/// `relay:URL[,options]`. The URL runs to the first comma (write a comma in it as `%2C`),
+/// so that its query may hold `=` and `&` (`?action=stream`).
+fn parse_relay(rest: &str) -> Result<StreamSpec, String> {
+    const OWN: [&str; 5] = ["on_demand", "idle", "timeout", "user", "password"];
+    let (url, options) = rest.split_once(',').unwrap_or((rest, ""));
+    let url = RelayUrl::parse(url).map_err(|e| format!("relay: {e}"))?;
+    let text = format!("relay,{options}");
+    let pieces = Pieces::split(&text)?;
+    let credentials = match (pieces.option("user"), pieces.option("password")) {
+        (Some(user), password) => Some(format!("{user}:{}", password.unwrap_or(""))),
+        (None, Some(_)) => return Err("relay: password= needs user=".into()),
+        (None, None) => None,
+    };
+    let seconds = |key: &str, default: f64| match pieces.option(key) {
+        None => Ok((default * 1e6) as Micros),
+        Some(value) => match value.parse::<f64>() {
+            Ok(secs) if (0.001..=86_400.0).contains(&secs) => Ok((secs * 1e6).round() as Micros),
+            _ => Err(format!(
+                "relay: {key} must be seconds from 0.001 to 86400, got '{value}'"
+            )),
+        },
+    };
+    let spec = RelaySpec {
+        url,
+        credentials,
+        on_demand: pieces.flag("on_demand", false)?,
+        idle: seconds("idle", 10.0)?,
+        timeout: seconds("timeout", 10.0)?,
+    };
+    parse_live(&pieces, Source::Relay(Box::new(spec)), &OWN)
 }
 
 fn parse_synthetic(pieces: &Pieces<'_>) -> Result<StreamSpec, String> {
@@ -572,7 +609,7 @@ mod tests {
                 "synthetic:parts=1,size=1,interval=1,fps=2",
                 "unknown option 'fps'",
             ),
-            ("synthetic:parts=1,size", "expected key=value"),
+            ("synthetic:parts=1,size", "size must be a whole number, got ''"),
             ("dir", "expected dir:FOLDER"),
             ("dir:x,fps=0", "fps must be a number from 0.001 to 1000"),
             ("dir:x,fps=0.0009", "fps must be a number from 0.001 to 1000"),
@@ -639,7 +676,7 @@ mod tests {
                 "script:x,fault=reset",
                 "script: fault 'reset': expected reset@PART",
             ),
-            ("synthetic:parts=1,size=1,interval=0,fault", "expected key=value"),
+            ("synthetic:parts=1,size=1,interval=0,fault", "unknown fault ''"),
         ] {
             let err = StreamSpec::parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
@@ -684,5 +721,50 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(load_images(&dir, 100).unwrap_err().starts_with("dir:"));
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    fn relay(text: &str) -> Result<(RelaySpec, LiveOptions), String> {
+        match StreamSpec::parse(text)? {
+            StreamSpec::Live(InputSpec {
+                source: Source::Relay(spec),
+                options,
+            }) => Ok((*spec, options)),
+            other => panic!("not a relay: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn relay_specs() {
+        // The URL runs to the first comma: its query keeps `=` and `&`.
+        let (spec, options) =
+            relay("relay:http://192.168.4.1:81/stream?action=stream&x=1,on_demand,idle=2.5,fps=5").unwrap();
+        assert_eq!(spec.url.target, "/stream?action=stream&x=1");
+        assert_eq!(
+            (spec.on_demand, spec.idle, spec.timeout),
+            (true, 2_500_000, 10_000_000)
+        );
+        assert_eq!(options.fps, Some(5.0));
+        let (spec, _) = relay("relay:http://u:p@cam/,user=admin,password=x").unwrap();
+        assert_eq!(spec.credentials.as_deref(), Some("admin:x"));
+        assert_eq!(spec.url.credentials.as_deref(), Some("u:p"));
+        for (bad, says) in [
+            ("relay", "relay: expected relay:http://"),
+            ("relay:https://cam/", "only http:// is supported"),
+            ("relay:http://cam/,password=x", "password= needs user="),
+            ("relay:http://cam/,timeout=0", "timeout must be seconds"),
+            (
+                "relay:http://cam/,on_demand=maybe",
+                "on_demand must be true or false",
+            ),
+            ("relay:http://cam/,size=1", "unknown option 'size'"),
+        ] {
+            let error = StreamSpec::parse(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 }

@@ -45,6 +45,8 @@ mod proxied;
 mod randomized;
 // The test readers themselves: what they accept and what they refuse.
 mod readers;
+// relay: inputs: upstreams with every quirk, origin → edge → 500 viewers, an origin restart.
+mod relay;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
 // Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,

@@ -210,6 +210,14 @@ impl Feed {
         self.sync();
     }
 
+    /// Frames a framed producer (relay, push) dropped for their size before they were
+    /// whole: counted as if offered (`frames_in`, `dropped_oversize`).
+    pub fn count_oversize(&mut self, frames: u64) {
+        self.gate.stats.frames_in += frames;
+        self.gate.stats.dropped_oversize += frames;
+        self.sync();
+    }
+
     /// The producer went away (it closed, died, or restarts): a frame it left half
     /// written is dropped, so its bytes are never glued to the next producer's.
     pub fn cut(&mut self) {

@@ -48,13 +48,16 @@
 //! file of its own here with a type that implements [`Input`], and one arm in
 //! [`Source::input`].
 
+pub mod demux;
 pub mod exec;
 pub mod exec_policy;
 pub mod exec_spec;
 pub mod feed;
 pub mod pipe;
+pub mod relay;
 pub mod stderr_lines;
 pub mod stdin;
+pub mod upstream;
 
 use std::fmt;
 use std::io;
@@ -83,7 +86,8 @@ pub enum Source {
     /// A command the server runs (`exec[,OPTION…]:COMMAND`), MJPEG on its standard
     /// output; started, stopped and restarted as its options say.
     Exec(ExecConfig),
-    // `Relay(…)`: another multipart/x-mixed-replace server (wt-relay).
+    /// Another `multipart/x-mixed-replace` server's frames, over one upstream connection.
+    Relay(Box<relay::RelaySpec>),
     // `Push(…)`: frames PUT or POSTed by a client (wt-relay).
 }
 
@@ -94,6 +98,7 @@ impl Source {
             Source::Stdin => "stdin",
             Source::Pipe(_) => "pipe",
             Source::Exec(_) => "exec",
+            Source::Relay(_) => "relay",
         }
     }
 
@@ -105,6 +110,8 @@ impl Source {
             Source::Pipe(path) => pipe::check_pipe(path),
             // A command that cannot start is retried, never refused: it may appear later.
             Source::Exec(_) => Ok(()),
+            // The upstream may be down at start-up: that is retried, not refused.
+            Source::Relay(_) => Ok(()),
         }
     }
 
@@ -114,6 +121,7 @@ impl Source {
             Source::Stdin => Box::new(stdin::StdinInput::default()),
             Source::Pipe(path) => Box::new(pipe::PipeInput::new(path.clone())),
             Source::Exec(config) => Box::new(exec::ExecInput::new(config.clone())),
+            Source::Relay(spec) => Box::new(relay::RelayInput::new((**spec).clone())),
         }
     }
 }
