@@ -33,6 +33,10 @@
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
+//! - With an access log, each request's line is written once its answer is all sent
+//!   (kept alive: before the next request is taken), a stream's when it ends or the
+//!   connection does; its bytes are what was written past the request's start. On a
+//!   PROXY listener the header comes off the input before any request is parsed.
 //! - The server never closes a connection with bytes still to send: it shuts down its
 //!   side and reads what the client still sends until the client closes (lingering
 //!   close, as nginx does), so the client reads the answer instead of a reset.

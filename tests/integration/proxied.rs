@@ -546,17 +546,32 @@ fn the_library_logs_and_trusts_as_the_binary_does() {
         matches!(&unconfigured, Err(mixreplace::Error::Config(m)) if m.contains("trust_proxy")),
         "{unconfigured:?}"
     );
+    let one_listener = mixreplace::Builder::new()
+        .listen_proxy(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .spawn();
+    assert!(
+        matches!(&one_listener, Err(mixreplace::Error::Config(m)) if m.contains("trust_proxy")),
+        "{one_listener:?}"
+    );
     let bad = mixreplace::Builder::new().trust_proxy("10.0.0.0/33").spawn();
     assert!(matches!(bad, Err(mixreplace::Error::Config(_))), "{bad:?}");
 
     let server = mixreplace::Builder::new()
         .access_log(&log)
         .trust_proxy("127.0.0.0/8")
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .listen_proxy(SocketAddr::from(([127, 0, 0, 1], 0)))
         .spawn()
         .expect("spawn");
     let request = b"GET /lib HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n";
     assert_eq!(status_of(&read_raw(server.local_addr(), request)), 404);
     assert_eq!(wait_line(&log, "GET /lib HTTP/1.1").client, "192.0.2.77");
+    let [_, mixreplace::ListenAddr::Tcp(proxied)] = server.addrs() else {
+        panic!("two TCP listeners: {:?}", server.addrs())
+    };
+    let request = b"PROXY TCP4 192.0.2.78 127.0.0.1 1 80\r\nGET /lib-p HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_eq!(status_of(&read_raw(*proxied, request)), 404);
+    assert_eq!(wait_line(&log, "GET /lib-p HTTP/1.1").client, "192.0.2.78");
     server.stop().expect("a graceful stop");
 }
 
