@@ -80,6 +80,11 @@ pub struct Request<'a> {
     /// A browser asks for an image: its `Accept` lists an image type first, or its
     /// `Sec-Fetch-Dest` says `image` (`is_image_request`).
     pub image_request: bool,
+    /// The values of every `X-Forwarded-For` and `Forwarded` line, in order (one list
+    /// each; empty, with nothing allocated, when the request has none). Whether to
+    /// believe them is the caller's choice: see `routes::proxies`.
+    pub forwarded_for: Vec<&'a [u8]>,
+    pub forwarded: Vec<&'a [u8]>,
     /// The query's `name=value` pairs in order, each side percent-decoded.
     params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The head's length in bytes: what follows it in the buffer is the next request.
@@ -188,12 +193,21 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         .map(|h| h.value);
+    let values = |name: &str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
     Ok(Some(Request {
         method,
         path,
         version: head.version,
         authorization,
         image_request: is_image_request(headers),
+        forwarded_for: values("x-forwarded-for"),
+        forwarded: values("forwarded"),
         params,
         len: head.len,
         persistent,

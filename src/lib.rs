@@ -73,10 +73,10 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd |
-//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
+//! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd, the access log |
+//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::proxies`, `routes::stats`, `routes::view`) | what a request gets, and who the client is behind a trusted proxy; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wire`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing, timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
+//! | leaves | `http`, `wire`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing (requests, PROXY headers), timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -212,6 +212,8 @@ pub mod histogram;
 pub mod http;
 #[doc(hidden)]
 pub mod load;
+#[doc(hidden)]
+pub mod proxy_protocol;
 #[doc(hidden)]
 pub mod routes;
 #[doc(hidden)]

@@ -33,10 +33,13 @@ pub enum Reason {
     /// It held one of the oldest live frames when the frames held by connections went
     /// over their budget (`--held-frames-budget`).
     HeldFrames,
+    /// With `--proxy-protocol`: the peer is not a trusted proxy, or its PROXY header is
+    /// malformed.
+    Refused,
 }
 
 impl Reason {
-    const ALL: [Reason; 7] = [
+    const ALL: [Reason; 8] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
@@ -44,6 +47,7 @@ impl Reason {
         Reason::Error,
         Reason::Fault,
         Reason::HeldFrames,
+        Reason::Refused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Reason {
             Reason::Error => "error",
             Reason::Fault => "fault",
             Reason::HeldFrames => "held_frames",
+            Reason::Refused => "refused",
         }
     }
 }
@@ -331,7 +336,7 @@ pub struct Stats {
     /// sent yet).
     pub answers: Vec<(u16, u64)>,
     /// Connections closed, by reason: `finished`, `client_gone`, `send_timeout`,
-    /// `stopped`, `error`, `fault`, `held_frames`.
+    /// `stopped`, `error`, `fault` (on purpose), `held_frames`, `refused` (a PROXY protocol connection).
     pub closed: Vec<(&'static str, u64)>,
 }
 

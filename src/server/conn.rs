@@ -34,6 +34,10 @@
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
+//! - With an access log, each request's line is written once its answer is all sent
+//!   (kept alive: before the next request is taken), a stream's when it ends or the
+//!   connection does; its bytes are what was written past the request's start. On a
+//!   PROXY listener the header comes off the input before any request is parsed.
 //! - The server never closes a connection with bytes still to send: it shuts down its
 //!   side and reads what the client still sends until the client closes (lingering
 //!   close, as nginx does), so the client reads the answer instead of a reset.
@@ -62,7 +66,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::rc::Rc;
 
 use log::debug;
@@ -71,11 +75,14 @@ use mio::net::TcpStream;
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::date::DateLine;
 use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::proxy_protocol;
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
+use crate::server::access_log::{AccessLog, Entry};
 use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
@@ -133,6 +140,10 @@ pub trait Socket: Read + Write {
     fn unsent(&self) -> io::Result<usize> {
         Ok(0)
     }
+
+    /// The peer's IP address, if the socket has one (asked only for the access log and
+    /// the trusted proxies' checks; a unix socket's peer has none).
+    fn peer_ip(&self) -> Option<IpAddr>;
 }
 
 impl Socket for TcpStream {
@@ -150,6 +161,12 @@ impl Socket for TcpStream {
 
     fn unsent(&self) -> io::Result<usize> {
         crate::sys::unsent_bytes(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+
+    /// Canonical: an IPv4 client of a dual-stack listener is logged as `192.0.2.7`, not
+    /// `::ffff:192.0.2.7`.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|addr| addr.ip().to_canonical())
     }
 }
 
@@ -224,6 +241,10 @@ pub struct Cx<'a> {
     pub turn_left: &'a mut usize,
     /// The `Date` line of this second, for every response head.
     pub date: &'a DateLine,
+    /// Where finished requests are written (or not: [`AccessLog::off`]).
+    pub log: &'a mut AccessLog,
+    /// Trusted proxies, and whether a PROXY header comes first on every listener.
+    pub proxies: &'a Proxies,
 }
 
 impl fmt::Debug for Cx<'_> {
@@ -339,6 +360,18 @@ pub struct Conn<S: Socket = TcpStream> {
     served: u32,
     /// The answer being made leaves the connection open (see the module header).
     keep_alive: bool,
+    /// Bytes written so far (an access log line counts its request's share).
+    sent: u64,
+    /// With an access log: the request being answered, kept (with its head's buffer)
+    /// from one request to the next of a kept-alive connection.
+    entry: Entry,
+    /// `entry`'s line is owed: written when its answer is all sent, or when the
+    /// connection ends first.
+    owes_line: bool,
+    /// The listener reads PROXY headers and this one has not been read yet.
+    awaits_proxy_header: bool,
+    /// The client address the PROXY header gave, which stands in for the peer's.
+    proxy_source: Option<IpAddr>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -360,6 +393,11 @@ impl<S: Socket> Conn<S> {
             unread: None,
             served: 0,
             keep_alive: false,
+            sent: 0,
+            entry: Entry::default(),
+            owes_line: false,
+            awaits_proxy_header: cx.proxies.protocol,
+            proxy_source: None,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
@@ -368,6 +406,7 @@ impl<S: Socket> Conn<S> {
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
     pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
+        conn.open_entry(&[], None, cx);
         let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
@@ -423,6 +462,44 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// Its listener reads the PROXY protocol (`--listen proxy:ADDR`): the connection's
+    /// first bytes must be a PROXY header (the loop checks the peer is trusted).
+    pub fn await_proxy_header(&mut self) {
+        self.awaits_proxy_header = true;
+    }
+
+    /// Writes the access log line of the request being answered, if one is owed: when
+    /// its answer is all sent, or when the connection ends first (the loop calls it
+    /// then).
+    pub fn log_end(&mut self, log: &mut AccessLog, clock: &Clock, now: Micros) {
+        if std::mem::take(&mut self.owes_line) {
+            let entry = &self.entry;
+            log.write(entry, self.sent, clock.epoch_us(entry.received), now);
+        }
+    }
+
+    /// With an access log on, starts the line of a request whose head is `head` (what
+    /// was read of it, for an answer to a bad or late one); `client`: as a trusted
+    /// proxy tells it, or `None` for the peer. The entry's buffer is reused: no
+    /// allocation per request once it has grown.
+    fn open_entry(&mut self, head: &[u8], client: Option<IpAddr>, cx: &Cx<'_>) {
+        if !cx.log.is_on() {
+            return;
+        }
+        self.entry.head.clear();
+        self.entry.head.extend_from_slice(head);
+        self.entry.client = client.or_else(|| self.peer_ip());
+        self.entry.status = 0;
+        self.entry.received = cx.now;
+        self.entry.sent_before = self.sent;
+        self.owes_line = true;
+    }
+
+    /// The client's address as the socket or the PROXY header gives it.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.proxy_source.or_else(|| self.socket.peer_ip())
+    }
+
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head => self.read_head(read_closed, cx),
@@ -449,16 +526,7 @@ impl<S: Socket> Conn<S> {
                 self.input = Vec::new();
                 self.linger(cx)
             }
-            State::Head => {
-                self.keep_alive = false;
-                self.answer(
-                    Status::RequestTimeout,
-                    Version::Http11,
-                    false,
-                    cx.access.headers(),
-                    cx,
-                )
-            }
+            State::Head => self.answer_late_head(cx),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::AwaitFrame {
                 version, head_only, ..
@@ -479,6 +547,24 @@ impl<S: Socket> Conn<S> {
             }
             State::Stream { .. } | State::Finishing | State::Answering => self.pump(cx),
         }
+    }
+
+    /// `408`, logged with what the head had of a request: a connection that sent
+    /// nothing is not logged (browsers open spare connections and leave them idle). A
+    /// PROXY header that did not come in time is refused unanswered, as a bad one is.
+    fn answer_late_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        if self.awaits_proxy_header {
+            debug!("#{} refused: no PROXY header within the head timeout", cx.key);
+            return Outcome::Close(Reason::Refused);
+        }
+        self.keep_alive = false;
+        if !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            self.open_entry(&input, None, cx);
+            self.input = input;
+        }
+        let headers = cx.access.headers();
+        self.answer(Status::RequestTimeout, Version::Http11, false, headers, cx)
     }
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
@@ -533,9 +619,13 @@ impl<S: Socket> Conn<S> {
         for _ in 0..READS_PER_WAKE {
             // Never more than the input can keep (one byte past the cap, so the parser
             // can tell "too large"): the rest stays in the socket, nothing is dropped.
-            let room = (MAX_HEAD + 1)
-                .saturating_sub(self.input.len())
-                .min(cx.scratch.len());
+            // While a PROXY header is awaited, no more than the longest one: what follows
+            // it then fits the request's cap.
+            let cap = match self.awaits_proxy_header {
+                true => proxy_protocol::MAX_LEN,
+                false => MAX_HEAD + 1,
+            };
+            let room = cap.saturating_sub(self.input.len()).min(cx.scratch.len());
             let n = match self.socket.read(&mut cx.scratch[..room]) {
                 Ok(0) => return self.on_eof_in_head(),
                 Ok(n) => n,
@@ -553,6 +643,20 @@ impl<S: Socket> Conn<S> {
                 self.arm(cx, cx.now + cx.limits.head_timeout);
             }
             self.input.extend_from_slice(&cx.scratch[..n]);
+            if self.awaits_proxy_header {
+                match strip_proxy_header(&mut self.input) {
+                    Ok(Some(source)) => {
+                        self.awaits_proxy_header = false;
+                        self.proxy_source = source;
+                    }
+                    Ok(None) if drained => return Outcome::Continue,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!("#{} refused: {e}", cx.key);
+                        return Outcome::Close(Reason::Refused);
+                    }
+                }
+            }
             if let Some(outcome) = self.serve_buffered(cx) {
                 return self.after_serving(outcome, read_closed, cx);
             }
@@ -592,11 +696,19 @@ impl<S: Socket> Conn<S> {
     /// Answers the first request in the input, if its head is complete (`None`: read
     /// more). A head that does not parse gets its status, and the connection closes.
     fn serve_buffered(&mut self, cx: &mut Cx<'_>) -> Option<Outcome> {
+        if self.awaits_proxy_header {
+            // What came so far is part of the PROXY header, not a request.
+            return None;
+        }
         let input = std::mem::take(&mut self.input);
         let parsed = match http::parse(&input) {
             Ok(None) => None,
             Ok(Some(request)) => {
                 let reply = respond::respond(&request, cx.routes, cx.access);
+                if cx.log.is_on() {
+                    let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
+                    self.open_entry(&input[..request.len], client, cx);
+                }
                 self.served += 1;
                 self.keep_alive =
                     request.persistent && self.served < cx.limits.keepalive_requests && !*cx.stop_requested;
@@ -613,6 +725,9 @@ impl<S: Socket> Conn<S> {
             }
             Err(status) => {
                 self.keep_alive = false;
+                let input = std::mem::take(&mut self.input);
+                self.open_entry(&input, None, cx);
+                self.input = input;
                 self.answer(status, Version::Http11, false, cx.access.headers(), cx)
             }
         };
@@ -638,6 +753,8 @@ impl<S: Socket> Conn<S> {
 
     /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
     fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
+        // Every reply but a short answer is a 200; `answer` notes its own status.
+        self.entry.status = Status::Ok.code();
         match reply {
             Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
             Reply::Page(page) => {
@@ -821,6 +938,7 @@ impl<S: Socket> Conn<S> {
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
+        self.entry.status = status.code();
         let connection = self.connection_line(status);
         let lines = [cx.date.as_bytes(), connection, extra.as_bytes()];
         let bytes = http::answer(status, version, head_only, &lines);
@@ -861,6 +979,7 @@ impl<S: Socket> Conn<S> {
             budget = budget.saturating_sub(written);
             *cx.turn_left = cx.turn_left.saturating_sub(written);
             cx.stats.bytes += written as u64;
+            self.sent += written as u64;
             if written > 0 {
                 self.progress_at = cx.now;
             }
@@ -912,7 +1031,11 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 State::Finishing => return self.linger(cx),
-                State::Answering => return self.await_next_request(cx),
+                State::Answering => {
+                    // The kept-alive answer is all sent: its request's line is complete.
+                    self.log_end(cx.log, cx.clock, cx.now);
+                    return self.await_next_request(cx);
+                }
                 State::Head | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
             }
         }
@@ -1047,6 +1170,8 @@ impl<S: Socket> Conn<S> {
         if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
+        // Everything is sent: the request's line is complete.
+        self.log_end(cx.log, cx.clock, cx.now);
         self.state = State::Lingering;
         self.arm(cx, cx.now + cx.limits.linger);
         self.discard_input(false, cx)
@@ -1181,6 +1306,17 @@ fn closing_frame(stream: &Stream, header_sent: bool, clock: &Clock) -> Option<Ve
     chunks.push(Chunk::Body(part));
     chunks.push(Chunk::Shared(stream.closing(true).clone()));
     Some(chunks)
+}
+
+/// Takes a complete PROXY header off the front of `buf`: `Ok(Some(source))` then, with
+/// the client address it gives (if any); `Ok(None)` while it is incomplete. What follows
+/// it stays: the request, read no further than [`proxy_protocol::MAX_LEN`] bytes in.
+fn strip_proxy_header(buf: &mut Vec<u8>) -> Result<Option<Option<IpAddr>>, proxy_protocol::Invalid> {
+    let Some(header) = proxy_protocol::parse(buf)? else {
+        return Ok(None);
+    };
+    buf.drain(..header.len);
+    Ok(Some(header.source.map(|addr| addr.ip().to_canonical())))
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
@@ -2466,5 +2602,138 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
         assert_eq!(state(&conn), "lingering");
         assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive"));
+    }
+
+    /// A harness that logs, trusting `127.0.0.1` with the PROXY protocol on.
+    fn behind_proxy() -> Harness {
+        let mut h = harness();
+        let trusted = vec!["127.0.0.1".parse().unwrap()];
+        h.set_proxies(Proxies::new(trusted, true));
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        h
+    }
+
+    fn from_proxy() -> MemorySocket {
+        MemorySocket {
+            peer: Some([127, 0, 0, 1].into()),
+            ..MemorySocket::default()
+        }
+    }
+
+    fn logged(h: &Harness) -> String {
+        String::from_utf8_lossy(h.access_log().buffered()).into_owned()
+    }
+
+    #[test]
+    fn a_proxy_header_cut_anywhere_gives_the_logged_client() {
+        let request = b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+        let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\n";
+        // Version 2 (what is cut before its request must not be taken for one): TCP
+        // over IPv4, then addresses and ports.
+        let v2 = [
+            &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"[..],
+            &[203, 0, 113, 7, 127, 0, 0, 1, 0x12, 0x67, 0, 80],
+        ]
+        .concat();
+        for (sent, cut) in [v1.as_slice(), &v2]
+            .map(|header| [header, request].concat())
+            .iter()
+            .flat_map(|sent| (1..sent.len()).map(move |cut| (sent, cut)))
+        {
+            let mut h = behind_proxy();
+            let mut conn = h.open(from_proxy());
+            conn.socket.incoming.push_back(sent[..cut].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            conn.socket.incoming.push_back(sent[cut..].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            assert!(text(&conn).starts_with("HTTP/1.1 404 Not Found\r\n"), "cut {cut}");
+            let line = logged(&h);
+            assert!(line.starts_with("203.0.113.7 - - ["), "cut {cut}: {line}");
+            assert!(line.contains("\"GET /nope HTTP/1.1\" 404 "), "cut {cut}: {line}");
+        }
+    }
+
+    #[test]
+    fn a_bad_or_missing_proxy_header_is_refused_unanswered() {
+        let mut h = behind_proxy();
+        let (mut conn, _) = requested(&mut h, b"PROXY TCP4 203.0.113.7", from_proxy());
+        let outcome = h.advance(&mut conn, Limits::default().head_timeout);
+        assert_eq!(
+            outcome,
+            Outcome::Close(Reason::Refused),
+            "a header cut short by the timeout"
+        );
+        assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
+        for sent in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 4711\r\n",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04",
+        ] {
+            let mut h = behind_proxy();
+            let (conn, outcome) = requested(&mut h, sent, from_proxy());
+            assert_eq!(outcome, Outcome::Close(Reason::Refused));
+            assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_stream_is_logged_when_the_connection_ends_with_every_byte_it_sent() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\nUser-Agent: ua\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, socket);
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        assert!(logged(&h).is_empty(), "a line while the stream goes on");
+        conn.socket.end = PeerEnd::Reset;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
+        let sent = conn.socket.written.len();
+        h.close(conn);
+        let line = logged(&h);
+        assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+        let end = format!("\"GET / HTTP/1.1\" 200 {sent} \"-\" \"ua\" 0.100\n");
+        assert!(line.ends_with(&end), "{line}");
+    }
+
+    #[test]
+    fn each_pipelined_request_is_logged_when_its_answer_is_out_with_its_own_bytes() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        let pipeline = [SNAP, SNAP, nowhere].concat();
+        let (mut conn, _) = requested(&mut h, &pipeline, socket);
+        let one = snap_answer("HTTP/1.1", "keep-alive").len();
+        assert_eq!(logged(&h).lines().count(), 1, "{}", logged(&h));
+        while h.wants_again() {
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert_eq!(state(&conn), "lingering");
+        let log = logged(&h);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        let last = conn.socket.written.len() - 2 * one;
+        for (line, (path, status, bytes)) in lines.iter().zip([
+            ("/?action=snapshot", 200, one),
+            ("/?action=snapshot", 200, one),
+            ("/nowhere", 404, last),
+        ]) {
+            assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+            let fields = format!("\"GET {path} HTTP/1.1\" {status} {bytes} \"-\" \"-\" ");
+            assert!(line.contains(&fields), "{line}");
+        }
     }
 }

@@ -44,6 +44,9 @@ mod inputs;
 mod kinds;
 // mixreplace-load against test servers and against the real server.
 mod load;
+// Behind a proxy: the access log, SIGHUP, PROXY v1/v2 and X-Forwarded-For from trusted
+// peers only, HAProxy with send-proxy-v2 in front.
+mod proxied;
 // Seeded random inputs for the request parser, scripts and the JPEG splitter (library only).
 mod randomized;
 // The test readers themselves: what they accept and what they refuse.
