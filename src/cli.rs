@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::auth_file;
 use crate::embed::{self, Builder, MAX_TIMEOUT};
+use crate::routes::proxies::Cidr;
 use crate::server::listen::ListenAddr;
 
 /// The environment variable that holds `USER:PASS`, as `--auth` would (but out of `ps`).
@@ -21,7 +22,11 @@ Options:
                          unix:PATH [default: 127.0.0.1:8080, unless systemd passed
                          sockets]; port 0 picks a free port. Once the server is
                          ready, one line on stdout lists them all:
-                         `listening on http://IP:PORT/ … unix:PATH`.
+                         `listening on http://IP:PORT/ … unix:PATH`. With a proxy:
+                         prefix (proxy:IP:PORT, proxy:unix:PATH) every connection
+                         there starts with a PROXY protocol header (see
+                         --proxy-protocol; on a unix socket, its mode says who may
+                         send one).
   --unix-mode OCTAL      Permissions of the unix sockets made (660: owner and group may
                          connect) [default: from the umask].
   --unix-rm              Remove a stale socket file at a unix:PATH (nothing listening
@@ -113,6 +118,14 @@ Limits:
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
                          A push publisher that sends nothing this long is let go too.
+  --live-unsent BYTES    Live viewers' unsent data at most [default: 8192]
+                         (TCP_NOTSENT_LOWAT): a viewer on a slow link gets the newest
+                         frame once its last one is on the wire, not seconds-old frames
+                         from its socket's queue. 0: no limit.
+  --held-frames-budget BYTES
+                         Old frames of a live stream held by viewers still writing
+                         them, at most [default: 67108864]; past it the viewers holding
+                         the oldest are closed (held_frames in /stats).
   --keepalive-timeout SECS
                          How long a kept-alive connection may wait for its next request
                          [default: 5]. 2xx answers that are not streams keep the
@@ -129,6 +142,25 @@ Access:
   --auth USER:PASS       The same on the command line, where ps shows it to every user
                          (a warning says so). Users from every source are accepted.
   --allow-origin ORIGIN  Send CORS headers allowing ORIGIN (or *); answer preflights.
+
+Logging and proxies:
+  --access-log FILE|-    One line per finished request (a stream's when it ends) to
+                         FILE (appended; SIGHUP reopens it, for logrotate) or to
+                         stderr (-): the combined log format, then the seconds taken:
+                         IP - USER [TIME] \"REQUEST\" STATUS BYTES \"REFERER\" \"AGENT\" SECS
+  --trust-proxy CIDR     Trust the proxies at CIDR (IP or IP/PREFIX, v4 or v6;
+                         repeatable): their requests' client address comes from
+                         X-Forwarded-For (the rightmost untrusted entry). From anyone
+                         else it is ignored.
+  --forwarded-header NAME
+                         The header the trusted proxies write: X-Forwarded-For
+                         [default] or Forwarded (RFC 7239). Only that one is read.
+  --proxy-protocol       Every connection, on every listener, starts with a PROXY
+                         protocol v1 or v2 header (HAProxy's send-proxy,
+                         send-proxy-v2), read within the head timeout; its address is
+                         the client's. Connections from peers not trusted by
+                         --trust-proxy are closed unanswered. For some listeners
+                         only: --listen proxy:ADDR.
 
   -h, --help             Print this help.
   -V, --version          Print the version.
@@ -148,7 +180,7 @@ command line or a stream that cannot start (a bad folder, script, FIFO or standa
 #[derive(Debug)]
 pub enum Command {
     /// Serve what the flags describe (the binary then turns on signals and the file
-    /// descriptor limit raise: see `main.rs`).
+    /// descriptor limit raise: see `main.rs`). Boxed: a builder is hundreds of bytes.
     Run(Box<Builder>),
     Help,
     Version,
@@ -171,18 +203,31 @@ pub fn parse_with_env(
     let mut builder = Builder::new().fallback_listen(([127, 0, 0, 1], 8080).into());
     // `--unix-mode` and `--unix-rm` apply to `--listen unix:PATH`: alone they are a mistake.
     let (mut unix_listeners, mut unix_flag) = (0, None);
+    // A PROXY header over TCP is read from trusted proxies only: `--trust-proxy` first.
+    let (mut trusts, mut proxy_protocol, mut proxied_tcp) = (false, false, None);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         builder = match arg {
             Long("listen") => {
                 let value = string_value(&mut parser, "--listen")?;
-                match value
+                let (proxy, addr) = match value.strip_prefix("proxy:") {
+                    Some(addr) => (true, addr),
+                    None => (false, value.as_str()),
+                };
+                let addr = addr
                     .parse()
-                    .map_err(|e| format!("invalid value for --listen: {e}"))?
-                {
-                    ListenAddr::Tcp(addr) => builder.listen(addr),
-                    ListenAddr::Unix(path) => {
+                    .map_err(|e| format!("invalid value for --listen: {e}"))?;
+                match (addr, proxy) {
+                    (ListenAddr::Tcp(addr), false) => builder.listen(addr),
+                    (ListenAddr::Unix(path), false) => {
                         unix_listeners += 1;
                         builder.listen_unix(path)
+                    }
+                    (addr, _) => {
+                        match &addr {
+                            ListenAddr::Tcp(tcp) => proxied_tcp = proxied_tcp.or(Some(*tcp)),
+                            ListenAddr::Unix(_) => unix_listeners += 1,
+                        }
+                        builder.listen_proxy(addr)
                     }
                 }
             }
@@ -254,6 +299,54 @@ pub fn parse_with_env(
                 embed::check_origin(&value).map_err(|e| format!("invalid value for --allow-origin: {e}"))?;
                 builder.allow_origin(&value)
             }
+            Long("live-unsent") => {
+                let value = string_value(&mut parser, "--live-unsent")?;
+                let bytes = value.parse::<u32>().map_err(|_| {
+                    format!("invalid value '{value}' for --live-unsent: expected bytes, 0 or more")
+                })?;
+                builder.live_unsent(bytes)
+            }
+            Long("held-frames-budget") => {
+                let value = string_value(&mut parser, "--held-frames-budget")?;
+                match value.parse::<usize>() {
+                    Ok(n) if n > 0 => builder.held_frames_budget(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --held-frames-budget: expected bytes, above 0"
+                        ));
+                    }
+                }
+            }
+            Long("access-log") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                if value.is_empty() {
+                    return Err("invalid value '' for --access-log: expected a file or -".into());
+                }
+                builder.access_log(value)
+            }
+            Long("trust-proxy") => {
+                let value = string_value(&mut parser, "--trust-proxy")?;
+                value
+                    .parse::<Cidr>()
+                    .map_err(|e| format!("invalid value for --trust-proxy: {e}"))?;
+                trusts = true;
+                builder.trust_proxy(&value)
+            }
+            Long("forwarded-header") => {
+                let value = string_value(&mut parser, "--forwarded-header")?;
+                match value.to_ascii_lowercase().as_str() {
+                    "x-forwarded-for" | "forwarded" => builder.forwarded_header(&value),
+                    _ => {
+                        return Err(format!(
+                            "invalid value '{value}' for --forwarded-header: expected X-Forwarded-For or Forwarded"
+                        ));
+                    }
+                }
+            }
+            Long("proxy-protocol") => {
+                proxy_protocol = true;
+                builder.proxy_protocol(true)
+            }
             Long("head-timeout") => builder.head_timeout(seconds(&mut parser, "--head-timeout")?),
             Long("send-timeout") => builder.send_timeout(seconds(&mut parser, "--send-timeout")?),
             Long("keepalive-timeout") => {
@@ -274,6 +367,16 @@ pub fn parse_with_env(
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
         };
+    }
+    if proxy_protocol && !trusts {
+        return Err(
+            "--proxy-protocol needs --trust-proxy CIDR: the proxies allowed to send the header".into(),
+        );
+    }
+    if let Some(addr) = proxied_tcp.filter(|_| !trusts) {
+        return Err(format!(
+            "--listen proxy:{addr} needs --trust-proxy CIDR: the proxies allowed to send the header"
+        ));
     }
     if let Some(value) = auth_variable {
         let value = value
@@ -353,6 +456,11 @@ mod tests {
                 "--stream /b: standard input already",
             ),
             (&["--auth", "nocolon"], "--auth: expected USER:PASS"),
+            (&["--live-unsent", "-1"], "for --live-unsent: expected bytes"),
+            (
+                &["--held-frames-budget", "0"],
+                "for --held-frames-budget: expected bytes",
+            ),
             (
                 &["--listen", "localhost:80"],
                 "--listen: invalid address 'localhost:80': expected IP:PORT, [IPv6]:PORT or unix:PATH",
@@ -372,6 +480,28 @@ mod tests {
                 &["--head-timeout", "86401"],
                 "for --head-timeout: expected seconds",
             ),
+            (
+                &["--trust-proxy", "10.0.0.0/33"],
+                "--trust-proxy: '10.0.0.0/33': the prefix length is at most 32",
+            ),
+            (
+                &["--trust-proxy", "localhost"],
+                "--trust-proxy: 'localhost' is not",
+            ),
+            (&["--proxy-protocol"], "--proxy-protocol needs --trust-proxy"),
+            (
+                &["--listen", "proxy:127.0.0.1:0"],
+                "--listen proxy:127.0.0.1:0 needs --trust-proxy",
+            ),
+            (
+                &["--listen", "proxy:localhost:80"],
+                "--listen: invalid address 'localhost:80': expected IP:PORT",
+            ),
+            (
+                &["--forwarded-header", "X-Real-IP"],
+                "for --forwarded-header: expected",
+            ),
+            (&["--access-log", ""], "for --access-log: expected a file or -"),
             (
                 &["--keepalive-timeout", "0"],
                 "for --keepalive-timeout: expected seconds",

@@ -1,5 +1,7 @@
 //! The `Date` header line every response carries (RFC 9110 §6.6.1: an origin server with
-//! a clock must send it), in IMF-fixdate: `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`.
+//! a clock must send it), in IMF-fixdate: `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`; and
+//! the access log's time, in the common log format: `06/Nov/1994:08:49:37 +0000`. One
+//! calendar for both.
 //!
 //! Invariants:
 //! - The line is formatted at most once a second, into a fixed array: a response copies
@@ -73,16 +75,51 @@ fn format_line(secs: u64) -> [u8; LEN] {
     put(b" ");
     // Four digits until the year 10000; past that the clock is not to be believed.
     let year = year.min(9999);
-    put(&two_digits(year / 100));
-    put(&two_digits(year % 100));
+    put(&four_digits(year));
     put(b" ");
-    put(&two_digits(of_day / 3600));
-    put(b":");
-    put(&two_digits(of_day / 60 % 60));
-    put(b":");
-    put(&two_digits(of_day % 60));
+    put(&clock_time(of_day));
     put(b" GMT\r\n");
     line
+}
+
+/// The length of a [`log_time`].
+pub const LOG_TIME_LEN: usize = 26;
+
+/// `06/Nov/1994:08:49:37 +0000`: the common log format's time of `secs` since the Unix
+/// epoch, in UTC.
+pub fn log_time(secs: u64) -> [u8; LOG_TIME_LEN] {
+    let of_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let year = year.min(9999);
+    let mut out = [0u8; LOG_TIME_LEN];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&two_digits(day));
+    put(b"/");
+    put(MONTHS[month as usize - 1]);
+    put(b"/");
+    put(&four_digits(year));
+    put(b":");
+    put(&clock_time(of_day));
+    put(b" +0000");
+    out
+}
+
+/// `HH:MM:SS` of the second `of_day` of a day.
+fn clock_time(of_day: u64) -> [u8; 8] {
+    let [h0, h1] = two_digits(of_day / 3600);
+    let [m0, m1] = two_digits(of_day / 60 % 60);
+    let [s0, s1] = two_digits(of_day % 60);
+    [h0, h1, b':', m0, m1, b':', s0, s1]
+}
+
+fn four_digits(n: u64) -> [u8; 4] {
+    let [a, b] = two_digits(n / 100);
+    let [c, d] = two_digits(n % 100);
+    [a, b, c, d]
 }
 
 fn two_digits(n: u64) -> [u8; 2] {
@@ -139,6 +176,13 @@ mod tests {
             assert!(d <= 31 && (1..=12).contains(&m));
             last = (y, m, d);
         }
+    }
+
+    #[test]
+    fn the_log_time_is_the_same_calendar_in_the_common_log_format() {
+        assert_eq!(&log_time(951_868_799), b"29/Feb/2000:23:59:59 +0000");
+        assert_eq!(&log_time(784_111_777), b"06/Nov/1994:08:49:37 +0000");
+        assert_eq!(&log_time(1_796_032_800), b"30/Nov/2026:10:00:00 +0000");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
@@ -34,6 +34,7 @@ use crate::clock::Micros;
 use crate::error::Error;
 use crate::http;
 use crate::routes::access::Access;
+use crate::routes::proxies::{Cidr, Proxies};
 use crate::routes::stats::Stats;
 use crate::routes::{Route, Routes};
 use crate::server::conn::Limits;
@@ -86,7 +87,8 @@ impl Source {
 #[must_use]
 pub struct Builder {
     /// As given; none: [`fallback`](Self::fallback), unless listeners were handed over.
-    listen: Vec<ListenAddr>,
+    /// With whether each reads PROXY protocol headers.
+    listen: Vec<(ListenAddr, bool)>,
     fallback: SocketAddr,
     unix: UnixOptions,
     reuse_port: bool,
@@ -108,6 +110,11 @@ pub struct Builder {
     allow_quit: bool,
     signals: bool,
     raise_fd_limit: bool,
+    access_log: Option<PathBuf>,
+    trusted_proxies: Vec<Cidr>,
+    proxy_protocol: bool,
+    /// The proxies write `Forwarded`, not `X-Forwarded-For`.
+    forwarded_header: bool,
     /// The first bad value given, for `bind` to return.
     error: Option<String>,
 }
@@ -140,6 +147,10 @@ impl Builder {
             allow_quit: false,
             signals: false,
             raise_fd_limit: false,
+            access_log: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+            forwarded_header: false,
             error: None,
         }
     }
@@ -149,7 +160,7 @@ impl Builder {
     /// [`Handle::local_addr`]). Without any listener the server listens on
     /// `127.0.0.1:0`.
     pub fn listen(mut self, addr: impl Into<SocketAddr>) -> Self {
-        self.listen.push(ListenAddr::Tcp(addr.into()));
+        self.listen.push((ListenAddr::Tcp(addr.into()), false));
         self
     }
 
@@ -159,8 +170,8 @@ impl Builder {
     /// [`unix_remove_stale`](Self::unix_remove_stale) allows removing a stale socket.
     pub fn listen_unix(mut self, path: impl AsRef<Path>) -> Self {
         let path = path.as_ref();
-        let checked =
-            listen::check_unix_path(path).map(|()| self.listen.push(ListenAddr::Unix(path.to_owned())));
+        let checked = listen::check_unix_path(path)
+            .map(|()| self.listen.push((ListenAddr::Unix(path.to_owned()), false)));
         self.keep_error(checked, || "listen_unix".to_owned())
     }
 
@@ -271,6 +282,27 @@ impl Builder {
         self.keep_error(checked, || "send_timeout".to_owned())
     }
 
+    /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`): a viewer gets
+    /// the newest frame once its last one is about on the wire, not queued in its
+    /// socket. 0 turns it off. Default: 8 KiB (the README's measured table).
+    pub fn live_unsent(mut self, bytes: u32) -> Self {
+        self.limits.live_unsent = bytes;
+        self
+    }
+
+    /// Bytes of a live stream's old frames that connections may hold while writing them
+    /// (the current frame is not counted); past it the connections holding the oldest are
+    /// closed (`held_frames` in the stats). At least 1; default 64 MiB.
+    pub fn held_frames_budget(mut self, bytes: usize) -> Self {
+        let checked = if bytes > 0 {
+            self.limits.held_frames_budget = bytes;
+            Ok(())
+        } else {
+            Err("must be at least 1".to_owned())
+        };
+        self.keep_error(checked, || "held_frames_budget".to_owned())
+    }
+
     /// How long a kept-alive connection may wait for its next request before it is
     /// closed; more than 0 and at most a day. Default: 5 s.
     pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
@@ -316,11 +348,72 @@ impl Builder {
     }
 
     /// Stops gracefully on the first SIGINT or SIGTERM and at once on a second one
-    /// ([`Exit::Forced`]). Signals belong to a program, not to a library: the binary
+    /// ([`Exit::Forced`]); SIGHUP reopens the [access log](Self::access_log) and does
+    /// nothing else. Signals belong to a program, not to a library: the binary
     /// turns this on; an embedded server leaves it off (the default).
     pub fn signals(mut self, on: bool) -> Self {
         self.signals = on;
         self
+    }
+
+    /// Writes one line per finished request to `path` (appended to; created with mode
+    /// 0640), or to standard error for `-`: the combined log format and the seconds it
+    /// took (see the README's "Access log"). Off by default. A file that cannot be
+    /// opened is an [`Error::Config`] from `bind`; a write that fails later is counted
+    /// and warned about, never fatal.
+    pub fn access_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.access_log = Some(path.into());
+        self
+    }
+
+    /// Trusts the proxies in `cidr` (`IP` or `IP/PREFIX`, IPv4 or IPv6; repeatable): a
+    /// request from one of them has its client address taken from its
+    /// `X-Forwarded-For` header, or `Forwarded` (see
+    /// [`forwarded_header`](Self::forwarded_header)): the rightmost address not
+    /// trusted. It may start
+    /// with a PROXY header (see [`proxy_protocol`](Self::proxy_protocol)). From anyone
+    /// else those headers are ignored.
+    pub fn trust_proxy(mut self, cidr: &str) -> Self {
+        let parsed = cidr.parse().map(|cidr| self.trusted_proxies.push(cidr));
+        self.keep_error(parsed, || "trust_proxy".to_owned())
+    }
+
+    /// Which header the trusted proxies write the client's address in:
+    /// `X-Forwarded-For` (the default) or `Forwarded` (RFC 7239), any case. Only that
+    /// one is read: a proxy passes the other on as the client sent it.
+    pub fn forwarded_header(mut self, name: &str) -> Self {
+        let checked = match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(false),
+            "forwarded" => Ok(true),
+            _ => Err(format!("'{name}': expected X-Forwarded-For or Forwarded")),
+        }
+        .map(|forwarded| self.forwarded_header = forwarded);
+        self.keep_error(checked, || "forwarded_header".to_owned())
+    }
+
+    /// Every connection, on every listener, starts with a PROXY protocol header (v1
+    /// or v2, as HAProxy's `send-proxy` or `send-proxy-v2` sends), read before the
+    /// request within the head timeout; its client address stands in for the peer's.
+    /// Only trusted proxies may connect: others, and malformed headers, are closed
+    /// unanswered. For some listeners only: [`listen_proxy`](Self::listen_proxy).
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
+        self
+    }
+
+    /// Listens on `addr` (TCP, or a unix socket: [`ListenAddr::Unix`]) for a proxy
+    /// that starts every connection with a PROXY protocol header, as
+    /// [`proxy_protocol`](Self::proxy_protocol) does for all listeners: over TCP only
+    /// from [trusted](Self::trust_proxy) proxies; over a unix socket from whoever its
+    /// mode lets connect. The other listeners read no header.
+    pub fn listen_proxy(mut self, addr: impl Into<ListenAddr>) -> Self {
+        let addr = addr.into();
+        let checked = match &addr {
+            ListenAddr::Unix(path) => listen::check_unix_path(path),
+            ListenAddr::Tcp(_) => Ok(()),
+        };
+        let checked = checked.map(|()| self.listen.push((addr, true)));
+        self.keep_error(checked, || "listen_proxy".to_owned())
     }
 
     /// Raises the process's soft file descriptor limit to its hard limit when the
@@ -339,10 +432,23 @@ impl Builder {
         for warning in &self.warnings {
             warn!("{warning}");
         }
+        // Over TCP a PROXY header is read from trusted proxies only (a unix socket's
+        // peers are whoever its mode lets in).
+        let tcp_proxied = self
+            .listen
+            .iter()
+            .any(|(addr, proxy)| *proxy && matches!(addr, ListenAddr::Tcp(_)));
+        if (self.proxy_protocol || tcp_proxied) && self.trusted_proxies.is_empty() {
+            return Err(Error::Config(
+                "proxy_protocol: no trusted proxy to accept a PROXY header from (trust_proxy)".to_owned(),
+            ));
+        }
         let users: Vec<&str> = self.credentials.iter().map(String::as_str).collect();
         let access = Access::with_users(&users, self.origin.as_deref());
         let inputs = self.inputs();
         let routes = build_routes(self.streams, &access, self.allow_quit).map_err(Error::Stream)?;
+        let mut proxies = Proxies::new(self.trusted_proxies, self.proxy_protocol);
+        proxies.forwarded = self.forwarded_header;
         let listen = listen_config(
             self.listen,
             self.fallback,
@@ -363,6 +469,8 @@ impl Builder {
             inputs,
             signals: self.signals,
             notify: self.notify,
+            access_log: self.access_log,
+            proxies,
         };
         let server = Server::bind(config, routes)?;
         if let Some(cap) = sys::somaxconn() {
@@ -465,14 +573,14 @@ impl Builder {
 /// listeners are. An inherited listener is taken as it is (systemd's descriptor 3 stays
 /// 3), or duplicated if a clone of the builder still shares it.
 fn listen_config(
-    mut addrs: Vec<ListenAddr>,
+    mut addrs: Vec<(ListenAddr, bool)>,
     fallback: SocketAddr,
     unix: UnixOptions,
     reuse_port: bool,
     inherited: Vec<Arc<OwnedFd>>,
 ) -> Result<ListenConfig, Error> {
     if addrs.is_empty() && inherited.is_empty() {
-        addrs.push(ListenAddr::Tcp(fallback));
+        addrs.push((ListenAddr::Tcp(fallback), false));
     }
     let inherited = inherited
         .into_iter()

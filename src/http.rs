@@ -80,6 +80,14 @@ pub struct Request<'a> {
     pub version: Version,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<&'a [u8]>,
+    /// A browser asks for an image: its `Accept` lists an image type first, or its
+    /// `Sec-Fetch-Dest` says `image` (`is_image_request`).
+    pub image_request: bool,
+    /// The values of every `X-Forwarded-For` and `Forwarded` line, in order (one list
+    /// each; empty, with nothing allocated, when the request has none). Whether to
+    /// believe them is the caller's choice: see `routes::proxies`.
+    pub forwarded_for: Vec<&'a [u8]>,
+    pub forwarded: Vec<&'a [u8]>,
     /// The query's `name=value` pairs in order, each side percent-decoded.
     params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The head's length in bytes: what follows it in the buffer is the next request.
@@ -211,6 +219,13 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         .map(|h| h.value);
+    let values = |name: &str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
     let header = |name: &str| {
         headers
             .iter()
@@ -230,11 +245,33 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         path,
         version: head.version,
         authorization,
+        image_request: is_image_request(headers),
+        forwarded_for: values("x-forwarded-for"),
+        forwarded: values("forwarded"),
         params,
         len: head.len,
         persistent,
         body,
     }))
+}
+
+/// Whether the request is a browser's for an image (an `<img>`, a CSS background): its
+/// `Accept` lists an image type first (Chromium sends `image/avif,image/webp,…`, Firefox
+/// `image/avif,image/webp,*/*`, Safari `image/webp,image/avif,…`), or `Sec-Fetch-Dest`
+/// says `image` (sent to HTTPS and localhost origins only). Scripts, ffmpeg, curl and
+/// proxies send `*/*` or nothing.
+fn is_image_request(headers: &[httparse::Header<'_>]) -> bool {
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim_ascii())
+    };
+    let image_first = value("accept").is_some_and(|accept| {
+        let first = accept.split(|&b| b == b',').next().unwrap_or_default();
+        first.trim_ascii().len() > 6 && first.trim_ascii()[..6].eq_ignore_ascii_case(b"image/")
+    });
+    image_first || value("sec-fetch-dest").is_some_and(|dest| dest.eq_ignore_ascii_case(b"image"))
 }
 
 /// RFC 9112 §9.3: whether the client's `Connection` lines let the connection persist.
@@ -603,6 +640,32 @@ mod tests {
         assert_eq!((req.method, req.version), (Method::Head, Version::Http10));
         let req = parsed("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
         assert_eq!(req.method, Method::Other);
+    }
+
+    #[test]
+    fn a_browser_asking_for_an_image_is_told_apart_from_other_clients() {
+        for (headers, image) in [
+            // Chromium's and Firefox's `<img>` requests.
+            (
+                "Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8\r\n",
+                true,
+            ),
+            ("accept:  IMAGE/avif,image/webp,*/*\r\n", true),
+            ("Sec-Fetch-Dest: image\r\nAccept: */*\r\n", true),
+            // Navigations, scripts, curl, ffmpeg and proxies.
+            (
+                "Accept: text/html,application/xhtml+xml,image/webp,*/*;q=0.8\r\n",
+                false,
+            ),
+            ("Accept: */*\r\n", false),
+            ("Accept: image/\r\n", false),
+            ("Sec-Fetch-Dest: document\r\n", false),
+            ("", false),
+        ] {
+            let head = format!("GET /cam HTTP/1.1\r\nHost: a\r\n{headers}\r\n");
+            let req = parsed(&head).unwrap().unwrap();
+            assert_eq!(req.image_request, image, "{headers:?}");
+        }
     }
 
     #[test]

@@ -73,10 +73,10 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd |
-//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::stats`, `routes::view`) | what a request gets; no I/O |
+//! | the loop | `server` (`server::conn`, `server::inputs`, `server::listen`, `server::notify`, `server::outbox`, `server::sabotage`, `server::memory`, `server::access_log`) | the only owner of `Poll` and sockets: listeners, accept, one connection's life, live inputs' turns, writes, telling systemd, the access log |
+//! | answers | `routes` (`routes::respond`, `routes::access`, `routes::proxies`, `routes::stats`, `routes::view`) | what a request gets, and who the client is behind a trusted proxy; no I/O |
 //! | streams | `stream` (`stream::multipart`, `stream::spec`, `stream::script`, `stream::input`, `stream::jpeg`, `stream::testcard`, `stream::fault`) | what is served, encoded once |
-//! | leaves | `http`, `wire`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing, timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
+//! | leaves | `http`, `wire`, `proxy_protocol`, `wheel`, `clock`, `histogram`, `sys`, `systemd`, `child` | parsing (requests, PROXY headers), timers, time, measures, system calls, systemd's protocols, child processes; nothing from the crate |
 //!
 //! On top, `embed` (the API above: `Builder`, `Handle`) builds the routes and the loop's
 //! configuration, and `cli` turns flags into a `Builder`; `error` is what both report.
@@ -139,7 +139,10 @@
 //!    → `Server::wake_watchers` walks it (`Conn::start_stream` put each client of that
 //!    stream there, `WakeLists::add`): for each one `Server::is_watching`,
 //!    `Server::drive(Input::Frame)` → `Conn::handle`. A connection still writing a part
-//!    lets the frame be (it takes the newest one once that part is out); the others
+//!    lets the frame be (it takes the newest one once that part is out, and once the
+//!    kernel says it is about on the wire: `over_watermark`, `Conn::wait_for_drain`;
+//!    viewers holding the oldest replaced frames past their budget were closed first,
+//!    `Server::enforce_held_frames_budget`); the others
 //!    `Conn::pump` → `Conn::queue_next` → `Stream::next`, which hands out the newest
 //!    frame and counts the ones skipped → `Outbox::push` of the shared part with this
 //!    connection's stamp → `Outbox::flush`.
@@ -147,8 +150,9 @@
 //!    `Server::compact_watchers`, at each reap, keeps the lists bounded when frames
 //!    stop); `Inputs::check_demand` then tells each input whose viewers changed.
 //! 4. The input's end: `Feed::end` → `Live::end` and a last wake; `Stream::next`
-//!    answers `Next::End`, and each connection sends the closing delimiter and lingers
-//!    as in step 6 above. Whichever way the loop ends, `Inputs::shutdown` runs.
+//!    answers `Next::End`, and each connection closes the open part with the last frame
+//!    (`closing_frame`) and the closing delimiter, and lingers as in step 6 above.
+//!    Whichever way the loop ends, `Inputs::shutdown` runs.
 //!
 //! # An `exec:` command, from its start to its reap
 //!
@@ -224,6 +228,8 @@ pub mod histogram;
 pub mod http;
 #[doc(hidden)]
 pub mod load;
+#[doc(hidden)]
+pub mod proxy_protocol;
 #[doc(hidden)]
 pub mod routes;
 #[doc(hidden)]

@@ -1,8 +1,10 @@
 //! What the loop needs from the operating system beyond `mio`: the file descriptor
-//! limit, a listener with a full-size backlog, and the classification of accept errors.
+//! limit, a listener with a full-size backlog, the classification of accept errors, and
+//! a TCP socket's unsent bytes.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 use socket2::{Domain, Socket, Type};
 
@@ -75,4 +77,28 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
     ) || e.raw_os_error() == Some(libc::EPROTO)
+}
+
+/// Bytes written to the TCP socket `fd` and not sent yet (`SIOCOUTQNSD`): those still
+/// queued behind the congestion window, not those in flight.
+pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
+    queue_ioctl(fd, libc::SIOCOUTQNSD)
+}
+
+/// Bytes written to the unix stream socket `fd` that its peer has not read yet
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`: the memory they take, so a little more than the
+/// bytes themselves).
+pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {
+    queue_ioctl(fd, libc::TIOCOUTQ as libc::c_ulong)
+}
+
+/// A socket's queue size, from an ioctl that writes one int.
+fn queue_ioctl(fd: RawFd, request: libc::c_ulong) -> io::Result<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ and SIOCOUTQNSD write one int through the pointer, to `bytes`,
+    // which lives across the call.
+    if unsafe { libc::ioctl(fd, request as _, &mut bytes) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(bytes).unwrap_or(0))
 }

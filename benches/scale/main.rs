@@ -5,7 +5,8 @@
 //! `benches/RESULTS.md`; `MIXREPLACE_BENCH_QUICK=1` runs each configuration once, smaller,
 //! and writes nothing; `MIXREPLACE_BENCH_PEERS=0` leaves the peers out;
 //! `MIXREPLACE_BENCH_ONLY=NAME` runs one section alone and writes nothing: `fairness`,
-//! `testcard`, `proxies`, `snapshot`, `reuseport`, `relay` (see the file of that name).
+//! `testcard`, `proxies`, `snapshot`, `reuseport`, `relay`, `fanout` (see the file of that
+//! name).
 //!
 //! How a run is measured:
 //! - A fresh server each run (`--listen 127.0.0.1:0`, ready once it prints its
@@ -46,6 +47,7 @@
 
 mod demo;
 mod fairness;
+mod fanout;
 mod floors;
 mod machine;
 mod proxies;
@@ -71,6 +73,7 @@ use std::time::Duration;
 
 use crate::demo::{demo_configs, demo_table, run_demo};
 use crate::fairness::{fairness_table, run_fairness};
+use crate::fanout::{fanout_table, run_fanout};
 use crate::floors::{IoFloor, io_floor};
 use crate::machine::{binary_size, loadavg, pick_cpus, provenance};
 use crate::proxies::run_proxies;
@@ -153,6 +156,14 @@ fn main() {
             match run_testcard(&mixreplace(), &settings) {
                 Ok(runs) => report.text(&testcard_table(&runs)),
                 Err(e) => report.line(&format!("The testcard could not be made: {e}")),
+            }
+            return;
+        }
+        Some("fanout") => {
+            report.section("Live fan-out: 1,000 viewers of 30 fps, ~100 KB frames");
+            match run_fanout(&mixreplace(), &settings) {
+                Ok(runs) => report.text(&fanout_table(&runs)),
+                Err(e) => report.line(&format!("The frames could not be made: {e}")),
             }
             return;
         }

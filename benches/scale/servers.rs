@@ -19,7 +19,7 @@ use crate::{LOAD, LOAD_TIMEOUT_S, MANIFEST, Report, SCRATCH, SERVER, SETTLE, STE
 /// A server to measure: `mixreplace` itself, or a peer script run by an interpreter.
 pub struct Contender {
     pub name: &'static str,
-    program: PathBuf,
+    pub program: PathBuf,
     /// The peer's script; `None` for `mixreplace`.
     script: Option<PathBuf>,
 }

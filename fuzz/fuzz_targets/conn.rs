@@ -1,7 +1,9 @@
 //! One connection driven in memory by a script the fuzzer writes: the client's bytes in
 //! arbitrary chunks (canned requests, valid and not, cut anywhere, or raw bytes), its
 //! FIN or reset, readable and writable events, a send buffer that fills and drains,
-//! time passing and timers, a stop, live frames, extra turns. Checks: nothing panics
+//! time passing and timers, a stop, live frames, extra turns; with an access log always
+//! (to `/dev/null`), and for half the setups behind a trusted proxy that must send a
+//! PROXY header first (canned v1 and v2 headers among the requests). Checks: nothing panics
 //! (the connection's own `debug_assert!`s included, and the in-memory socket panics on a
 //! write after the server shut its side down), what is written is an HTTP response, and
 //! once the client has sent its FIN and reads everything, the connection always ends
@@ -13,14 +15,16 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use mixreplace::routes::access::Access;
+use mixreplace::routes::proxies::Proxies;
 use mixreplace::routes::{Route, Routes};
+use mixreplace::server::access_log::AccessLog;
 use mixreplace::server::conn::{Conn, Input, Limits, Outcome};
 use mixreplace::server::memory::{Harness, MemorySocket, PeerEnd};
 use mixreplace::stream::fault::Faults;
 use mixreplace::stream::{PartSpec, Stream};
 
 /// Requests worth cutting up; the fuzzer's raw bytes reach the rest.
-const REQUESTS: [&[u8]; 14] = [
+const REQUESTS: [&[u8]; 16] = [
     b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /live?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /?advance_headers=1&dual_final_frames=1 HTTP/1.0\r\n\r\n",
@@ -35,6 +39,8 @@ const REQUESTS: [&[u8]; 14] = [
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     b"GET /faulty HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /faulty?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x07\x7f\x00\x00\x01\x12\x67\x00\x50GET /live HTTP/1.1\r\nX-Forwarded-For: 192.0.2.8\r\n\r\n",
 ];
 
 /// The fuzzer's bytes, read as a script.
@@ -76,7 +82,10 @@ fn routes() -> Routes {
     routes
 }
 
+/// Byte `setup`: below 128 a plain server, from 128 behind a proxy; within each half,
+/// the access settings and the write budget.
 fn harness(setup: u8) -> Harness {
+    let (behind_proxy, setup) = (setup >= 128, setup % 128);
     let access = match setup % 3 {
         0 => Access::default(),
         1 => Access::new(Some("user:pass"), None),
@@ -86,7 +95,11 @@ fn harness(setup: u8) -> Harness {
         write_budget: 1 + usize::from(setup / 3) * 64,
         ..Limits::default()
     };
-    Harness::new(routes(), access, limits)
+    let mut h = Harness::new(routes(), access, limits);
+    h.set_access_log(AccessLog::open("/dev/null".as_ref()).expect("/dev/null"));
+    let trusted = vec!["127.0.0.0/8".parse().expect("a CIDR")];
+    h.set_proxies(Proxies::new(trusted, behind_proxy));
+    h
 }
 
 fn live(h: &Harness) -> Rc<Stream> {
@@ -194,7 +207,10 @@ fn settle(h: &mut Harness, conn: &mut Conn<MemorySocket>) -> Outcome {
 fuzz_target!(|data: &[u8]| {
     let mut script = Script(data);
     let mut h = harness(script.byte().unwrap_or(0));
-    let mut conn = h.open(MemorySocket::default());
+    let mut conn = h.open(MemorySocket {
+        peer: Some([127, 0, 0, 1].into()),
+        ..MemorySocket::default()
+    });
     let mut outcome = Outcome::Continue;
     for _ in 0..256 {
         let Some(op) = script.byte() else { break };

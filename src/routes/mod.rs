@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod live_stats;
+pub mod proxies;
 pub mod respond;
 pub mod stats;
 pub mod view;

@@ -134,11 +134,19 @@ pub struct StreamOptions {
 }
 
 impl StreamOptions {
+    /// The query's switches; a browser's image request (`Request::image_request`) has
+    /// both on unless the query turns them off, so a plain `<img src=…>` shows each
+    /// frame as it arrives, while every other client keeps plain parts with
+    /// `Content-Length` first (many readers require it).
     fn of(request: &Request<'_>) -> StreamOptions {
-        let on = |name| matches!(request.query_param(name), Some("1" | "true" | "yes"));
+        let switch = |name| match request.query_param(name) {
+            Some("1" | "true" | "yes") => true,
+            Some("0" | "false" | "no") => false,
+            _ => request.image_request,
+        };
         StreamOptions {
-            advance_headers: on("advance_headers"),
-            dual_final: on("dual_final_frames"),
+            advance_headers: switch("advance_headers"),
+            dual_final: switch("dual_final_frames"),
         }
     }
 }
@@ -485,6 +493,26 @@ mod tests {
     }
 
     #[test]
+    fn a_browsers_image_request_gets_the_switches_unless_its_query_says_no() {
+        let routes = routes(true);
+        let access = Access::default();
+        let chromium = "Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8\r\n";
+        for (target, headers, expected) in [
+            ("/live", chromium, "stream advance dual"),
+            ("/", "Sec-Fetch-Dest: image\r\n", "stream advance dual"),
+            ("/live?advance_headers=0", chromium, "stream dual"),
+            ("/live?dual_final_frames=no", chromium, "stream advance"),
+            ("/live", "Accept: */*\r\n", "stream"),
+            ("/live?advance_headers=1", "Accept: */*\r\n", "stream advance"),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n");
+            let request = http::parse(head.as_bytes()).unwrap().unwrap();
+            let reply = respond(&request, &routes, &access);
+            assert_eq!(summary(&reply, &access), expected, "{target} {headers:?}");
+        }
+    }
+
+    #[test]
     fn ustreamer_paths_name_the_only_stream_and_cache_busters_are_ignored() {
         let mut one = Routes::default();
         let image = [PartSpec::new("image/png", "png", 100)];
@@ -552,7 +580,7 @@ mod tests {
                 .starts_with("{\"uptime_s\"")
         );
         assert!(Page::Metrics.render(&stats, 0, &routes).contains("# TYPE"));
-        assert!(Page::View.render(&stats, 0, &routes).contains("<img src=\"/?"));
+        assert!(Page::View.render(&stats, 0, &routes).contains("<img src=\"/\""));
         assert_eq!(Page::Stats.content_type(), "application/json");
         assert!(Page::View.content_type().starts_with("text/html"));
     }

@@ -30,16 +30,24 @@ pub enum Reason {
     Error,
     /// A fault on purpose ended it (`reset@PART`, `truncate@PART`).
     Fault,
+    /// It held one of the oldest live frames when the frames held by connections went
+    /// over their budget (`--held-frames-budget`).
+    HeldFrames,
+    /// With `--proxy-protocol`: the peer is not a trusted proxy, or its PROXY header is
+    /// malformed.
+    Refused,
 }
 
 impl Reason {
-    const ALL: [Reason; 6] = [
+    const ALL: [Reason; 8] = [
         Reason::Finished,
         Reason::ClientGone,
         Reason::SendTimeout,
         Reason::Stopped,
         Reason::Error,
         Reason::Fault,
+        Reason::HeldFrames,
+        Reason::Refused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +58,8 @@ impl Reason {
             Reason::Stopped => "stopped",
             Reason::Error => "error",
             Reason::Fault => "fault",
+            Reason::HeldFrames => "held_frames",
+            Reason::Refused => "refused",
         }
     }
 }
@@ -326,7 +336,7 @@ pub struct Stats {
     /// sent yet).
     pub answers: Vec<(u16, u64)>,
     /// Connections closed, by reason: `finished`, `client_gone`, `send_timeout`,
-    /// `stopped`, `error`.
+    /// `stopped`, `error`, `fault` (on purpose), `held_frames`, `refused` (a PROXY protocol connection).
     pub closed: Vec<(&'static str, u64)>,
 }
 

@@ -2,9 +2,11 @@
 //! each stream's faults on purpose marked beside it.
 //!
 //! Chrome and Safari no longer replace a top-level document with
-//! `multipart/x-mixed-replace`, but they do render it inside `<img>`. The images ask for
-//! `advance_headers=1` (Chrome shows a part only when the next part's headers arrive) and
-//! `dual_final_frames=1` (so the last frame of a finished stream is shown too).
+//! `multipart/x-mixed-replace`, but they do render it inside `<img>`. The images link the
+//! plain stream URLs: a browser's image request gets `advance_headers` (Chrome shows a
+//! part only when the next part's headers arrive) and `dual_final_frames` (so the last
+//! frame of a finished stream is shown too) without asking (`respond::StreamOptions`),
+//! and a URL copied from the page into a script gets plain parts with `Content-Length`.
 //!
 //! Paths come from the command line and may hold any character but controls: in a link
 //! they are percent-encoded (`href`; the server decodes requests back before routing),
@@ -26,7 +28,7 @@ pub fn page(routes: &Routes) -> String {
         let (link, text, faults) = (href(path), escape(path), fault_mark(stream));
         let _ = writeln!(
             html,
-            "<figure><img src=\"{link}?advance_headers=1&amp;dual_final_frames=1\" alt=\"{text}\">\
+            "<figure><img src=\"{link}\" alt=\"{text}\">\
              <figcaption><a href=\"{link}\">{text}</a>{faults}</figcaption></figure>"
         );
     }

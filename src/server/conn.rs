@@ -13,8 +13,9 @@
 //! Invariants:
 //! - A connection has at most one pending timer; what it means follows from the state:
 //!   the head deadline, the idle timeout between kept-alive requests, the next part's
-//!   due time, the send timeout (while a write is blocked, or after the client's EOF), or
-//!   the end of lingering.
+//!   due time, the send timeout (while a write is blocked, or after the client's EOF), a
+//!   live viewer's check that its last frame has drained from the socket (see
+//!   [`Limits::live_unsent`]), or the end of lingering.
 //! - Keep-alive (RFC 9112 §9.3): an answer that is not a stream, to a request that lets
 //!   the connection persist ([`http::Request::persistent`]), with a `2xx` status, below
 //!   the cap on requests per connection and while the server is not stopping, says
@@ -39,6 +40,10 @@
 //! - The outbox holds at most the part being written (plus framing): a client that reads
 //!   slowly makes its own timeline wait rather than queueing parts, so memory per
 //!   connection is bounded by the largest part.
+//! - With an access log, each request's line is written once its answer is all sent
+//!   (kept alive: before the next request is taken), a stream's when it ends or the
+//!   connection does; its bytes are what was written past the request's start. On a
+//!   PROXY listener the header comes off the input before any request is parsed.
 //! - The server never closes a connection with bytes still to send: it shuts down its
 //!   side and reads what the client still sends until the client closes (lingering
 //!   close, as nginx does), so the client reads the answer instead of a reset.
@@ -67,7 +72,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::rc::Rc;
 
 use log::debug;
@@ -76,11 +81,14 @@ use mio::net::TcpStream;
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::date::DateLine;
 use crate::http::{self, BodyHeaders, MAX_HEAD, Method, Status, Version};
+use crate::proxy_protocol;
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::respond::{self, Reply, StreamOptions};
 use crate::routes::stats::{Counters, Reason};
 use crate::server::Timer;
+use crate::server::access_log::{AccessLog, Entry};
 use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
@@ -101,6 +109,20 @@ const READS_PER_WAKE: usize = 4;
 /// big writers, and at most this much per connection is added to a turn.
 const SMALL_WRITE: usize = 16 * 1024;
 
+/// The default of [`Limits::live_unsent`], chosen by measurement: behind a 5 Mbit/s
+/// link (`tests/integration/slow_link.rs`: a namespace, veth and `tbf`), 30 fps of
+/// 100 KB frames, every watermark gave 6 frames/s; the frames' age at p90 was
+/// 1,780 ms without one, 600 ms at 128 KiB, 363 ms at 32 KiB, 330–354 ms at 16 KiB,
+/// 277–330 ms at 8 KiB, 246–267 ms at 4 KiB (README, "Live viewers"). Smaller costs
+/// more wake-ups per frame on fast links; 8 KiB keeps p90 under the 400 ms with
+/// margin.
+pub const LIVE_UNSENT: u32 = 8 * 1024;
+
+/// A live viewer whose last frame is not yet on the wire (see [`over_watermark`]) checks
+/// again this soon, or at the next frame: a frame of a 5 Mbit/s link's 100 KB takes
+/// 160 ms, so a few checks a frame at most.
+const DRAIN_RECHECK: Micros = 10_000;
+
 /// What a connection needs of its socket. Writes go out through
 /// [`Write::write_vectored`] (one `writev` for a part's slices); reads and writes are
 /// non-blocking, answering `WouldBlock` when there is nothing to read or no room.
@@ -111,6 +133,25 @@ pub trait Socket: Read + Write {
 
     /// Makes the close that follows a reset (`SO_LINGER` 0): only `reset@PART` asks.
     fn reset_on_close(&mut self) -> io::Result<()>;
+
+    /// Keeps at most about `bytes` of written data unsent in the kernel
+    /// (`TCP_NOTSENT_LOWAT`): writes block past it, so a live viewer's next frame is
+    /// chosen when its last one is nearly on the wire (see [`Limits::live_unsent`]). A
+    /// socket without a kernel send queue (the in-memory one) has nothing to limit.
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// Bytes written and not sent yet (`SIOCOUTQNSD`); 0 for a socket without a kernel
+    /// send queue.
+    fn unsent(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    /// The peer's IP address, if the socket has one (asked only for the access log and
+    /// the trusted proxies' checks; a unix socket's peer has none).
+    fn peer_ip(&self) -> Option<IpAddr>;
 }
 
 impl Socket for TcpStream {
@@ -120,6 +161,20 @@ impl Socket for TcpStream {
 
     fn reset_on_close(&mut self) -> io::Result<()> {
         socket2::SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
+    }
+
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        socket2::SockRef::from(&*self).set_tcp_notsent_lowat(bytes)
+    }
+
+    fn unsent(&self) -> io::Result<usize> {
+        crate::sys::unsent_bytes(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+
+    /// Canonical: an IPv4 client of a dual-stack listener is logged as `192.0.2.7`, not
+    /// `::ffff:192.0.2.7`.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|addr| addr.ip().to_canonical())
     }
 }
 
@@ -136,6 +191,16 @@ pub struct Limits {
     /// per-connection budgets alone add up to hundreds of MiB a turn, and every other
     /// client's part due meanwhile waits for the whole turn.
     pub turn_budget: usize,
+    /// Live viewers' unsent-data watermark in bytes (`TCP_NOTSENT_LOWAT`); 0: none, the
+    /// kernel's send buffer (autotuned to megabytes) then holds parts that are seconds
+    /// old on a slow link. A live viewer's next frame also waits until the last one's
+    /// unsent bytes are under it (see `over_watermark`). Default: [`LIVE_UNSENT`].
+    pub live_unsent: u32,
+    /// Bytes of a live stream's frames that are no longer current but still held by
+    /// connections writing them: past it, the connections holding the oldest are closed
+    /// ([`Reason::HeldFrames`]). Without it, viewers that stop reading at different
+    /// moments could each pin a different old frame until their send timeout.
+    pub held_frames_budget: usize,
     /// How long a kept-alive connection may wait for its next request.
     pub keepalive_timeout: Micros,
     /// Requests one connection may make; the answer to the last says `Connection: close`.
@@ -151,6 +216,8 @@ impl Default for Limits {
             linger: ms(2_000),
             write_budget: 256 * 1024,
             turn_budget: 2 * 1024 * 1024,
+            live_unsent: LIVE_UNSENT,
+            held_frames_budget: 64 << 20,
             keepalive_timeout: ms(5_000),
             keepalive_requests: 1000,
         }
@@ -182,6 +249,10 @@ pub struct Cx<'a> {
     pub turn_left: &'a mut usize,
     /// The `Date` line of this second, for every response head.
     pub date: &'a DateLine,
+    /// Where finished requests are written (or not: [`AccessLog::off`]).
+    pub log: &'a mut AccessLog,
+    /// Trusted proxies, and whether a PROXY header comes first on every listener.
+    pub proxies: &'a Proxies,
 }
 
 impl fmt::Debug for Cx<'_> {
@@ -350,6 +421,18 @@ pub struct Conn<S: Socket = TcpStream> {
     served: u32,
     /// The answer being made leaves the connection open (see the module header).
     keep_alive: bool,
+    /// Bytes written so far (an access log line counts its request's share).
+    sent: u64,
+    /// With an access log: the request being answered, kept (with its head's buffer)
+    /// from one request to the next of a kept-alive connection.
+    entry: Entry,
+    /// `entry`'s line is owed: written when its answer is all sent, or when the
+    /// connection ends first.
+    owes_line: bool,
+    /// The listener reads PROXY headers and this one has not been read yet.
+    awaits_proxy_header: bool,
+    /// The client address the PROXY header gave, which stands in for the peer's.
+    proxy_source: Option<IpAddr>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -371,6 +454,11 @@ impl<S: Socket> Conn<S> {
             unread: None,
             served: 0,
             keep_alive: false,
+            sent: 0,
+            entry: Entry::default(),
+            owes_line: false,
+            awaits_proxy_header: cx.proxies.protocol,
+            proxy_source: None,
         };
         conn.arm(cx, cx.now + cx.limits.head_timeout);
         conn
@@ -379,6 +467,7 @@ impl<S: Socket> Conn<S> {
     /// A connection past the client cap: `503` with `Retry-After`, then a graceful close.
     pub fn refuse(socket: S, serial: u32, cx: &mut Cx<'_>) -> (Conn<S>, Outcome) {
         let mut conn = Conn::new(socket, serial, cx);
+        conn.open_entry(&[], None, cx);
         let outcome = conn.reply(Reply::retry_later(cx.access), Version::Http11, false, cx);
         (conn, outcome)
     }
@@ -434,6 +523,44 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// Its listener reads the PROXY protocol (`--listen proxy:ADDR`): the connection's
+    /// first bytes must be a PROXY header (the loop checks the peer is trusted).
+    pub fn await_proxy_header(&mut self) {
+        self.awaits_proxy_header = true;
+    }
+
+    /// Writes the access log line of the request being answered, if one is owed: when
+    /// its answer is all sent, or when the connection ends first (the loop calls it
+    /// then).
+    pub fn log_end(&mut self, log: &mut AccessLog, clock: &Clock, now: Micros) {
+        if std::mem::take(&mut self.owes_line) {
+            let entry = &self.entry;
+            log.write(entry, self.sent, clock.epoch_us(entry.received), now);
+        }
+    }
+
+    /// With an access log on, starts the line of a request whose head is `head` (what
+    /// was read of it, for an answer to a bad or late one); `client`: as a trusted
+    /// proxy tells it, or `None` for the peer. The entry's buffer is reused: no
+    /// allocation per request once it has grown.
+    fn open_entry(&mut self, head: &[u8], client: Option<IpAddr>, cx: &Cx<'_>) {
+        if !cx.log.is_on() {
+            return;
+        }
+        self.entry.head.clear();
+        self.entry.head.extend_from_slice(head);
+        self.entry.client = client.or_else(|| self.peer_ip());
+        self.entry.status = 0;
+        self.entry.received = cx.now;
+        self.entry.sent_before = self.sent;
+        self.owes_line = true;
+    }
+
+    /// The client's address as the socket or the PROXY header gives it.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.proxy_source.or_else(|| self.socket.peer_ip())
+    }
+
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head => self.read_head(read_closed, cx),
@@ -461,16 +588,7 @@ impl<S: Socket> Conn<S> {
                 self.input = Vec::new();
                 self.linger(cx)
             }
-            State::Head => {
-                self.keep_alive = false;
-                self.answer(
-                    Status::RequestTimeout,
-                    Version::Http11,
-                    false,
-                    cx.access.headers(),
-                    cx,
-                )
-            }
+            State::Head => self.answer_late_head(cx),
             State::Lingering => Outcome::Close(Reason::Finished),
             State::Publishing(ref publishing) => {
                 let due = publishing.last_read + cx.limits.send_timeout;
@@ -500,6 +618,24 @@ impl<S: Socket> Conn<S> {
             }
             State::Stream { .. } | State::Finishing | State::Answering => self.pump(cx),
         }
+    }
+
+    /// `408`, logged with what the head had of a request: a connection that sent
+    /// nothing is not logged (browsers open spare connections and leave them idle). A
+    /// PROXY header that did not come in time is refused unanswered, as a bad one is.
+    fn answer_late_head(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        if self.awaits_proxy_header {
+            debug!("#{} refused: no PROXY header within the head timeout", cx.key);
+            return Outcome::Close(Reason::Refused);
+        }
+        self.keep_alive = false;
+        if !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            self.open_entry(&input, None, cx);
+            self.input = input;
+        }
+        let headers = cx.access.headers();
+        self.answer(Status::RequestTimeout, Version::Http11, false, headers, cx)
     }
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
@@ -532,8 +668,11 @@ impl<S: Socket> Conn<S> {
                     let closing = Chunk::Shared(stream.closing(*header_sent).clone());
                     if let Some((announced, _, _)) = announced {
                         self.push_framing(Chunk::Body(announced));
+                        self.push_framing(closing);
+                    } else {
+                        let last = closing_frame(stream, *header_sent, cx.clock);
+                        self.push_closing(last, closing);
                     }
-                    self.push_framing(closing);
                 }
                 self.state = State::Finishing;
                 self.pump(cx)
@@ -551,9 +690,13 @@ impl<S: Socket> Conn<S> {
         for _ in 0..READS_PER_WAKE {
             // Never more than the input can keep (one byte past the cap, so the parser
             // can tell "too large"): the rest stays in the socket, nothing is dropped.
-            let room = (MAX_HEAD + 1)
-                .saturating_sub(self.input.len())
-                .min(cx.scratch.len());
+            // While a PROXY header is awaited, no more than the longest one: what follows
+            // it then fits the request's cap.
+            let cap = match self.awaits_proxy_header {
+                true => proxy_protocol::MAX_LEN,
+                false => MAX_HEAD + 1,
+            };
+            let room = cap.saturating_sub(self.input.len()).min(cx.scratch.len());
             let n = match self.socket.read(&mut cx.scratch[..room]) {
                 Ok(0) => return self.on_eof_in_head(),
                 Ok(n) => n,
@@ -571,6 +714,20 @@ impl<S: Socket> Conn<S> {
                 self.arm(cx, cx.now + cx.limits.head_timeout);
             }
             self.input.extend_from_slice(&cx.scratch[..n]);
+            if self.awaits_proxy_header {
+                match strip_proxy_header(&mut self.input) {
+                    Ok(Some(source)) => {
+                        self.awaits_proxy_header = false;
+                        self.proxy_source = source;
+                    }
+                    Ok(None) if drained => return Outcome::Continue,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!("#{} refused: {e}", cx.key);
+                        return Outcome::Close(Reason::Refused);
+                    }
+                }
+            }
             if let Some(outcome) = self.serve_buffered(cx) {
                 return self.after_serving(outcome, read_closed, cx);
             }
@@ -610,11 +767,19 @@ impl<S: Socket> Conn<S> {
     /// Answers the first request in the input, if its head is complete (`None`: read
     /// more). A head that does not parse gets its status, and the connection closes.
     fn serve_buffered(&mut self, cx: &mut Cx<'_>) -> Option<Outcome> {
+        if self.awaits_proxy_header {
+            // What came so far is part of the PROXY header, not a request.
+            return None;
+        }
         let input = std::mem::take(&mut self.input);
         let parsed = match http::parse(&input) {
             Ok(None) => None,
             Ok(Some(request)) => {
                 let reply = respond::respond(&request, cx.routes, cx.access);
+                if cx.log.is_on() {
+                    let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
+                    self.open_entry(&input[..request.len], client, cx);
+                }
                 // A publisher's body is read by its head's headers: taken now, while
                 // the head is at hand.
                 let body = match &reply {
@@ -640,6 +805,9 @@ impl<S: Socket> Conn<S> {
             }
             Err(status) => {
                 self.keep_alive = false;
+                let input = std::mem::take(&mut self.input);
+                self.open_entry(&input, None, cx);
+                self.input = input;
                 self.answer(status, Version::Http11, false, cx.access.headers(), cx)
             }
         };
@@ -665,6 +833,8 @@ impl<S: Socket> Conn<S> {
 
     /// Carries a reply out; `head_only`: the request was a `HEAD`, so no body.
     fn reply(&mut self, reply: Reply, version: Version, head_only: bool, cx: &mut Cx<'_>) -> Outcome {
+        // Every reply but a short answer is a 200; `answer` notes its own status.
+        self.entry.status = Status::Ok.code();
         match reply {
             Reply::Answer { status, extra } => self.answer(status, version, head_only, &extra, cx),
             Reply::Page(page) => {
@@ -748,6 +918,7 @@ impl<S: Socket> Conn<S> {
         self.push_framing(Chunk::Shared(stream.opening().clone()));
         if stream.as_live().is_some() {
             cx.watchers.add(&stream, cx.key, self.serial);
+            self.limit_unsent(cx);
         }
         self.state = State::Stream {
             cursor: stream.cursor(cx.now, options.dual_final),
@@ -758,6 +929,26 @@ impl<S: Socket> Conn<S> {
         // The first part (when due at once) goes out with the head, in the same write.
         let _ = self.queue_next(cx);
         self.pump(cx)
+    }
+
+    /// A live viewer's unsent data is kept under the watermark (see
+    /// [`Limits::live_unsent`]); where the socket refuses, it is served without.
+    fn limit_unsent(&mut self, cx: &Cx<'_>) {
+        let bytes = cx.limits.live_unsent;
+        if bytes > 0 {
+            if let Err(e) = self.socket.limit_unsent(bytes) {
+                debug!("#{} TCP_NOTSENT_LOWAT: {e}", cx.key);
+            }
+        }
+    }
+
+    /// Whether this connection is still writing a live frame numbered below `bound` (see
+    /// [`Limits::held_frames_budget`]).
+    pub fn holds_frame_before(&self, bound: u64) -> bool {
+        match &self.state {
+            State::Stream { cursor, .. } => self.out.holds_part() && cursor.sent_before(bound),
+            _ => false,
+        }
     }
 
     /// `?action=snapshot`: one image as a single response.
@@ -833,6 +1024,7 @@ impl<S: Socket> Conn<S> {
     ) -> Outcome {
         debug!("#{} answers {}", cx.key, status.code());
         cx.stats.answered(status);
+        self.entry.status = status.code();
         let connection = self.connection_line(status);
         let lines = [cx.date.as_bytes(), connection, extra.as_bytes()];
         let bytes = http::answer(status, version, head_only, &lines);
@@ -873,6 +1065,7 @@ impl<S: Socket> Conn<S> {
             budget = budget.saturating_sub(written);
             *cx.turn_left = cx.turn_left.saturating_sub(written);
             cx.stats.bytes += written as u64;
+            self.sent += written as u64;
             if written > 0 {
                 self.progress_at = cx.now;
             }
@@ -905,6 +1098,9 @@ impl<S: Socket> Conn<S> {
                         self.state = State::Finishing;
                         continue;
                     }
+                    if stream.has_new_frame(cursor) && over_watermark(&self.socket, cx) {
+                        return self.wait_for_drain(cx);
+                    }
                     match self.queue_next(cx) {
                         Pending::Queued => {}
                         Pending::WaitUntil(at) => {
@@ -921,12 +1117,31 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 State::Finishing => return self.linger(cx),
-                State::Answering => return self.await_next_request(cx),
+                State::Answering => {
+                    // The kept-alive answer is all sent: its request's line is complete.
+                    self.log_end(cx.log, cx.clock, cx.now);
+                    return self.await_next_request(cx);
+                }
                 State::Head | State::AwaitFrame { .. } | State::Lingering | State::Publishing(_) => {
                     return Outcome::Continue;
                 }
             }
         }
+    }
+
+    /// A live viewer's last frame is still in its socket, unsent, past the watermark:
+    /// the newest frame waits until it drains, checked again at the next frame or after
+    /// [`DRAIN_RECHECK`]. No write progresses meanwhile, so the send timeout counts on.
+    fn wait_for_drain(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let timeout = self.progress_at + cx.limits.send_timeout;
+        if cx.now >= timeout {
+            debug!("#{} sent nothing of its last frame for the send timeout", cx.key);
+            return Outcome::Close(Reason::SendTimeout);
+        }
+        let at = (cx.now + DRAIN_RECHECK).min(timeout);
+        let at = self.departure_deadline(cx).map_or(at, |gone| gone.min(at));
+        self.arm(cx, at);
+        Outcome::Continue
     }
 
     /// What this connection may write of the turn's shared budget: what is left of it,
@@ -955,10 +1170,13 @@ impl<S: Socket> Conn<S> {
             Next::At(at) => return Pending::WaitUntil(at),
             Next::Idle => return Pending::WaitForFrame,
             Next::End { closing } => {
-                let closing = closing.then(|| Chunk::Shared(stream.closing(*header_sent).clone()));
+                let closing = closing.then(|| {
+                    let last = closing_frame(stream, *header_sent, cx.clock);
+                    (last, Chunk::Shared(stream.closing(*header_sent).clone()))
+                });
                 self.state = State::Finishing;
-                if let Some(closing) = closing {
-                    self.push_framing(closing);
+                if let Some((last, closing)) = closing {
+                    self.push_closing(last, closing);
                 }
                 return Pending::Queued;
             }
@@ -992,6 +1210,16 @@ impl<S: Socket> Conn<S> {
         self.out.push(chunk);
         if let Some(sabotage) = self.sabotage.as_deref_mut() {
             sabotage.queued(&mut self.out, from, false);
+        }
+    }
+
+    /// Queues a stream's early end: the live stream's last frame as its final part
+    /// (`last`, from [`closing_frame`]) and the closing delimiter, or `closing` (an
+    /// empty typed part and the closing delimiter, or the delimiter alone).
+    fn push_closing(&mut self, last: Option<Vec<Chunk>>, closing: Chunk) {
+        match last {
+            Some(chunks) => chunks.into_iter().for_each(|chunk| self.out.push(chunk)),
+            None => self.push_framing(closing),
         }
     }
 
@@ -1186,6 +1414,8 @@ impl<S: Socket> Conn<S> {
         if let Err(e) = self.socket.shutdown_write() {
             return Outcome::Close(classify(&e));
         }
+        // Everything is sent: the request's line is complete.
+        self.log_end(cx.log, cx.clock, cx.now);
         self.state = State::Lingering;
         self.arm(cx, cx.now + cx.limits.linger);
         self.discard_input(false, cx)
@@ -1324,6 +1554,46 @@ fn queue_ahead(
         None if live => out.push(Chunk::Static(LIVE_ADVANCE_HEADER)),
         None => *header_sent = false,
     }
+}
+
+/// Whether a live viewer's socket holds more unsent data than the watermark
+/// ([`Limits::live_unsent`]). `TCP_NOTSENT_LOWAT` alone lets the write that ends a
+/// frame leave up to the watermark and a whole segment unsent (64 KiB with GSO, 100 ms
+/// at 5 Mbit/s), so the loop asks the kernel (`SIOCOUTQNSD`) before it picks the
+/// newest frame; a socket that cannot say counts as drained.
+fn over_watermark(socket: &impl Socket, cx: &Cx<'_>) -> bool {
+    let watermark = cx.limits.live_unsent as usize;
+    watermark > 0 && socket.unsent().is_ok_and(|unsent| unsent > watermark)
+}
+
+/// A live stream that ends keeps its picture: the part left open is closed with the
+/// last frame, not with an empty image (WebKit shows a broken image for it, and clients
+/// that decode every part get a 0-byte JPEG). The chunks are that frame's header block
+/// (unless it went out already, `header_sent`), its body and the closing delimiter;
+/// `None` for other streams, and for a live one that never had a frame. The part carries
+/// no `X-Frame`: it shows a frame again rather than a new one, so a client counting
+/// frames (`mixreplace-load`) sees neither a repeat nor a gap.
+fn closing_frame(stream: &Stream, header_sent: bool, clock: &Clock) -> Option<Vec<Chunk>> {
+    let (part, at) = stream.last_frame()?;
+    let mut chunks = Vec::with_capacity(3);
+    if !header_sent {
+        let stamp = stream.stamp(clock.epoch_us(at), None);
+        chunks.push(Chunk::PartHeader(part.clone(), stamp));
+    }
+    chunks.push(Chunk::Body(part));
+    chunks.push(Chunk::Shared(stream.closing(true).clone()));
+    Some(chunks)
+}
+
+/// Takes a complete PROXY header off the front of `buf`: `Ok(Some(source))` then, with
+/// the client address it gives (if any); `Ok(None)` while it is incomplete. What follows
+/// it stays: the request, read no further than [`proxy_protocol::MAX_LEN`] bytes in.
+fn strip_proxy_header(buf: &mut Vec<u8>) -> Result<Option<Option<IpAddr>>, proxy_protocol::Invalid> {
+    let Some(header) = proxy_protocol::parse(buf)? else {
+        return Ok(None);
+    };
+    buf.drain(..header.len);
+    Ok(Some(header.source.map(|addr| addr.ip().to_canonical())))
 }
 
 /// Peer hang-ups are the normal end of a stream; anything else is an error. Shutting
@@ -1838,6 +2108,113 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
         assert!(text(&conn).ends_with("--\r\n"));
         assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_live_stream_that_ends_closes_the_open_part_with_its_last_frame() {
+        let cases = [
+            // (request, published, how it ends, the end of the output)
+            (
+                GET_LIVE,
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                GET_LIVE,
+                true,
+                Input::Stop,
+                "Content-Length: 2\r\nX-Timestamp: _\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Stop,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            (
+                b"GET /live?advance_headers=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+                true,
+                Input::Frame,
+                "f1\r\n--B\r\nContent-Type: image/jpeg\r\n\r\nf1\r\n--B--\r\n",
+            ),
+            // A stream that never had a frame has no picture to keep: a typed empty part.
+            (
+                GET_LIVE,
+                false,
+                Input::Stop,
+                "\r\n\r\n--B\r\nContent-Type: image/jpeg\r\nContent-Length: 0\r\n\r\n\r\n--B--\r\n",
+            ),
+        ];
+        for (request, published, end, want) in cases {
+            let mut h = harness();
+            let (mut conn, _) = requested(&mut h, request, MemorySocket::default());
+            let stream = live_stream(&h);
+            let live = stream.as_live().unwrap();
+            if published {
+                live.publish(b"f1", 1);
+                assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+            }
+            if end == Input::Frame {
+                live.end();
+            }
+            assert_eq!(h.input(&mut conn, end), Outcome::Continue);
+            let out = unstamped(&conn);
+            assert!(out.ends_with(want), "{end:?} {published}: {out:?}");
+            assert_eq!(state(&conn), "lingering");
+        }
+    }
+
+    #[test]
+    fn a_live_viewer_takes_the_newest_frame_only_once_its_last_one_left_the_socket() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET_LIVE, MemorySocket::default());
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        live.publish(b"f0", 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        // Frame 0 is written but not sent: frames 1 and 2 wait, rechecked on a timer.
+        conn.socket.unsent = LIVE_UNSENT as usize + 1;
+        let written = conn.socket.written.len();
+        live.publish(b"f1", 2);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        live.publish(b"f2", 3);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        assert_eq!(conn.socket.written.len(), written);
+        assert_eq!(conn.deadline(), Some(h.now() + DRAIN_RECHECK));
+        // Drained: the newest goes at the recheck, frame 1 skipped.
+        conn.socket.unsent = LIVE_UNSENT as usize;
+        let at = h.now() + DRAIN_RECHECK;
+        assert_eq!(h.advance(&mut conn, at), Outcome::Continue);
+        assert!(unstamped(&conn).ends_with("\r\n\r\nf2\r\n--B\r\n"));
+        assert_eq!(stream.skipped(), 1);
+        // A client that never drains is closed at the send timeout, not held.
+        conn.socket.unsent = usize::MAX;
+        live.publish(b"f3", 4);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        let timeout = h.now() + Limits::default().send_timeout;
+        assert_eq!(h.advance(&mut conn, timeout), Outcome::Close(Reason::SendTimeout));
+    }
+
+    #[test]
+    fn a_viewer_holding_an_old_live_frame_is_told_apart() {
+        let mut h = harness();
+        let (mut conn, _) = requested(&mut h, GET_LIVE, MemorySocket::default());
+        conn.socket.room = 10;
+        let stream = live_stream(&h);
+        let live = stream.as_live().unwrap();
+        assert!(!conn.holds_frame_before(u64::MAX), "nothing sent yet");
+        live.publish(&[b'x'; 1000], 1);
+        assert_eq!(h.input(&mut conn, Input::Frame), Outcome::Continue);
+        // Frame 0 is stuck in its outbox: it holds frames below 1, not below 0.
+        assert!(conn.holds_frame_before(1) && !conn.holds_frame_before(0));
+        live.publish(b"f1", 2);
+        let held = live.held_bytes();
+        assert!((1000..1200).contains(&held), "{held}");
+        assert_eq!(live.evict_below(usize::MAX), None);
+        assert_eq!(live.evict_below(10), Some(1));
+        h.close(conn);
+        assert_eq!((live.held_bytes(), live.evict_below(0)), (0, None));
     }
 
     #[test]
@@ -2712,5 +3089,138 @@ mod tests {
             "{out}"
         );
         assert_eq!(port(&h).drain().frames, vec![frame]);
+    }
+
+    /// A harness that logs, trusting `127.0.0.1` with the PROXY protocol on.
+    fn behind_proxy() -> Harness {
+        let mut h = harness();
+        let trusted = vec!["127.0.0.1".parse().unwrap()];
+        h.set_proxies(Proxies::new(trusted, true));
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        h
+    }
+
+    fn from_proxy() -> MemorySocket {
+        MemorySocket {
+            peer: Some([127, 0, 0, 1].into()),
+            ..MemorySocket::default()
+        }
+    }
+
+    fn logged(h: &Harness) -> String {
+        String::from_utf8_lossy(h.access_log().buffered()).into_owned()
+    }
+
+    #[test]
+    fn a_proxy_header_cut_anywhere_gives_the_logged_client() {
+        let request = b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+        let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 4711 80\r\n";
+        // Version 2 (what is cut before its request must not be taken for one): TCP
+        // over IPv4, then addresses and ports.
+        let v2 = [
+            &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"[..],
+            &[203, 0, 113, 7, 127, 0, 0, 1, 0x12, 0x67, 0, 80],
+        ]
+        .concat();
+        for (sent, cut) in [v1.as_slice(), &v2]
+            .map(|header| [header, request].concat())
+            .iter()
+            .flat_map(|sent| (1..sent.len()).map(move |cut| (sent, cut)))
+        {
+            let mut h = behind_proxy();
+            let mut conn = h.open(from_proxy());
+            conn.socket.incoming.push_back(sent[..cut].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            conn.socket.incoming.push_back(sent[cut..].to_vec());
+            assert_eq!(
+                h.input(&mut conn, Input::Readable { read_closed: false }),
+                Outcome::Continue
+            );
+            assert!(text(&conn).starts_with("HTTP/1.1 404 Not Found\r\n"), "cut {cut}");
+            let line = logged(&h);
+            assert!(line.starts_with("203.0.113.7 - - ["), "cut {cut}: {line}");
+            assert!(line.contains("\"GET /nope HTTP/1.1\" 404 "), "cut {cut}: {line}");
+        }
+    }
+
+    #[test]
+    fn a_bad_or_missing_proxy_header_is_refused_unanswered() {
+        let mut h = behind_proxy();
+        let (mut conn, _) = requested(&mut h, b"PROXY TCP4 203.0.113.7", from_proxy());
+        let outcome = h.advance(&mut conn, Limits::default().head_timeout);
+        assert_eq!(
+            outcome,
+            Outcome::Close(Reason::Refused),
+            "a header cut short by the timeout"
+        );
+        assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
+        for sent in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 4711\r\n",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04",
+        ] {
+            let mut h = behind_proxy();
+            let (conn, outcome) = requested(&mut h, sent, from_proxy());
+            assert_eq!(outcome, Outcome::Close(Reason::Refused));
+            assert!(conn.socket.written.is_empty() && logged(&h).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_stream_is_logged_when_the_connection_ends_with_every_byte_it_sent() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\nUser-Agent: ua\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, request, socket);
+        assert_eq!(h.advance(&mut conn, 100_000), Outcome::Continue);
+        assert!(logged(&h).is_empty(), "a line while the stream goes on");
+        conn.socket.end = PeerEnd::Reset;
+        let outcome = h.input(&mut conn, Input::Readable { read_closed: true });
+        assert_eq!(outcome, Outcome::Close(Reason::ClientGone));
+        let sent = conn.socket.written.len();
+        h.close(conn);
+        let line = logged(&h);
+        assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+        let end = format!("\"GET / HTTP/1.1\" 200 {sent} \"-\" \"ua\" 0.100\n");
+        assert!(line.ends_with(&end), "{line}");
+    }
+
+    #[test]
+    fn each_pipelined_request_is_logged_when_its_answer_is_out_with_its_own_bytes() {
+        let mut h = harness();
+        h.set_access_log(AccessLog::open(std::path::Path::new("-")).unwrap());
+        let socket = MemorySocket {
+            peer: Some([192, 0, 2, 1].into()),
+            ..MemorySocket::default()
+        };
+        let nowhere = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+        let pipeline = [SNAP, SNAP, nowhere].concat();
+        let (mut conn, _) = requested(&mut h, &pipeline, socket);
+        let one = snap_answer("HTTP/1.1", "keep-alive").len();
+        assert_eq!(logged(&h).lines().count(), 1, "{}", logged(&h));
+        while h.wants_again() {
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert_eq!(state(&conn), "lingering");
+        let log = logged(&h);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        let last = conn.socket.written.len() - 2 * one;
+        for (line, (path, status, bytes)) in lines.iter().zip([
+            ("/?action=snapshot", 200, one),
+            ("/?action=snapshot", 200, one),
+            ("/nowhere", 404, last),
+        ]) {
+            assert!(line.starts_with("192.0.2.1 - - ["), "{line}");
+            let fields = format!("\"GET {path} HTTP/1.1\" {status} {bytes} \"-\" \"-\" ");
+            assert!(line.contains(&fields), "{line}");
+        }
     }
 }

@@ -84,6 +84,11 @@ impl WakeLists {
         self.lists[list].1[i]
     }
 
+    /// The live stream of list `list`.
+    pub fn stream(&self, list: usize) -> &Rc<Stream> {
+        &self.lists[list].0
+    }
+
     /// How many lists there are, and the viewers of list `list`'s stream.
     pub fn count(&self) -> usize {
         self.lists.len()

@@ -17,6 +17,8 @@
 //!   listeners first), by the listener that made it only (never an inherited one), and
 //!   only while it is still the same file (device and inode): another server's socket
 //!   made at the path since is left alone.
+//! - A listener marked for the PROXY protocol (`--listen proxy:ADDR`) says so with each
+//!   connection it hands out (`Listeners::proxied`); the connection reads the header.
 //! - Accepting is fair: each turn of `Listeners::next_ready` hands out the ready
 //!   listeners round-robin, starting past the one served last, so the loop's one
 //!   per-turn accept cap is shared and a flood on one listener cannot starve another.
@@ -24,7 +26,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -156,6 +158,8 @@ struct Bound {
     _file: Option<SocketFile>,
     /// Edge-triggered: set by its readiness event, cleared by `WouldBlock`.
     ready: bool,
+    /// Its connections start with a PROXY protocol header.
+    proxy: bool,
 }
 
 /// A TCP listener on `addr`, with `SO_REUSEPORT` if asked.
@@ -167,6 +171,7 @@ fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<Bound> {
         addr,
         _file: None,
         ready: true,
+        proxy: false,
     })
 }
 
@@ -188,6 +193,7 @@ fn bind_unix(path: &Path, options: UnixOptions) -> io::Result<Bound> {
         addr: ListenAddr::Unix(path.to_owned()),
         _file: Some(file),
         ready: true,
+        proxy: false,
     })
 }
 
@@ -268,6 +274,7 @@ fn adopt(fd: OwnedFd) -> io::Result<Bound> {
         addr,
         _file: None,
         ready: true,
+        proxy: false,
     })
 }
 
@@ -285,7 +292,8 @@ fn unix_label(addr: &SockAddr) -> PathBuf {
 /// What a server listens on, as its builder says.
 #[derive(Debug, Default)]
 pub(crate) struct ListenConfig {
-    pub addrs: Vec<ListenAddr>,
+    /// Each address, and whether its connections start with a PROXY protocol header.
+    pub addrs: Vec<(ListenAddr, bool)>,
     pub unix: UnixOptions,
     pub reuse_port: bool,
     /// Listeners handed over open (systemd's, say).
@@ -340,15 +348,16 @@ impl Listeners {
                 source,
             })?);
         }
-        for addr in config.addrs {
+        for (addr, proxy) in config.addrs {
             let made = match &addr {
                 ListenAddr::Tcp(ip) => bind_tcp(*ip, config.reuse_port),
                 ListenAddr::Unix(path) => bind_unix(path, config.unix),
             };
-            bound.push(made.map_err(|source| ListenError {
+            let made = made.map_err(|source| ListenError {
                 what: Which::Addr(addr.clone()),
                 source,
-            })?);
+            })?;
+            bound.push(Bound { proxy, ..made });
         }
         Ok(Listeners { bound, last: 0 })
     }
@@ -406,6 +415,11 @@ impl Listeners {
     /// What listener `i` listens on.
     pub fn addr(&self, i: usize) -> &ListenAddr {
         &self.bound[i].addr
+    }
+
+    /// Whether listener `i`'s connections start with a PROXY protocol header.
+    pub fn proxied(&self, i: usize) -> bool {
+        self.bound[i].proxy
     }
 
     /// Accepts one connection from listener `i`, with the peer's address (none over a
@@ -509,6 +523,33 @@ impl Socket for Peer {
             Peer::Unix(_) => Ok(()),
         }
     }
+
+    /// A unix socket has no `TCP_NOTSENT_LOWAT`, and needs none: its send buffer is
+    /// `SO_SNDBUF` (about 200 KiB), not autotuned to megabytes.
+    fn limit_unsent(&mut self, bytes: u32) -> io::Result<()> {
+        match self {
+            Peer::Tcp(s) => s.limit_unsent(bytes),
+            Peer::Unix(_) => Ok(()),
+        }
+    }
+
+    /// Over a unix socket the peer is a local process (a proxy, mostly): what it has not
+    /// read yet (`SIOCOUTQ`) stands for what is not on the wire, so a reader that falls
+    /// behind gets the newest frame when it catches up, as a slow TCP link does.
+    fn unsent(&self) -> io::Result<usize> {
+        match self {
+            Peer::Tcp(s) => s.unsent(),
+            Peer::Unix(s) => sys::unread_bytes(s.as_raw_fd()),
+        }
+    }
+
+    /// A unix socket's peer has no IP address (the access log shows `-`).
+    fn peer_ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Tcp(s) => s.peer_ip(),
+            Peer::Unix(_) => None,
+        }
+    }
 }
 
 impl Source for Peer {
@@ -585,7 +626,7 @@ mod tests {
     fn ready_listeners_take_turns() {
         let addr = ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0)));
         let config = ListenConfig {
-            addrs: vec![addr.clone(), addr.clone(), addr],
+            addrs: vec![(addr.clone(), false), (addr.clone(), true), (addr, false)],
             ..ListenConfig::default()
         };
         let mut listeners = Listeners::bind(config).unwrap();
@@ -606,6 +647,8 @@ mod tests {
             }
         }
         assert_eq!(order, [1, 2, 0].repeat(5));
+        let proxied: Vec<bool> = (0..3).map(|i| listeners.proxied(i)).collect();
+        assert_eq!(proxied, [false, true, false]);
     }
 
     #[test]
@@ -618,7 +661,7 @@ mod tests {
             remove_stale: false,
         };
         let config = |options| ListenConfig {
-            addrs: vec![ListenAddr::Unix(path.clone())],
+            addrs: vec![(ListenAddr::Unix(path.clone()), false)],
             unix: options,
             ..ListenConfig::default()
         };

@@ -11,11 +11,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 
 use crate::clock::{Clock, Micros, tick_of_now};
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::stats::Counters;
+use crate::server::access_log::AccessLog;
 use crate::server::conn::{Conn, Input, Limits, Outcome, Socket};
 use crate::server::{Shared, Timer};
 
@@ -52,6 +55,10 @@ pub struct MemorySocket {
     pub shutdown_error: Option<io::ErrorKind>,
     /// The server asked for its close to be a reset.
     pub reset: bool,
+    /// What the kernel would say is written and not sent yet (`SIOCOUTQNSD`).
+    pub unsent: usize,
+    /// The client's address (none by default, as a unix socket's).
+    pub peer: Option<IpAddr>,
 }
 
 impl Default for MemorySocket {
@@ -66,6 +73,8 @@ impl Default for MemorySocket {
             shut: false,
             shutdown_error: None,
             reset: false,
+            unsent: 0,
+            peer: None,
         }
     }
 }
@@ -146,6 +155,14 @@ impl Socket for MemorySocket {
         self.reset = true;
         Ok(())
     }
+
+    fn unsent(&self) -> io::Result<usize> {
+        Ok(self.unsent)
+    }
+
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer
+    }
 }
 
 /// The loop's part for one connection: its shared state, the time, its timer and its
@@ -194,6 +211,21 @@ impl Harness {
         &self.shared.routes
     }
 
+    /// Trusted proxies and the PROXY protocol, for the connections opened from now on.
+    pub fn set_proxies(&mut self, proxies: Proxies) {
+        self.shared.proxies = proxies;
+    }
+
+    /// An access log for the requests from now on; lines stay buffered (nothing here
+    /// flushes it), for [`AccessLog::buffered`] to show.
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.shared.log = log;
+    }
+
+    pub fn access_log(&self) -> &AccessLog {
+        &self.shared.log
+    }
+
     /// Whether a request asked the server to stop (`/quit`).
     pub fn stop_requested(&self) -> bool {
         self.shared.stop_requested
@@ -214,10 +246,12 @@ impl Harness {
         Conn::refuse(socket, SERIAL, &mut self.shared.cx(KEY))
     }
 
-    /// Removes a connection, as the loop does after it closed, so the next one opened
-    /// starts clean.
+    /// Removes a connection, as the loop does after it closed (writing its request's
+    /// log line if it still owes one), so the next one opened starts clean.
     pub fn close(&mut self, mut conn: Conn<MemorySocket>) {
         conn.release(&mut self.shared.timers);
+        let shared = &mut self.shared;
+        conn.log_end(&mut shared.log, &shared.clock, shared.now);
         self.shared.again.clear();
         self.shared.watchers.clear();
     }

@@ -32,11 +32,14 @@
 //! turning stops pinging.
 //!
 //! Signals are watched only when the configuration asks (the binary does; an embedded
-//! server leaves the process's signals alone). A `Remote` reaches the loop from other
+//! server leaves the process's signals alone): SIGINT and SIGTERM stop, SIGHUP reopens
+//! the access log (`access_log`, written out at the end of every turn). A `Remote` reaches the loop from other
 //! threads: its requests wait in a channel and its `mio::Waker` wakes `poll`, so the loop
 //! pays nothing for them until one comes.
 
+pub mod access_log;
 pub mod conn;
+mod held;
 pub mod inputs;
 pub mod listen;
 pub mod memory;
@@ -47,12 +50,13 @@ pub mod sabotage;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -61,7 +65,9 @@ use crate::date::DateLine;
 use crate::error::Error;
 use crate::routes::Routes;
 use crate::routes::access::Access;
+use crate::routes::proxies::Proxies;
 use crate::routes::stats::{Counters, Reason, Stats};
+use crate::server::access_log::AccessLog;
 use crate::server::conn::{Conn, Cx, Input, Limits, Outcome};
 use crate::server::inputs::{Env, Inputs, WakeLists, input_token};
 use crate::server::listen::{ListenAddr, ListenConfig, Listeners, MAX_LISTENERS, Peer};
@@ -114,10 +120,14 @@ pub(crate) struct Config {
     pub access: Access,
     /// The live streams' inputs, by path (`--stream PATH=stdin`, `pipe:…`).
     pub inputs: Vec<(String, InputSpec)>,
-    /// SIGINT and SIGTERM stop the server (the binary's choice, not a library's).
+    /// SIGINT and SIGTERM stop the server, SIGHUP reopens the access log (the
+    /// binary's choice, not a library's).
     pub signals: bool,
     /// Tell systemd (`NOTIFY_SOCKET`) when ready, stopping, and alive.
     pub notify: bool,
+    /// `--access-log`: a file, or `-` for standard error.
+    pub access_log: Option<PathBuf>,
+    pub proxies: Proxies,
 }
 
 /// How a server's loop ended.
@@ -196,6 +206,9 @@ struct Shared {
     turn_left: usize,
     /// The `Date` line of "now", set as a connection is handed an input.
     date: DateLine,
+    /// Written out at the end of every turn (in `reap`).
+    log: AccessLog,
+    proxies: Proxies,
 }
 
 impl Shared {
@@ -214,6 +227,8 @@ impl Shared {
             stop_requested: false,
             turn_left: limits.turn_budget,
             date: DateLine::at(0),
+            log: AccessLog::off(),
+            proxies: Proxies::default(),
         }
     }
 
@@ -234,6 +249,8 @@ impl Shared {
             stop_requested: &mut self.stop_requested,
             turn_left: &mut self.turn_left,
             date: &self.date,
+            log: &mut self.log,
+            proxies: &self.proxies,
         }
     }
 }
@@ -291,12 +308,19 @@ impl Server {
             .register(poll.registry(), LISTENERS)
             .map_err(Error::Io)?;
         let addrs = listeners.addrs().cloned().collect();
+        let log = match &config.access_log {
+            Some(path) => AccessLog::open(path)
+                .map_err(|e| Error::Config(format!("access log {}: {e}", path.display())))?,
+            None => AccessLog::off(),
+        };
         let signals = if config.signals {
             Some(watch_signals(&poll).map_err(Error::Io)?)
         } else {
             None
         };
         let mut shared = Shared::new(routes, config.access.clone(), config.limits);
+        shared.log = log;
+        shared.proxies = config.proxies.clone();
         let inputs = inputs::of_routes(&config.inputs, &mut shared).map_err(Error::Stream)?;
         let mut server = Server {
             poll,
@@ -524,14 +548,27 @@ impl Server {
             return;
         }
         self.next_serial = self.next_serial.wrapping_add(1);
+        let proxied = self.listeners.proxied(via) || self.shared.proxies.protocol;
+        // A unix socket's peers are whoever its file's mode lets in: on a PROXY listener
+        // they are the proxy. Over TCP only a trusted peer may send the header.
+        let untrusted = proxied && peer.is_some_and(|p| !self.shared.proxies.trusts(p.ip()));
         let mut cx = self.shared.cx(key);
-        let (conn, outcome) = if open >= self.max_clients {
+        let (mut conn, outcome) = if untrusted {
+            // A PROXY header from anyone could claim any address: not even read, nor
+            // answered (not even past the client cap).
+            debug!("#{key} from {from} refused: not a trusted proxy");
+            let conn = Conn::new(socket, self.next_serial, &mut cx);
+            (conn, Outcome::Close(Reason::Refused))
+        } else if open >= self.max_clients {
             debug!("#{key} from {from} refused: {open} clients open");
             Conn::refuse(socket, self.next_serial, &mut cx)
         } else {
             debug!("#{key} accepted from {from}");
             (Conn::new(socket, self.next_serial, &mut cx), Outcome::Continue)
         };
+        if proxied {
+            conn.await_proxy_header();
+        }
         let closed = match outcome {
             Outcome::Continue => None,
             Outcome::Close(reason) => {
@@ -604,6 +641,7 @@ impl Server {
 
     /// Wakes every client on wake list `list`; those that left drop off the list.
     fn wake_watchers(&mut self, list: usize) {
+        self.enforce_held_frames_budget(list);
         // By index: a woken connection never adds itself again, but the list is the
         // loop's and `drive` borrows the rest of the loop.
         for i in 0..self.shared.watchers.len(list) {
@@ -665,6 +703,10 @@ impl Server {
             return None;
         };
         for signal in signals.pending() {
+            if signal == SIGHUP {
+                self.shared.log.reopen(self.shared.now);
+                continue;
+            }
             if self.stopping || self.shared.stop_requested {
                 warn!("signal {signal} again: exiting at once");
                 return Some(Exit::Forced(signal));
@@ -712,6 +754,8 @@ impl Server {
         for key in self.closed.drain(..) {
             let mut slot = self.conns.remove(key);
             slot.conn.release(&mut self.shared.timers);
+            let shared = &mut self.shared;
+            slot.conn.log_end(&mut shared.log, &shared.clock, shared.now);
             let reason = slot.closed.unwrap_or(Reason::Error);
             self.shared.stats.closed(reason);
             debug!("#{key} closed: {}", reason.name());
@@ -719,6 +763,7 @@ impl Server {
         self.compact_watchers();
         self.with_inputs(Inputs::check_demand);
         self.wake_inputs_watchers();
+        self.shared.log.flush(self.shared.now);
     }
 }
 
@@ -769,9 +814,9 @@ impl fmt::Display for PeerName<'_> {
     }
 }
 
-/// SIGINT and SIGTERM, as events on `poll`.
+/// SIGINT, SIGTERM and SIGHUP, as events on `poll`.
 fn watch_signals(poll: &Poll) -> io::Result<Signals> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     Ok(signals)

@@ -18,7 +18,9 @@
 //!   `max_frame` bytes; frames come out in stream order.
 //! - The output (frames and [`SplitStats`]) depends only on the bytes, not on how they are
 //!   cut into [`Splitter::push`] calls: the state machine advances byte by byte in
-//!   meaning, and the fast paths only skip bytes that cannot change the state.
+//!   meaning, and the fast paths only skip bytes that cannot change the state (to the
+//!   next `FF` by `memchr`, a vectorised search: frames of megabytes are walked on the
+//!   loop's thread).
 //! - At most `max_frame` bytes are ever buffered, in one reused buffer; a frame that grows
 //!   past it is dropped and its remaining bytes walked (not stored) to its end.
 //! - Bytes outside frames are junk: counted and dropped. A frame whose structure breaks
@@ -246,7 +248,7 @@ impl Splitter {
         match self.state {
             State::Seek { ff: false } => {
                 // Everything up to the next FF is junk.
-                let (used, ff) = match data.iter().position(|&b| b == MARK) {
+                let (used, ff) = match memchr::memchr(MARK, data) {
                     Some(i) => (i + 1, true),
                     None => (data.len(), false),
                 };
@@ -309,7 +311,7 @@ impl Splitter {
             }
             State::Scan { ff: false } => {
                 // Entropy-coded bytes up to the next FF cannot change anything.
-                let (used, ff) = match data.iter().position(|&b| b == MARK) {
+                let (used, ff) = match memchr::memchr(MARK, data) {
                     Some(i) => (i + 1, true),
                     None => (data.len(), false),
                 };

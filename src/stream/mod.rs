@@ -34,9 +34,10 @@ pub mod spec;
 pub mod testcard;
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::ops::Deref;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::clock::{Micros, ms};
 use crate::histogram::FixedBuckets;
@@ -88,12 +89,9 @@ enum Timeline {
     },
     /// `count` parts of one deterministic body, for benchmark harnesses: three
     /// encodings serve any count.
-    Synthetic {
-        more: Step,
-        last: Step,
-        count: u64,
-    },
-    Live(Live),
+    Synthetic { more: Step, last: Step, count: u64 },
+    /// Boxed: a live stream's state is a few hundred bytes, the other timelines a few words.
+    Live(Box<Live>),
 }
 
 /// A live stream's state: the newest frame, replaced as frames arrive (reached by
@@ -114,6 +112,17 @@ pub struct Live {
     stale: Cell<bool>,
     /// A `push` stream's meeting point with its publisher (see `input::push`).
     push: Option<Box<PushPort>>,
+    /// Frames replaced while connections still wrote them, oldest first: weak, so an
+    /// entry dies with the last connection holding its frame (see [`Live::evict_below`]).
+    held: RefCell<VecDeque<Held>>,
+}
+
+/// A replaced frame some connection may still hold.
+#[derive(Debug)]
+struct Held {
+    seq: u64,
+    part: Weak<Part>,
+    bytes: usize,
 }
 
 impl Live {
@@ -131,9 +140,41 @@ impl Live {
         let part = Rc::new(Part::encode(&self.boundary, "image/jpeg", body, Then::More));
         let mut current = self.current.borrow_mut();
         let seq = current.as_ref().map_or(0, |f| f.seq + 1);
-        *current = Some(Frame { part, seq, at: now });
+        let old = current.replace(Frame { part, seq, at: now });
+        // Only a frame a connection still writes stays in memory once replaced.
+        if let Some(old) = old.filter(|f| Rc::strong_count(&f.part) > 1) {
+            self.held.borrow_mut().push_back(Held {
+                seq: old.seq,
+                part: Rc::downgrade(&old.part),
+                bytes: old.part.encoded_len(),
+            });
+        }
         self.stale.set(false);
         true
+    }
+
+    /// Bytes of replaced frames still held by connections.
+    pub fn held_bytes(&self) -> usize {
+        let mut held = self.held.borrow_mut();
+        held.retain(|h| h.part.strong_count() > 0);
+        held.iter().map(|h| h.bytes).sum()
+    }
+
+    /// Past `budget` bytes of replaced frames still held: the frame number below which
+    /// the holders are to let go (closed by the loop), oldest first, until what is left
+    /// fits. `None` within the budget. Frames are pushed in publishing order, so the
+    /// list's front is the oldest.
+    pub fn evict_below(&self, budget: usize) -> Option<u64> {
+        let mut total = self.held_bytes();
+        let mut bound = None;
+        for held in self.held.borrow().iter() {
+            if total <= budget {
+                break;
+            }
+            total -= held.bytes;
+            bound = Some(held.seq + 1);
+        }
+        bound
     }
 
     /// The producer stopped on purpose (an on-demand input idle): its last frame is no
@@ -222,6 +263,11 @@ impl Cursor {
     /// rather than sending the parts it fell behind on back to back.
     pub fn client_waited(&mut self, now: Micros) {
         self.due = self.due.max(now);
+    }
+
+    /// Live: whether the last frame handed out is numbered below `bound`.
+    pub fn sent_before(&self, bound: u64) -> bool {
+        self.next <= bound
     }
 }
 
@@ -429,10 +475,11 @@ impl Stream {
             waiting: Cell::new(0),
             stale: Cell::new(false),
             push: None,
+            held: RefCell::default(),
         };
         Ok(Stream::framed(
             &boundary,
-            Timeline::Live(live),
+            Timeline::Live(Box::new(live)),
             true,
             "image/jpeg",
             extra,
@@ -782,6 +829,27 @@ impl Stream {
             }
             _ => Next::End { closing: true },
         }
+    }
+
+    /// Live: whether a frame the client at `cursor` has not had is waiting (not after
+    /// the stream's end, which goes out at once).
+    pub fn has_new_frame(&self, cursor: &Cursor) -> bool {
+        self.as_live().is_some_and(|live| {
+            !live.ended.get()
+                && live
+                    .current
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|f| f.seq >= cursor.next)
+        })
+    }
+
+    /// A live stream's newest frame and when it arrived: what closes the part left open
+    /// when the stream ends. `None` for other streams.
+    pub fn last_frame(&self) -> Option<(Rc<Part>, Micros)> {
+        let live = self.as_live()?;
+        let current = live.current.borrow();
+        current.as_ref().map(|f| (f.part.clone(), f.at))
     }
 
     /// The image a snapshot request gets: a live stream's current frame, or a scripted

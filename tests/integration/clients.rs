@@ -285,7 +285,8 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     assert_eq!(reference.len(), FRAMES);
 
     // The client joins first; then ffmpeg, in real time (-re), feeds the server's stdin.
-    let mut server = Server::start_live(&["--stream", "/cam=stdin"]);
+    // refresh=0: no heartbeat repeats between the frames compared with the source.
+    let mut server = Server::start_live(&["--stream", "/cam=stdin,refresh=0"]);
     let url = format!("http://{}/cam", server.addr());
     let mut client = Guard::spawn(&mut ffmpeg_client(&ffmpeg, &url), TOOL_LIMIT);
     let client_out = drain(client.child().stdout.take().unwrap());
@@ -311,7 +312,20 @@ fn ffmpeg_decodes_a_live_stream_that_ffmpeg_feeds() {
     let stderr = String::from_utf8_lossy(&client_err.join().unwrap()).into_owned();
     assert!(status.success(), "{stderr}");
     assert_clean_decode(&stderr, &url);
-    let got = frame_hashes(&String::from_utf8_lossy(&client_out.join().unwrap()));
+    let mut got = frame_hashes(&String::from_utf8_lossy(&client_out.join().unwrap()));
+    // The input's end closed the open part with the last frame (the picture stays): a
+    // typed, whole JPEG that ffmpeg decodes once more.
+    let closing = got.pop().expect("decoded frames");
+    assert_eq!(
+        Some(&closing),
+        got.last(),
+        "the closing part is the last frame again"
+    );
+    assert_eq!(
+        Some(&closing),
+        reference.last(),
+        "the last frame is the source's last"
+    );
     // A live client may skip a frame when it is still busy with the one before (never on
     // an idle loopback at 10 frames a second, but the machine may be loaded); whatever it
     // got is the source's frames, in order.

@@ -19,6 +19,7 @@ const PER_CURL: usize = 250;
 
 #[test]
 fn curl_gets_the_whole_stream_alone_and_1000_times_at_once() {
+    let _alone = crate::support::heavy();
     let Some(curl) = require_tool(&["curl"], "curl") else {
         return;
     };

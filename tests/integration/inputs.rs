@@ -1,5 +1,5 @@
-//! Live inputs, plural: two live streams at once (a `pipe:` that ffmpeg writes into, and
-//! `stdin`), each viewer getting its own stream's frames; a FIFO's writer leaving mid-frame
+//! Live inputs, plural: three live streams at once (a `pipe:` that ffmpeg writes into, an
+//! `exec:` ffmpeg, and `stdin`), each viewer getting its own stream's frames; a FIFO's writer leaving mid-frame
 //! and the next one coming, the viewer's connection surviving; `drop_same` and the
 //! `refresh` heartbeat, counted in `/stats` and `/metrics`; a snapshot that waits for the
 //! first frame; bad specs refused at start-up.
@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::support::ffmpeg::ffmpeg_command;
 use crate::support::http::fetch;
 use crate::support::json::{self, Value};
-use crate::support::media::{EXIF_JPEG, frame, frame_id};
+use crate::support::media::{EXIF_JPEG, frame, frame_id, jpeg_size};
 use crate::support::multipart::{Item, Part, PartReader, find, open};
 use crate::support::process::Guard;
 use crate::support::server::{Server, check_refused, run_binary};
@@ -27,12 +27,6 @@ fn next_part(reader: &mut PartReader<TcpStream>) -> Part {
 }
 
 /// A baseline JPEG's (width, height), from its SOF0 segment.
-fn jpeg_size(body: &[u8]) -> (u16, u16) {
-    let at = find(body, b"\xff\xc0").expect("an SOF0 segment") + 5;
-    let be = |i: usize| u16::from_be_bytes([body[i], body[i + 1]]);
-    (be(at + 2), be(at))
-}
-
 /// The `/stats` entry of the input at `path`.
 fn input(server: &Server, path: &str) -> Value {
     let stats = server.get("/stats");
@@ -53,23 +47,33 @@ fn writer(fifo: &Path) -> std::fs::File {
 }
 
 #[test]
-fn two_live_streams_each_viewer_gets_its_own_streams_frames() {
+fn three_cameras_a_pipe_a_command_and_stdin_each_viewer_gets_its_own_cameras_frames() {
     let Some(ffmpeg) = require_tool(&["ffmpeg"], "ffmpeg") else {
         return;
     };
     let scratch = Scratch::new("inputs-two");
     let fifo = scratch.fifo("cam0");
+    // Camera three: a command the server runs, another size of the test pattern.
+    let command = format!(
+        "/c=exec:{} -hide_banner -loglevel error -re -f lavfi -i testsrc=size=160x120:rate=10 \
+         -t 60 -f mjpeg -q:v 5 -",
+        ffmpeg.display()
+    );
     let mut server = Server::start_live(&[
         "--stream",
         &format!("/a=pipe:{}", fifo.display()),
         "--stream",
         "/b=stdin,refresh=0",
+        "--stream",
+        &command,
     ]);
     let addr = server.addr();
     let mut a = open(addr, "/a");
     let mut b = open(addr, "/b");
+    let mut c = open(addr, "/c");
     server.wait_viewers("/a", 1);
     server.wait_viewers("/b", 1);
+    server.wait_viewers("/c", 1);
     // Camera one: ffmpeg's test pattern, 320x240, in real time, into the FIFO.
     let mut producer = ffmpeg_command(&ffmpeg);
     producer.args([
@@ -84,21 +88,25 @@ fn two_live_streams_each_viewer_gets_its_own_streams_frames() {
     producer.args(["-f", "mjpeg", "-q:v", "5", "-y"]).arg(&fifo);
     let mut producer = Guard::spawn(&mut producer, TOOL_LIMIT);
     // Camera two: numbered frames of another picture, from the test.
-    let other = jpeg_size(EXIF_JPEG);
+    let other = jpeg_size(EXIF_JPEG).expect("a baseline JPEG");
     assert_ne!(other, (320, 240));
     for id in 1..=3 {
         server.feed(&frame(id, 4000));
         let got = next_part(&mut b);
-        assert_eq!((frame_id(&got.body), jpeg_size(&got.body)), (id, other));
+        assert_eq!((frame_id(&got.body), jpeg_size(&got.body)), (id, Some(other)));
         let got = next_part(&mut a);
-        assert_eq!(jpeg_size(&got.body), (320, 240));
+        assert_eq!(jpeg_size(&got.body), Some((320, 240)));
         assert!(find(&got.body, b"mixreplace test frame").is_none());
+        let got = next_part(&mut c);
+        assert_eq!(jpeg_size(&got.body), Some((160, 120)));
     }
     let a_stats = input(&server, "/a");
     assert_eq!((a_stats.str("kind"), a_stats.str("state")), ("pipe", "running"));
     assert!(a_stats.int("published") >= 3, "{a_stats:?}");
     let b_stats = input(&server, "/b");
     assert_eq!((b_stats.str("kind"), b_stats.int("published")), ("stdin", 3));
+    let c_stats = input(&server, "/c");
+    assert_eq!((c_stats.str("kind"), c_stats.str("state")), ("exec", "running"));
     producer.signal(libc::SIGKILL);
     producer.wait_exit(IO_TIMEOUT).expect("ffmpeg killed");
 }

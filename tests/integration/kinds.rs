@@ -513,26 +513,24 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     assert_eq!(head.header("Content-Length"), Some(&*good[3].len().to_string()));
     assert!(head.body.is_empty());
 
-    // End of input: every client gets an empty final part of the stream's type (strict
-    // clients such as ffmpeg want every part typed) and the closing delimiter; with
+    // End of input: the part left open is closed with the last frame (the picture stays;
+    // strict clients such as ffmpeg get a typed part), then the closing delimiter; with
     // dual_final_frames the last frame comes once more first.
     server.end_input();
-    let typed_empty = [
-        ("Content-Type".to_owned(), "image/jpeg".to_owned()),
-        ("Content-Length".to_owned(), "0".to_owned()),
-    ];
     for client in [&mut plain, &mut alias] {
-        match client.next().unwrap() {
-            Item::Stopped(end) => assert_eq!(end.headers, typed_empty),
-            other => panic!("not the typed empty end: {other:?}"),
-        }
+        let last = next_part(client);
+        assert_eq!((frame_id(&last.body), last.last, last.frame), (4, true, None));
+        assert_bytes(&last.body, &good[3], "the last frame, closing");
+        assert!(matches!(client.next().unwrap(), Item::End));
     }
-    let again = next_part(&mut early_headers);
-    assert_eq!((frame_id(&again.body), again.last, again.stamp), (4, false, None));
-    match early_headers.next().unwrap() {
-        Item::Stopped(end) => assert_eq!(end.headers, typed_empty[..1]),
-        other => panic!("not the typed empty end: {other:?}"),
+    for closing in [false, true] {
+        let again = next_part(&mut early_headers);
+        assert_eq!(
+            (frame_id(&again.body), again.last, again.stamp),
+            (4, closing, None)
+        );
     }
+    assert!(matches!(early_headers.next().unwrap(), Item::End));
 
     // The server still serves its other streams.
     assert_eq!(read_whole(open(addr, "/still")).len(), 1);
@@ -545,7 +543,7 @@ fn live_frames_from_a_pipe_survive_junk_splits_and_oversize_frames() {
     assert_eq!(
         raw.matches(&early).count(),
         5,
-        "frames 2, 3, 4, 4 again and the empty end"
+        "frames 2, 3, 4, 4 again and 4 closing"
     );
     assert_eq!(raw.matches("Content-Length").count(), 1);
 
@@ -692,7 +690,7 @@ fn the_view_page_shows_image_streams_and_links_the_others() {
     let html = String::from_utf8(page.body).unwrap();
     assert!(html.starts_with("<!doctype html>"), "{html}");
     for path in ["/cam", "/dir", "/a&amp;b", "/pics"] {
-        let img = format!("<img src=\"{path}?advance_headers=1&amp;dual_final_frames=1\"");
+        let img = format!("<img src=\"{path}\"");
         assert_eq!(html.matches(&img).count(), 1, "{path} in\n{html}");
     }
     assert_eq!(html.matches("<img ").count(), 4, "{html}");

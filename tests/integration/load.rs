@@ -663,7 +663,7 @@ fn against_the_real_server_dropped_frames_are_the_frames_the_server_skipped() {
         (r.int("clients_with_drops"), r.int("out_of_order_frames")),
         (1, 0)
     );
-    // Every frame part, and the empty final part of the input's end.
+    // Every frame part, and the last frame again (no X-Frame) closing at the input's end.
     assert_eq!(r.int("parts"), r.int("numbered_parts") + 1);
 }
 

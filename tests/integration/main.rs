@@ -8,6 +8,10 @@ mod support;
 
 // Everything but a stream: HEAD, 404, 405, 400, 431, 408, a body nobody asked for, /stats.
 mod answers;
+// Live frames of 2–8 MiB beside a testcard: the testcard's parts stay on time.
+mod big_frames;
+// Chromium shows each live frame in a plain <img> as it arrives, not one frame late.
+mod browser_live;
 // 200 clients leaving at random leave nothing behind; clients that stop reading are let go.
 mod churn;
 // The command line: bad flags, a taken address, help and version, IPv6.
@@ -26,6 +30,8 @@ mod exec;
 mod fault_clients;
 // Faults on purpose, byte for byte: framing, chunked, resets, truncations, stalls, drips.
 mod faults;
+// Stalled live viewers joining one per frame: memory within the held-frames budget.
+mod held_frames;
 // Hostile and careless clients beside an on-time demo client.
 mod hostile;
 // Behind nginx and HAProxy with TLS (contrib/), and HAProxy over two servers at 4,000 viewers.
@@ -38,6 +44,9 @@ mod inputs;
 mod kinds;
 // mixreplace-load against test servers and against the real server.
 mod load;
+// Behind a proxy: the access log, SIGHUP, PROXY v1/v2 and X-Forwarded-For from trusted
+// peers only, HAProxy with send-proxy-v2 in front.
+mod proxied;
 // Seeded random inputs for the request parser, scripts and the JPEG splitter (library only).
 mod randomized;
 // The test readers themselves: what they accept and what they refuse.
@@ -51,6 +60,8 @@ mod rfc;
 // Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,
 // SO_REUSEPORT, the library's listeners, the units in contrib/.
 mod service;
+// A live viewer behind a 5 Mbit/s link (a namespace, veth and tbf) gets fresh frames.
+mod slow_link;
 // A live viewer that stops reading holds no backlog and stalls nobody.
 mod slow_reader;
 // What start-up refuses before it listens, skips unopened, and holds once (issue 12).

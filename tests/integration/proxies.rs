@@ -3,11 +3,16 @@
 //! stream, byte for byte and decoded; a part comes through while the next one is still
 //! held back (nothing buffers it); a snapshot comes through; a graceful stop of the server
 //! ends every stream with its closing delimiter, which the client sees through the proxy;
-//! and HAProxy in front of two servers carries 4,000 viewers, and moves new viewers to the
-//! other server with no failed request when one is stopped.
+//! and the scale-out topology, an origin's live stream relayed by two edges behind
+//! HAProxy, carries 4,000 viewers the origin's very frames, and moves new viewers to the
+//! other edge with no failed request when one is stopped.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -15,7 +20,8 @@ use crate::support::ffmpeg::{
     assert_clean_chunked_decode, assert_clean_decode, ffmpeg_command, frame_hashes, run_ffmpeg,
 };
 use crate::support::json;
-use crate::support::multipart::{Item, PartReader, Parts, parse_written};
+use crate::support::media::{frame, frame_id};
+use crate::support::multipart::{Item, PartReader, Parts, open, parse_written};
 use crate::support::process::{Guard, Output, drain, run};
 use crate::support::proxy::{Cert, Kind, Proxy, curl_https};
 use crate::support::server::Server;
@@ -313,33 +319,40 @@ fn part_before_the_next(kind: Kind) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Scale-out: HAProxy in front of two servers.
+// Scale-out: an origin, two edges relaying it, HAProxy in front of the edges.
 
 /// Viewers through HAProxy at once, and new ones that come while an edge stops.
 const VIEWERS: u64 = 4000;
 const LATECOMERS: u64 = 1000;
-/// Each edge's stream: 20 parts a second apart, 20 s; a part a second keeps the load
-/// (4,000 viewers through HAProxy and two servers) light for the tests running beside.
-const EDGE_STREAM: &str = "/s=synthetic:parts=20,size=2000,interval=1000";
+/// The origin's live frames: small and two a second, which keeps the load (4,000
+/// viewers through HAProxy and two edges) light for the tests running beside.
+const LIVE_FRAME_BYTES: usize = 2000;
+const LIVE_FRAME_EVERY: Duration = Duration::from_millis(500);
+/// A bound on the frames fed (5 minutes' worth), whatever happens to the test.
+const LIVE_FRAMES_MAX: u32 = 600;
+/// Viewers through HAProxy whose frames are compared with the origin's, and parts each.
+const SAMPLED: usize = 3;
+const SAMPLED_PARTS: usize = 3;
 
-// The edges serve a scripted stream. RELAY: once the `relay:` kind lands (branch
-// wt-relay), the topology of the README's "At scale" is an origin whose live stream each
-// edge relays (`--stream /s=relay:http://ORIGIN/s`): start the origin first, point both
-// edges at it, and check the same here (every viewer gets frames; X-Frame numbers are the
-// origin's).
 #[test]
-fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_request() {
+fn an_origin_relayed_by_two_edges_behind_haproxy_reaches_4000_viewers_and_a_stopped_edge_fails_no_request() {
+    let _alone = crate::support::heavy();
     let Some(cert) = Cert::new() else { return };
-    let mut edge1 = Server::start(&["--stream", EDGE_STREAM]);
-    let edge2 = Server::start(&["--stream", EDGE_STREAM]);
+    // origin (fed live frames on stdin) -> edge1, edge2 (each relays it over one
+    // connection) -> HAProxy -> viewers.
+    let mut origin = Server::start_live(&["--stream", "/cam=stdin,refresh=0"]);
+    let feeder = Feeder::start(origin.take_stdin());
+    let relay = format!("/s=relay:http://{}/cam", origin.addr());
+    let mut edge1 = Server::start(&["--stream", &relay]);
+    let mut edge2 = Server::start(&["--stream", &relay]);
+    origin.wait_viewers("/cam", 2);
     let Some(proxy) = Proxy::start(Kind::Haproxy, &[edge1.addr(), edge2.addr()], &cert) else {
         return;
     };
     let url = format!("http://{}/s", proxy.plain_addr());
 
     let mut first = Load::start(&url, VIEWERS, 2000);
-    // Every viewer's stream started, on one edge or the other (counted as started, not
-    // as open at once: on a slow machine the first ones may have ended already).
+    // Live streams last until their edge stops: every viewer is on one edge or the other.
     let started = || (edge1.stats().get("streams"), edge2.stats().get("streams"));
     let (one, two) = wait_for("every viewer on an edge", Duration::from_secs(120), || {
         let (one, two) = started();
@@ -351,6 +364,9 @@ fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_req
     });
     println!("streams started: edge1 {one}, edge2 {two}");
     assert!(one > 0 && two > 0, "leastconn spreads viewers: {one} and {two}");
+    // One upstream connection per edge, however many watch.
+    assert_eq!(origin.stats().viewers("/cam"), 2, "the origin's viewers");
+    same_frames_as_the_origin(&origin, proxy.plain_addr(), [edge1.addr(), edge2.addr()]);
     let before = edge2.stats().get("streams");
 
     // Newcomers while edge1 stops: refused connects and requests it read but never
@@ -362,6 +378,25 @@ fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_req
         .wait_exit(Duration::from_secs(10))
         .expect("edge1 exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "{status:?}");
+    // Every newcomer either reached edge1 before it stopped (and then saw its closing
+    // delimiter) or has a stream on edge2; only then may edge2 stop too, ending the rest.
+    wait_for("every newcomer served", Duration::from_secs(120), || {
+        let on_two = edge2.stats().get("streams") - before;
+        let ended = second.completed();
+        if on_two + ended >= LATECOMERS {
+            Ok(())
+        } else {
+            Err(format!("{on_two} on edge2, {ended} ended on edge1"))
+        }
+    });
+    let took = edge2.stats().get("streams") - before;
+    edge2.signal(libc::SIGTERM);
+    let status = edge2
+        .wait_exit(Duration::from_secs(30))
+        .expect("edge2 exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let fed = feeder.stop();
+    println!("the origin was fed {fed} frames");
 
     for (load, clients) in [(&mut first, VIEWERS), (&mut second, LATECOMERS)] {
         let (text, report) = load.finish();
@@ -370,7 +405,6 @@ fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_req
         assert_eq!(report.int("completed"), clients, "{text}");
         assert!(report.int("parts") > 0, "{text}");
     }
-    let took = edge2.stats().get("streams") - before;
     println!("edge2 took {took} of the {LATECOMERS} latecomers");
     assert!(took > 0, "no latecomer reached edge2");
     assert!(
@@ -383,17 +417,114 @@ fn haproxy_over_two_servers_carries_4000_viewers_and_a_stopped_edge_fails_no_req
     );
 }
 
-/// `mixreplace-load --json -q` running in the background.
+/// Viewers through HAProxy (`proxy`), and one straight at each edge, get the frames the
+/// origin was fed, byte for byte: the same bytes as a viewer of the origin itself gets
+/// for each frame.
+fn same_frames_as_the_origin(origin: &Server, proxy: SocketAddr, edges: [SocketAddr; 2]) {
+    let mut direct = open(origin.addr(), "/cam");
+    let mut viewers: Vec<(String, PartReader<TcpStream>)> = (0..SAMPLED)
+        .map(|i| (format!("HAProxy viewer {i}"), open(proxy, "/s")))
+        .collect();
+    for (i, edge) in edges.into_iter().enumerate() {
+        viewers.push((format!("edge{} viewer", i + 1), open(edge, "/s")));
+    }
+    let mut seen: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for (what, viewer) in &mut viewers {
+        for _ in 0..SAMPLED_PARTS {
+            let body = next_live_part(viewer, what);
+            let id = frame_id(&body);
+            assert!(
+                body == frame(id, LIVE_FRAME_BYTES),
+                "{what}: frame {id} is not the origin's"
+            );
+            seen.push((what.clone(), id, body));
+        }
+    }
+    drop(viewers);
+    // The origin's own viewer, up to the last frame sampled.
+    let last = seen.iter().map(|(_, id, _)| *id).max().expect("frames sampled");
+    let mut at_origin = std::collections::HashMap::new();
+    while !at_origin.contains_key(&last) {
+        let body = next_live_part(&mut direct, "the origin's viewer");
+        at_origin.insert(frame_id(&body), body);
+    }
+    let mut compared = 0;
+    for (what, id, body) in &seen {
+        if let Some(original) = at_origin.get(id) {
+            assert!(body == original, "{what}: frame {id} differs from the origin's");
+            compared += 1;
+        }
+    }
+    println!(
+        "{} frames sampled through HAProxy and at each edge, {compared} compared with the origin's viewer's",
+        seen.len()
+    );
+    // The first part a viewer gets may be older than the origin viewer's first; the next
+    // ones are fresh and the origin's viewer saw them too.
+    assert!(
+        compared >= seen.len() / 2,
+        "{compared} of {} compared",
+        seen.len()
+    );
+}
+
+fn next_live_part(viewer: &mut PartReader<TcpStream>, what: &str) -> Vec<u8> {
+    match viewer.next() {
+        Ok(Item::Part(part)) => part.body,
+        other => panic!("{what}: {other:?} instead of a part"),
+    }
+}
+
+/// Feeds a live server's standard input numbered frames ([`frame`]) at
+/// [`LIVE_FRAME_EVERY`], from a thread, until stopped (or the server goes, or
+/// [`LIVE_FRAMES_MAX`]).
+struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u32>,
+}
+
+impl Feeder {
+    fn start(mut stdin: ChildStdin) -> Feeder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut id = 1;
+            while id <= LIVE_FRAMES_MAX && !stopping.load(Ordering::Relaxed) {
+                if stdin.write_all(&frame(id, LIVE_FRAME_BYTES)).is_err() {
+                    break;
+                }
+                id += 1;
+                thread::sleep(LIVE_FRAME_EVERY);
+            }
+            id - 1
+        });
+        Feeder { stop, thread }
+    }
+
+    /// Stops feeding; how many frames were fed.
+    fn stop(self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the feeding thread")
+    }
+}
+
+/// `mixreplace-load --json` running in the background, its progress followed.
 struct Load {
     process: Guard,
     stdout: Option<JoinHandle<Vec<u8>>>,
+    /// `completed` in its latest progress line (one a second, on stderr).
+    completed: Arc<AtomicU64>,
 }
+
+/// A run's longest life: its `--timeout-s`, and a margin for its report.
+const LOAD_TIMEOUT_S: u64 = 180;
+const LOAD_LIMIT: Duration = Duration::from_secs(LOAD_TIMEOUT_S + 30);
 
 impl Load {
     fn start(url: &str, clients: u64, ramp_ms: u64) -> Load {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mixreplace-load"));
         command
-            .args(["--json", "-q", "--timeout-s", "120", "--url", url])
+            .args(["--json", "--url", url, "--timeout-s", &LOAD_TIMEOUT_S.to_string()])
             .args([
                 "--clients",
                 &clients.to_string(),
@@ -402,19 +533,37 @@ impl Load {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut process = Guard::spawn(&mut command, Duration::from_secs(150));
+            .stderr(Stdio::piped());
+        let mut process = Guard::spawn(&mut command, LOAD_LIMIT);
         let stdout = drain(process.child().stdout.take().expect("piped stdout"));
+        let stderr = process.child().stderr.take().expect("piped stderr");
+        let completed = Arc::new(AtomicU64::new(0));
+        let progress = Arc::clone(&completed);
+        // Ends when mixreplace-load does (killed with its guard at the latest).
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = progress_count(&line, "completed") {
+                    progress.store(n, Ordering::Relaxed);
+                }
+            }
+        });
         Load {
             process,
             stdout: Some(stdout),
+            completed,
         }
+    }
+
+    /// Clients that saw their closing delimiter, as of the latest progress line.
+    fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     /// Its JSON report, as text and read, once it has exited.
     fn finish(&mut self) -> (String, json::Value) {
         self.process
-            .wait_exit(Duration::from_secs(150))
+            .wait_exit(LOAD_LIMIT)
             .expect("mixreplace-load ends at its --timeout-s");
         let out = self
             .stdout
@@ -426,4 +575,12 @@ impl Load {
         let report = json::parse(&text);
         (text, report)
     }
+}
+
+/// The number after `name` in a progress line (`  3.0s  connected 10  open 4  completed
+/// 6  failed 0 …`), or `None` for another line (a log line).
+fn progress_count(line: &str, name: &str) -> Option<u64> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == name)?;
+    words.next()?.parse().ok()
 }

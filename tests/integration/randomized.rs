@@ -1,4 +1,4 @@
-//! Seeded randomized tests of the three parsers: thousands of generated inputs each, with
+//! Seeded randomized tests of the three parsers and the PROXY header: thousands of generated inputs each, with
 //! the invariants the fuzz targets in `fuzz/` check, plus model checks where a simple
 //! model exists. Fixed seeds: a failure reproduces, and its seed and case number say
 //! which input.
@@ -452,4 +452,68 @@ fn random_broken_streams_split_the_same_whatever_the_chunking() {
         assert_eq!(once, whole, "case {case}");
         assert_eq!(split_random(&mut rng, max, &data), whole, "case {case}");
     }
+}
+
+// ---- PROXY protocol headers ----
+
+#[test]
+fn random_proxy_headers_answer_the_same_whatever_the_cut() {
+    use mixreplace::proxy_protocol::{MAX_LEN, parse};
+    const PIECES: &[&[u8]] = &[
+        b"PROXY ",
+        b"TCP4 ",
+        b"TCP6 ",
+        b"UNKNOWN",
+        b"192.0.2.7 ",
+        b"2001:db8::1 ",
+        b"4711 ",
+        b"80",
+        b"\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n",
+        b"\x21\x11\x00\x0c",
+        b"\x20\x00\x00\x00",
+        b"\x21\x21\x00\x24",
+        b"\x21\x11\x01\xff",
+    ];
+    let mut rng = Rng::new(0x5EED_0005);
+    let mut headers = 0;
+    for case in 0..20_000 {
+        let mut buf = Vec::new();
+        // Mostly a signature first, so the parser gets past it.
+        if rng.chance(70) {
+            let signatures: [&[u8]; 2] = [b"PROXY ", b"\r\n\r\n\0\r\nQUIT\n"];
+            let signature = *rng.pick(&signatures);
+            buf.extend_from_slice(signature);
+        }
+        for _ in 0..1 + rng.below(8) {
+            match rng.chance(85) {
+                true => {
+                    let piece = *rng.pick(PIECES);
+                    buf.extend_from_slice(piece)
+                }
+                false => buf.extend(rng.noise(40)),
+            }
+        }
+        match parse(&buf) {
+            Ok(Some(header)) => {
+                headers += 1;
+                assert!(header.len <= buf.len() && header.len <= MAX_LEN, "case {case}");
+                for cut in 0..header.len {
+                    assert_eq!(parse(&buf[..cut]), Ok(None), "case {case}, cut {cut}");
+                }
+            }
+            Ok(None) => assert!(buf.len() < MAX_LEN, "case {case}"),
+            Err(_) => {
+                for cut in 0..buf.len() {
+                    assert!(
+                        !matches!(parse(&buf[..cut]), Ok(Some(_))),
+                        "case {case}, cut {cut}"
+                    );
+                }
+            }
+        }
+    }
+    // The pieces make whole headers often enough for the checks to mean something.
+    assert!(headers > 400, "{headers} headers");
+    println!("{headers} of 20000 inputs were whole headers");
 }

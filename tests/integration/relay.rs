@@ -194,6 +194,7 @@ fn read_until(viewer: &mut PartReader<TcpStream>, id: u32) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_relay_chain_gives_500_viewers_the_origins_frames_and_survives_an_origin_restart() {
+    let _alone = crate::support::heavy();
     const VIEWERS: usize = 500;
     let port = free_port();
     let mut origin = start_origin(port);

@@ -54,14 +54,15 @@ fn a_reader_that_stops_reading_holds_no_backlog_and_stalls_nobody() {
     server.wait_viewers("/cam", 2);
     let (tx, rx) = mpsc::channel();
     let reader = thread::spawn(move || {
-        // Bounded: the frames, then the typed empty end of the input.
-        for _ in 0..=FRAMES {
+        // Bounded: the frames, then the end of the input: the last frame again, closing.
+        for _ in 0..=FRAMES + 1 {
             match normal.next().expect("a clean stream") {
+                Item::Part(part) if part.last => assert_eq!(frame_id(&part.body), FRAMES),
                 Item::Part(part) => {
                     let _ = tx.send((frame_id(&part.body), sum(&part.body)));
                 }
-                Item::Stopped(_) => return,
-                Item::End => panic!("a live stream ended with a part"),
+                Item::End => return,
+                Item::Stopped(_) => panic!("a live stream with frames ended with an empty part"),
             }
         }
         panic!("more parts than frames fed");
@@ -115,7 +116,11 @@ fn a_reader_that_stops_reading_holds_no_backlog_and_stalls_nobody() {
     want.push(FRAMES);
     assert_eq!(ids, want, "the stalled client's frames");
     server.end_input();
-    assert!(matches!(stalled.next().unwrap(), Item::Stopped(_)));
+    match stalled.next().unwrap() {
+        Item::Part(part) => assert_eq!((frame_id(&part.body), part.last), (FRAMES, true)),
+        other => panic!("not the last frame, closing: {other:?}"),
+    }
+    assert!(matches!(stalled.next().unwrap(), Item::End));
     reader
         .join()
         .expect("the normal client read a clean stream to its end");

@@ -153,6 +153,7 @@ pub fn check_arrivals(got: &Fetched) -> Vec<u128> {
 /// Watches the demo once, from the request to the close, and checks every byte and
 /// every arrival; `extra_headers`: header lines (each ending in CRLF) for the request.
 pub fn watch_demo(addr: SocketAddr, extra_headers: &str) {
+    let _calm = super::on_schedule();
     let request = format!("GET / HTTP/1.1\r\nHost: test\r\n{extra_headers}\r\n");
     let got = fetch_stream(addr, request.as_bytes());
     check_demo(&got.parts);

@@ -1,5 +1,5 @@
 //! Test media: real JPEGs from ffmpeg, numbered JPEG frames of any size, solid-colour
-//! PNGs, PNGs read back as RGB, and byte comparisons that do not print megabytes.
+//! PNGs and JPEGs, PNGs read back as RGB, and byte comparisons that do not print megabytes.
 
 use super::multipart::find;
 
@@ -55,6 +55,22 @@ pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
         .collect();
     writer.write_image_data(&pixels).expect("PNG pixels");
     writer.finish().expect("a whole PNG");
+    out
+}
+
+/// A `width`×`height` JPEG of one colour (quality 90: the colour comes back within a
+/// few levels).
+pub fn solid_jpeg(width: u16, height: u16, rgb: [u8; 3]) -> Vec<u8> {
+    let pixels: Vec<u8> = rgb
+        .iter()
+        .copied()
+        .cycle()
+        .take(usize::from(width) * usize::from(height) * 3)
+        .collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+        .expect("a JPEG");
     out
 }
 

@@ -31,12 +31,31 @@ pub mod tools;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest one socket operation may block: long enough for a loaded machine (the
 /// demo's longest pause is 1 s), short enough that a stuck test fails instead of hanging.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tests that load the machine (thousands of viewers, a shaped link, many megabytes a
+/// second) take it in turns, alone, and tests that check arrivals against a schedule
+/// (the demo's parts, due within +300 ms) never run beside one: on a 2-core machine the
+/// harness's other test would otherwise make them fail for the load, not for the server.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// Held by a test that loads the machine, for its whole run: no other such test, and no
+/// schedule check ([`on_schedule`]), runs meanwhile.
+pub fn heavy() -> RwLockWriteGuard<'static, ()> {
+    // A test that panicked while holding it leaves it poisoned; the next one still runs.
+    MACHINE.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Held while a test checks arrivals against a schedule: no [`heavy`] test runs meanwhile.
+pub fn on_schedule() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Polls `probe` every 20 ms until it returns `Ok`, or panics after `timeout` naming
 /// `what` and the last state `probe` reported.
@@ -72,6 +91,13 @@ pub fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970");
     u64::try_from(since.as_micros()).expect("microseconds fit in u64")
+}
+
+/// The `q` quantile (0 to 1; 1 is the largest) of `sorted`, an ascending list of
+/// measures; NaN for an empty one.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(f64::NAN)
 }
 
 /// A temporary folder, removed with everything in it when dropped.
