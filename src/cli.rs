@@ -72,6 +72,15 @@ Options:
                                                1 s doubling to 30 s; on_demand: connect at
                                                the first viewer, close idle (10) s after
                                                the last; timeout (10): a stall
+                           push[,token=SECRET][,LIVE…]
+                                               frames a client PUTs or POSTs to PATH: a
+                                               multipart body (ffmpeg -f mpjpeg -method
+                                               PUT) or one JPEG a request (curl -T), 204
+                                               after it; one publisher at a time (409);
+                                               it gives --auth credentials, or the token
+                                               (Authorization: Bearer SECRET or
+                                               ?token=SECRET) when set; silent for the
+                                               send timeout: let go
                            synthetic:parts=N,size=BYTES,interval=MS
                                                N parts of BYTES deterministic bytes, MS
                                                apart (0: as fast as the client reads)
@@ -108,6 +117,7 @@ Limits:
   --send-timeout SECS    Close a connection whose writes make no progress this long
                          [default: 30]. A connection holds at most one part in flight
                          (shared, not copied): a slow reader makes its own timeline wait.
+                         A push publisher that sends nothing this long is let go too.
   --live-unsent BYTES    Live viewers' unsent data at most [default: 8192]
                          (TCP_NOTSENT_LOWAT): a viewer on a slow link gets the newest
                          frame once its last one is on the wire, not seconds-old frames
@@ -155,8 +165,9 @@ Logging and proxies:
   -h, --help             Print this help.
   -V, --version          Print the version.
 
-Routes: each stream's PATH (GET, HEAD), GET /stats (JSON counters), GET /metrics
-(Prometheus), GET /quit (with --allow-quit); with one stream, /stream and /snapshot too.
+Routes: each stream's PATH (GET, HEAD; PUT, POST too for a push stream), GET /stats
+(JSON counters), GET /metrics (Prometheus), GET /quit (with --allow-quit); with one
+stream, /stream and /snapshot too.
 Logs go to stderr; set RUST_LOG (default: info).
 Under systemd: sockets passed by socket activation are served; with NOTIFY_SOCKET set the
 server sends READY=1, STATUS= (clients, viewers), WATCHDOG=1 (at half of WATCHDOG_USEC,

@@ -63,6 +63,9 @@ pub enum Method {
     Head,
     /// A CORS preflight asks with it, and so does `OPTIONS *`.
     Options,
+    /// `PUT` and `POST` publish to a `push` stream, and nowhere else.
+    Put,
+    Post,
     Other,
 }
 
@@ -92,6 +95,23 @@ pub struct Request<'a> {
     /// The client lets the connection stay open after the answer: HTTP/1.1 without
     /// `Connection: close`, HTTP/1.0 with `Connection: keep-alive`, and no body announced.
     pub persistent: bool,
+    /// The message body's framing and type, raw, when one is announced (a publisher's):
+    /// `Content-Length`, `Transfer-Encoding`, `Content-Type`.
+    pub body: Option<BodyHeaders<'a>>,
+}
+
+/// A request body's headers, as sent (the demuxer reads them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyHeaders<'a> {
+    pub content_length: Option<&'a [u8]>,
+    pub transfer_encoding: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
+    /// The connection may persist once the body is read (as [`Request::persistent`]
+    /// would say without the body).
+    pub persistent: bool,
+    /// `Expect: 100-continue` (curl sends it with a body over 1 MiB, then waits a
+    /// second for the interim answer before sending anyway).
+    pub expect_continue: bool,
 }
 
 impl Request<'_> {
@@ -116,6 +136,8 @@ pub enum Status {
     NotFound = 404,
     MethodNotAllowed = 405,
     RequestTimeout = 408,
+    /// A `push` stream has its publisher already.
+    Conflict = 409,
     TargetTooLong = 414,
     HeadTooLarge = 431,
     ServiceUnavailable = 503,
@@ -124,7 +146,7 @@ pub enum Status {
 
 impl Status {
     /// Every status, in order of code (the order `/stats` lists them in).
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::Ok,
         Status::Accepted,
         Status::NoContent,
@@ -133,6 +155,7 @@ impl Status {
         Status::NotFound,
         Status::MethodNotAllowed,
         Status::RequestTimeout,
+        Status::Conflict,
         Status::TargetTooLong,
         Status::HeadTooLarge,
         Status::ServiceUnavailable,
@@ -153,6 +176,7 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::Conflict => "Conflict",
             Status::TargetTooLong => "URI Too Long",
             Status::HeadTooLarge => "Request Header Fields Too Large",
             Status::ServiceUnavailable => "Service Unavailable",
@@ -176,6 +200,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "OPTIONS" => Method::Options,
+        "PUT" => Method::Put,
+        "POST" => Method::Post,
         _ => Method::Other,
     };
     let (path, query) = split_target(head.target, method)?;
@@ -200,6 +226,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
             .map(|h| h.value)
             .collect()
     };
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let body = has_body.then(|| BodyHeaders {
+        content_length: header("content-length"),
+        transfer_encoding: header("transfer-encoding"),
+        content_type: header("content-type"),
+        persistent: wants_persistence(headers, head.version),
+        expect_continue: head.version == Version::Http11
+            && header("expect").is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"100-continue")),
+    });
     Ok(Some(Request {
         method,
         path,
@@ -211,6 +251,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, Status> {
         params,
         len: head.len,
         persistent,
+        body,
     }))
 }
 
@@ -343,7 +384,12 @@ fn over_the_cap(buf: &[u8]) -> Status {
 
 /// The path and the query of a target (RFC 9112 §3.2), before decoding.
 fn split_target(target: &str, method: Method) -> Result<(&str, Option<&str>), Status> {
-    if target == "*" && matches!(method, Method::Options | Method::Other) {
+    if target == "*"
+        && matches!(
+            method,
+            Method::Options | Method::Put | Method::Post | Method::Other
+        )
+    {
         return Ok(("*", None));
     }
     let (before, query) = match target.split_once('?') {

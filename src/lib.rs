@@ -172,6 +172,22 @@
 //! 5. The loop's end, whatever the way: `Inputs::shutdown` → `child::stop_all`, which
 //!    waits what is left of the kill timeout (at most 1 s) and `SIGKILL`s and reaps.
 //!
+//! # A pushed frame, from a publisher's `PUT` to the viewers
+//!
+//! 1. `Conn::serve_buffered` → `respond`, which answers a `PUT` or `POST` of a `push`
+//!    stream by the stream's rule (`Access::allows_publisher`) with `Reply::Publish`;
+//!    the head's body headers make a `BodySpec` (a `Demux` bounded by `max_frame`).
+//! 2. `Conn::start_publishing` claims the stream's `PushPort` (`409` if taken) and
+//!    enters `State::Publishing`; `Conn::read_body` reads a few reads a turn, never past
+//!    a `Content-Length`, into `Publishing::take` → `Demux::push`, whose whole frames go
+//!    to `PushPort::put`.
+//! 3. After the turn's events `Inputs::take_pushed` finds the port's news →
+//!    `PushInput::on_ready` → `PushPort::drain` → `Feed::offer` for each frame; the
+//!    stream's wake list is woken as for any input (step 2 of a live frame).
+//! 4. The body's end → `204` (kept alive after a `Content-Length` body); the publisher
+//!    gone, refused or silent for the send timeout → `Publishing` dropped, which
+//!    releases the port; the input goes back to `waiting`, the last frame stays.
+//!
 //! # A stop from another thread
 //!
 //! 1. `Builder::spawn` moves the builder to a new thread, where `Builder::bind` builds

@@ -1,13 +1,13 @@
 //! One connection driven in memory by a script the fuzzer writes: the client's bytes in
 //! arbitrary chunks (canned requests, valid and not, cut anywhere, or raw bytes), its
 //! FIN or reset, readable and writable events, a send buffer that fills and drains,
-//! time passing and timers, a stop, live frames, extra turns; with an access log always
-//! (to `/dev/null`), and for half the setups behind a trusted proxy that must send a
-//! PROXY header first (canned v1 and v2 headers among the requests). Checks: nothing panics
-//! (the connection's own `debug_assert!`s included, and the in-memory socket panics on a
-//! write after the server shut its side down), what is written is an HTTP response, and
-//! once the client has sent its FIN and reads everything, the connection always ends
-//! closed or still streaming.
+//! time passing and timers, a stop, live frames, extra turns, publishers' bodies
+//! (`/push`); with an access log always (to `/dev/null`), and for half the setups behind
+//! a trusted proxy that must send a PROXY header first (canned v1 and v2 headers among
+//! the requests). Checks: nothing panics (the connection's own `debug_assert!`s
+//! included, and the in-memory socket panics on a write after the server shut its side
+//! down), what is written is an HTTP response, and once the client has sent its FIN and
+//! reads everything, the connection always ends closed or still streaming.
 #![no_main]
 
 use std::io;
@@ -21,10 +21,11 @@ use mixreplace::server::access_log::AccessLog;
 use mixreplace::server::conn::{Conn, Input, Limits, Outcome};
 use mixreplace::server::memory::{Harness, MemorySocket, PeerEnd};
 use mixreplace::stream::fault::Faults;
+use mixreplace::stream::input::push::PushSpec;
 use mixreplace::stream::{PartSpec, Stream};
 
 /// Requests worth cutting up; the fuzzer's raw bytes reach the rest.
-const REQUESTS: [&[u8]; 16] = [
+const REQUESTS: [&[u8]; 19] = [
     b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /live?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /?advance_headers=1&dual_final_frames=1 HTTP/1.0\r\n\r\n",
@@ -39,6 +40,9 @@ const REQUESTS: [&[u8]; 16] = [
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     b"GET /faulty HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /faulty?advance_headers=1&dual_final_frames=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"PUT /push HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n\xff\xd8ab\xff\xd9",
+    b"POST /push HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n15\r\n--b\r\n\r\n\xff\xd8xyz\xff\xd9\r\n--b\r\n\r\n0\r\n\r\n",
+    b"PUT /push?token=t HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Type: multipart/mixed; boundary=b\r\nContent-Length: 30\r\n\r\n",
     b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
     b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x07\x7f\x00\x00\x01\x12\x67\x00\x50GET /live HTTP/1.1\r\nX-Forwarded-For: 192.0.2.8\r\n\r\n",
 ];
@@ -79,6 +83,8 @@ fn routes() -> Routes {
     routes.add("/faulty", Route::Stream(Rc::new(faulty)));
     routes.add("/stats", Route::Stats);
     routes.add("/quit", Route::Quit);
+    let pushed = Stream::pushed("", &PushSpec::default(), 4096).expect("boundary");
+    routes.add("/push", Route::Stream(Rc::new(pushed)));
     routes
 }
 

@@ -70,6 +70,15 @@ impl Access {
         }
     }
 
+    /// The methods a `push` stream allows, for `Allow` headers.
+    pub fn allowed_methods_with_publish(&self) -> &'static str {
+        if self.cors_enabled() {
+            "GET, HEAD, OPTIONS, PUT, POST"
+        } else {
+            "GET, HEAD, PUT, POST"
+        }
+    }
+
     /// Header lines of a `204` answer to a CORS preflight.
     pub fn preflight_headers(&self) -> String {
         format!(
@@ -100,6 +109,33 @@ impl Access {
             .iter()
             .fold(false, |matched, expected| matched | same_bytes(token, expected));
         scheme.eq_ignore_ascii_case(b"basic") && matched
+    }
+}
+
+impl Access {
+    /// Whether a publisher to a `push` stream with `token` (its `token=`, if any) may
+    /// publish, given its `Authorization` value and its `?token=`: the stream's token
+    /// (`Bearer TOKEN` or the query), or the server's credentials when it has some. With
+    /// neither a token nor credentials configured, anyone may.
+    pub fn allows_publisher(
+        &self,
+        token: Option<&str>,
+        authorization: Option<&[u8]>,
+        query: Option<&str>,
+    ) -> bool {
+        let basic = !self.tokens.is_empty() && self.allows(authorization);
+        let Some(token) = token else {
+            return basic || self.tokens.is_empty();
+        };
+        let bearer = authorization
+            .map(<[u8]>::trim_ascii)
+            .and_then(|value| value.split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, given)| given.trim_ascii());
+        let given = bearer.or(query.map(str::as_bytes));
+        // Compared whatever came, so that timing tells nothing either way.
+        let token_ok = same_bytes(given.unwrap_or(b""), token.as_bytes()) && given.is_some();
+        token_ok || basic
     }
 }
 

@@ -25,6 +25,12 @@
 //!    harmless. A stream with the `busy_page` fault answers its stream requests with a
 //!    busy page.
 //!
+//! A `PUT` or `POST` to a `push` stream is decided before step 3, by the stream's own
+//! rule ([`Access::allows_publisher`]: its `token=`, or the server's credentials): a
+//! publisher is [`Reply::Publish`], else `401`. Anywhere else those methods go through
+//! the steps above like any other (`401`, `404`, `405`; a push stream's `Allow` names
+//! `PUT, POST` too).
+//!
 //! Every answer carries the access settings' header lines (CORS), as every response does.
 
 use std::rc::Rc;
@@ -34,8 +40,8 @@ use crate::http::{Method, Request, Status};
 use crate::routes::access::{self, Access};
 use crate::routes::stats::Counters;
 use crate::routes::{Route, Routes, view};
-use crate::stream::Stream;
 use crate::stream::multipart::Part;
+use crate::stream::{Live, Stream};
 
 /// What a request gets.
 #[derive(Debug)]
@@ -60,6 +66,10 @@ pub enum Reply {
     AwaitFrame(Rc<Stream>),
     /// `GET /quit`: a `202`, and the server stops gracefully.
     Quit,
+    /// A `PUT` or `POST` to a `push` stream by an allowed publisher: the connection
+    /// reads the body into the stream (`409` if another publisher is at it), then
+    /// answers `204`.
+    Publish(Rc<Stream>),
 }
 
 impl Reply {
@@ -155,6 +165,11 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
             extra: access.preflight_headers(),
         };
     }
+    if matches!(request.method, Method::Put | Method::Post) {
+        if let Some(reply) = publish(request, routes, access) {
+            return reply;
+        }
+    }
     if !access.allows(request.authorization) {
         return Reply::Answer {
             status: Status::Unauthorized,
@@ -170,6 +185,11 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
     };
     let (allowed, method_ok) = match route {
         Route::Quit => ("GET", request.method == Method::Get),
+        // A push stream's other methods (a publisher's went to `publish`).
+        Route::Stream(stream) if stream.as_live().and_then(Live::push_port).is_some() => (
+            access.allowed_methods_with_publish(),
+            matches!(request.method, Method::Get | Method::Head),
+        ),
         _ => (
             access.allowed_methods(),
             matches!(request.method, Method::Get | Method::Head),
@@ -196,6 +216,24 @@ pub fn respond(request: &Request<'_>, routes: &Routes, access: &Access) -> Reply
             Some(_) => Reply::answer(Status::BadRequest, access),
         },
     }
+}
+
+/// A `PUT` or `POST`: to a `push` stream, published (or `401` for a publisher without
+/// the credentials or the stream's token); `None` elsewhere (the other checks answer it:
+/// `401`, `404`, `405`).
+fn publish(request: &Request<'_>, routes: &Routes, access: &Access) -> Option<Reply> {
+    let Some(Route::Stream(stream)) = routes.get(&request.path) else {
+        return None;
+    };
+    let port = stream.as_live()?.push_port()?;
+    let query = request.query_param("token");
+    if !access.allows_publisher(port.token(), request.authorization, query) {
+        return Some(Reply::Answer {
+            status: Status::Unauthorized,
+            extra: format!("{}{}", access::CHALLENGE, access.headers()),
+        });
+    }
+    Some(Reply::Publish(stream.clone()))
 }
 
 /// µStreamer's `/stream` and `/snapshot`, for the one stream of a server that has one:
@@ -225,6 +263,7 @@ mod tests {
     use crate::http;
     use crate::stream::PartSpec;
     use crate::stream::fault::Faults;
+    use crate::stream::input::push::PushSpec;
 
     /// The server's configurations the table runs under.
     #[derive(Clone, Copy, Debug)]
@@ -258,6 +297,10 @@ mod tests {
             Route::Stream(Rc::new(Stream::scripted(text.to_vec(), 0, None, "").unwrap())),
         );
         routes.add("/live", Route::Stream(Rc::new(Stream::live("").unwrap())));
+        for (path, token) in [("/push", None), ("/tok", Some("s3".to_owned()))] {
+            let pushed = Stream::pushed("", &PushSpec { token }, 1 << 20).unwrap();
+            routes.add(path, Route::Stream(Rc::new(pushed)));
+        }
         let busy = Stream::scripted(image.to_vec(), 0, None, "").unwrap();
         let busy = busy
             .with_faults(Faults::parse(["busy_page"]).unwrap(), "")
@@ -303,6 +346,7 @@ mod tests {
             Reply::AwaitFrame(_) => "await frame".to_owned(),
             Reply::Quit => "quit".to_owned(),
             Reply::Busy => "busy".to_owned(),
+            Reply::Publish(_) => "publish".to_owned(),
         }
     }
 
@@ -392,6 +436,41 @@ mod tests {
             (AuthCors, "GET /", None, CHALLENGE),
             (AuthCors, "GET /", Some(GOOD), "stream"),
             (AuthCors, "OPTIONS *", None, "204 Allow: GET, HEAD, OPTIONS"),
+            // push streams: PUT and POST publish, by the stream's own rule; GET watches.
+            (Open, "PUT /push", None, "publish"),
+            (Open, "POST /push?x=1", None, "publish"),
+            (Open, "GET /push", None, "stream"),
+            (Open, "GET /push?action=snapshot", None, "await frame"),
+            (Open, "DELETE /push", None, "405 Allow: GET, HEAD, PUT, POST"),
+            (
+                Cors,
+                "DELETE /push",
+                None,
+                "405 Allow: GET, HEAD, OPTIONS, PUT, POST",
+            ),
+            (Open, "PUT /live", None, "405 Allow: GET, HEAD"),
+            (Open, "POST /stats", None, "405 Allow: GET, HEAD"),
+            (Open, "PUT /nowhere", None, "404"),
+            (Open, "PUT /tok", None, CHALLENGE),
+            (Open, "PUT /tok?token=s3", None, "publish"),
+            (Open, "PUT /tok?token=s", None, CHALLENGE),
+            (Open, "PUT /tok?token=", None, CHALLENGE),
+            (Open, "PUT /tok", Some("Bearer s3"), "publish"),
+            (Open, "POST /tok", Some("bearer  s3 "), "publish"),
+            (Open, "PUT /tok", Some("Bearer s33"), CHALLENGE),
+            (Open, "PUT /tok", Some(GOOD), CHALLENGE),
+            (Open, "GET /tok", None, "stream"),
+            (Auth, "PUT /push", None, CHALLENGE),
+            (Auth, "PUT /push", Some(BAD), CHALLENGE),
+            (Auth, "PUT /push", Some(GOOD), "publish"),
+            (Auth, "PUT /push?token=s3", None, CHALLENGE),
+            (Auth, "PUT /tok", Some(GOOD), "publish"),
+            (Auth, "PUT /tok?token=s3", None, "publish"),
+            (Auth, "POST /tok", Some("Bearer s3"), "publish"),
+            (Auth, "PUT /tok", Some(BAD), CHALLENGE),
+            (Auth, "GET /tok?token=s3", None, CHALLENGE),
+            (Auth, "PUT /nowhere", None, CHALLENGE),
+            (Cors, "PUT /push", None, "publish"),
         ];
         let open_routes = routes(true);
         let no_quit_routes = routes(false);

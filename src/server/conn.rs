@@ -24,7 +24,13 @@
 //!   a stream (and the `HEAD` of one, whose head says `Connection: close` as its `GET`'s
 //!   does, RFC 9110 §9.3.2), an error (a head that does not parse leaves the rest of the
 //!   input unframed; a client refused a route or credentials is let go), `/quit`, a
-//!   request with a body (never read, so never taken for the next request).
+//!   request with a body (never read, so never taken for the next request), except a
+//!   `push` publisher's: its body is read into its stream, then answered `204`, kept
+//!   alive after a `Content-Length` body (reads stop at its last byte, so the next
+//!   request stays in the socket), closed after a chunked one.
+//! - A publisher (`Publishing`) holds the stream's port from its claim to the drop of
+//!   its state, whatever way it ends; its one timer is the stall deadline (the send
+//!   timeout since the last body byte, re-armed only when it fires).
 //! - Pipelining: what the client sent past a request's head stays in the connection's
 //!   input buffer, at most [`MAX_HEAD`] + 1 bytes, and is the next request once the
 //!   answer is out; requests are answered one at a time, in order. While an answer goes
@@ -74,7 +80,7 @@ use mio::net::TcpStream;
 
 use crate::clock::{Clock, Micros, ms, tick_of_deadline};
 use crate::date::DateLine;
-use crate::http::{self, MAX_HEAD, Method, Status, Version};
+use crate::http::{self, BodyHeaders, MAX_HEAD, Method, Status, Version};
 use crate::proxy_protocol;
 use crate::routes::Routes;
 use crate::routes::access::Access;
@@ -87,8 +93,10 @@ use crate::server::inputs::WakeLists;
 use crate::server::outbox::{Chunk, Flush, Outbox};
 use crate::server::sabotage::{Act, Sabotage};
 use crate::stream::fault::BUSY_PAGE;
+use crate::stream::input::demux::{Demux, Flow, Transfer};
+use crate::stream::input::push::PushPort;
 use crate::stream::multipart::{Part, Stamp};
-use crate::stream::{Cursor, FrameWaiter, Next, Stream, Viewer};
+use crate::stream::{Cursor, FrameWaiter, Live, Next, Stream, Viewer};
 use crate::wheel::{TimerId, Wheel};
 
 /// Reads per turn before a connection yields to the others. Readiness is edge-triggered:
@@ -306,6 +314,59 @@ enum State {
     Finishing,
     /// Our side is shut; discarding input until the client closes or time runs out.
     Lingering,
+    /// Reading a publisher's body into its `push` stream; then `204`.
+    Publishing(Box<Publishing>),
+}
+
+/// A publisher's body on its way into a `push` stream (see `stream::input::push`): the
+/// demuxer holds at most one frame (`max_frame`), and complete frames go to the stream's
+/// port at once. Dropping it, whatever way the connection ends, frees the port.
+#[derive(Debug)]
+struct Publishing {
+    stream: Rc<Stream>,
+    demux: Demux,
+    /// The connection that claimed the port.
+    claim: (usize, u32),
+    version: Version,
+    /// Body bytes still to come, with a `Content-Length`: reads stop there, so the next
+    /// request stays in the socket and the connection may persist. `None`: chunked or
+    /// delimited by the close, read to its end (and the connection closes after).
+    remaining: Option<u64>,
+    /// The client may keep the connection after the body.
+    persistent: bool,
+    /// When a body byte last came: a publisher silent for the send timeout is let go.
+    last_read: Micros,
+    /// Oversize parts of the demuxer already counted at the port.
+    oversize: u64,
+}
+
+impl Publishing {
+    fn port(&self) -> Option<&PushPort> {
+        self.stream.as_live()?.push_port()
+    }
+
+    /// Body bytes in: frames to the port. `Ended`: the body is over.
+    fn take(&mut self, bytes: &[u8], now: Micros) -> Result<Flow, &'static str> {
+        self.last_read = now;
+        if let Some(remaining) = &mut self.remaining {
+            *remaining -= bytes.len() as u64;
+        }
+        let Some(port) = self.stream.as_live().and_then(Live::push_port) else {
+            return Err("not a push stream");
+        };
+        let flow = self.demux.push(bytes, |frame| port.put(frame))?;
+        let oversize = self.demux.stats().oversize;
+        port.count_oversize(oversize - std::mem::replace(&mut self.oversize, oversize));
+        Ok(flow)
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        if let Some(port) = self.port() {
+            port.release(self.claim.0, self.claim.1);
+        }
+    }
 }
 
 /// What [`Conn::queue_next`] left in the outbox.
@@ -503,6 +564,7 @@ impl<S: Socket> Conn<S> {
     fn on_readable(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
         match self.state {
             State::Head => self.read_head(read_closed, cx),
+            State::Publishing(_) => self.read_body(read_closed, cx),
             // The next request waits in the socket until the answer is out.
             State::Answering => {
                 self.unread = Some(read_closed || self.unread.unwrap_or(false));
@@ -528,6 +590,15 @@ impl<S: Socket> Conn<S> {
             }
             State::Head => self.answer_late_head(cx),
             State::Lingering => Outcome::Close(Reason::Finished),
+            State::Publishing(ref publishing) => {
+                let due = publishing.last_read + cx.limits.send_timeout;
+                if cx.now >= due {
+                    debug!("#{} publisher silent for the send timeout", cx.key);
+                    return Outcome::Close(Reason::SendTimeout);
+                }
+                self.arm(cx, due);
+                Outcome::Continue
+            }
             State::AwaitFrame {
                 version, head_only, ..
             } => {
@@ -569,7 +640,7 @@ impl<S: Socket> Conn<S> {
 
     fn on_stop(&mut self, cx: &mut Cx<'_>) -> Outcome {
         match &self.state {
-            State::Head => Outcome::Close(Reason::Stopped),
+            State::Head | State::Publishing(_) => Outcome::Close(Reason::Stopped),
             // The answer goes out whole, then the connection closes (its head may have
             // said keep-alive: a server may close after any answer).
             State::Answering => {
@@ -709,19 +780,28 @@ impl<S: Socket> Conn<S> {
                     let client = self.peer_ip().map(|peer| cx.proxies.client(peer, &request));
                     self.open_entry(&input[..request.len], client, cx);
                 }
+                // A publisher's body is read by its head's headers: taken now, while
+                // the head is at hand.
+                let body = match &reply {
+                    Reply::Publish(stream) => Some(BodySpec::of(request.body, stream)),
+                    _ => None,
+                };
                 self.served += 1;
                 self.keep_alive =
                     request.persistent && self.served < cx.limits.keepalive_requests && !*cx.stop_requested;
                 let head_only = request.method == Method::Head;
-                Some(Ok((reply, request.version, head_only, request.len)))
+                Some(Ok((reply, request.version, head_only, request.len, body)))
             }
             Err(status) => Some(Err(status)),
         };
         self.input = input;
         let outcome = match parsed? {
-            Ok((reply, version, head_only, len)) => {
+            Ok((reply, version, head_only, len, body)) => {
                 self.input.drain(..len);
-                self.reply(reply, version, head_only, cx)
+                match (reply, body) {
+                    (Reply::Publish(stream), Some(body)) => self.start_publishing(stream, body, version, cx),
+                    (reply, _) => self.reply(reply, version, head_only, cx),
+                }
             }
             Err(status) => {
                 self.keep_alive = false;
@@ -771,6 +851,12 @@ impl<S: Socket> Conn<S> {
             }
             Reply::Snapshot(part) => self.snapshot(part, version, head_only, cx),
             Reply::AwaitFrame(stream) => self.await_frame(stream, version, head_only, cx),
+            // Only `serve_buffered`, which has the head's body headers, starts a
+            // publisher: without them there is no body to read.
+            Reply::Publish(_) => {
+                self.keep_alive = false;
+                self.answer(Status::BadRequest, version, head_only, cx.access.headers(), cx)
+            }
             Reply::Quit => {
                 *cx.stop_requested = true;
                 self.keep_alive = false;
@@ -1036,7 +1122,9 @@ impl<S: Socket> Conn<S> {
                     self.log_end(cx.log, cx.clock, cx.now);
                     return self.await_next_request(cx);
                 }
-                State::Head | State::AwaitFrame { .. } | State::Lingering => return Outcome::Continue,
+                State::Head | State::AwaitFrame { .. } | State::Lingering | State::Publishing(_) => {
+                    return Outcome::Continue;
+                }
             }
         }
     }
@@ -1160,6 +1248,162 @@ impl<S: Socket> Conn<S> {
     }
 
     /// Everything is sent: shut our side and read until the client closes.
+    /// A publisher's request, allowed: claims the stream's port (`409` if another
+    /// publisher has it), then reads the body.
+    fn start_publishing(
+        &mut self,
+        stream: Rc<Stream>,
+        body: Result<BodySpec, &'static str>,
+        version: Version,
+        cx: &mut Cx<'_>,
+    ) -> Outcome {
+        let claimed = stream
+            .as_live()
+            .and_then(Live::push_port)
+            .is_some_and(|port| port.claim(cx.key, self.serial));
+        let body = match body {
+            _ if !claimed => Err(Status::Conflict),
+            Ok(body) => Ok(body),
+            Err(why) => {
+                debug!("#{} publisher's body unreadable: {why}", cx.key);
+                Err(Status::BadRequest)
+            }
+        };
+        let publishing = match body {
+            Ok(body) => {
+                if body.expect_continue {
+                    // The client waits for it before it sends the body.
+                    self.out.push(Chunk::Static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                }
+                Publishing {
+                    stream,
+                    demux: body.demux,
+                    claim: (cx.key, self.serial),
+                    version,
+                    remaining: body.remaining,
+                    persistent: body.persistent,
+                    last_read: cx.now,
+                    oversize: 0,
+                }
+            }
+            Err(status) => {
+                // Its port stays as it was (a refused body is never read).
+                if claimed {
+                    if let Some(port) = stream.as_live().and_then(Live::push_port) {
+                        port.release(cx.key, self.serial);
+                    }
+                }
+                self.keep_alive = false;
+                return self.answer(status, version, false, cx.access.headers(), cx);
+            }
+        };
+        debug!("#{} publishes", cx.key);
+        self.state = State::Publishing(Box::new(publishing));
+        self.arm(cx, cx.now + cx.limits.send_timeout);
+        // The body's first bytes may have come with the head.
+        let input = std::mem::take(&mut self.input);
+        let State::Publishing(publishing) = &mut self.state else {
+            return Outcome::Continue;
+        };
+        let take = publishing
+            .remaining
+            .map_or(input.len(), |r| r.min(input.len() as u64) as usize);
+        let flow = publishing.take(&input[..take], cx.now);
+        self.input = input;
+        self.input.drain(..take);
+        match flow {
+            Ok(Flow::More) => {
+                if let Outcome::Close(reason) = self.pump(cx) {
+                    return Outcome::Close(reason);
+                }
+                let read_closed = self.unread.take().unwrap_or(false);
+                self.read_body(read_closed, cx)
+            }
+            Ok(Flow::Ended) => self.end_publishing(cx),
+            Err(why) => self.refuse_body(why, cx),
+        }
+    }
+
+    /// Reads a publisher's body, at most [`READS_PER_WAKE`] reads a turn and never past
+    /// its `Content-Length`.
+    fn read_body(&mut self, read_closed: bool, cx: &mut Cx<'_>) -> Outcome {
+        for _ in 0..READS_PER_WAKE {
+            let State::Publishing(publishing) = &mut self.state else {
+                return Outcome::Continue;
+            };
+            let room = publishing
+                .remaining
+                .map_or(cx.scratch.len(), |r| r.min(cx.scratch.len() as u64) as usize);
+            let n = match self.socket.read(&mut cx.scratch[..room]) {
+                Ok(0) => return self.on_eof_in_body(cx),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Outcome::Close(classify(&e)),
+            };
+            match publishing.take(&cx.scratch[..n], cx.now) {
+                Ok(Flow::More) => {}
+                Ok(Flow::Ended) => {
+                    // The next request may be in the socket already: no edge comes
+                    // for it, so it is read without one.
+                    self.unread = Some(read_closed);
+                    return self.end_publishing(cx);
+                }
+                Err(why) => return self.refuse_body(why, cx),
+            }
+            if n < room && !read_closed {
+                return Outcome::Continue;
+            }
+        }
+        cx.again
+            .push((cx.key, self.serial, Input::Readable { read_closed }));
+        Outcome::Continue
+    }
+
+    /// The publisher's EOF: the end of a body delimited by the close (answered, though
+    /// the client may be gone), else a body cut short.
+    fn on_eof_in_body(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        self.client_eof = true;
+        let State::Publishing(publishing) = &mut self.state else {
+            return Outcome::Continue;
+        };
+        let Publishing { stream, demux, .. } = &mut **publishing;
+        if let Some(port) = stream.as_live().and_then(Live::push_port) {
+            demux.finish(|frame| port.put(frame));
+        }
+        match demux.stats().cut {
+            0 => self.end_publishing(cx),
+            _ => Outcome::Close(Reason::ClientGone),
+        }
+    }
+
+    /// The body is in: the port is freed and the publisher gets `204` (and may send
+    /// its next request, after a `Content-Length` body).
+    fn end_publishing(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        let State::Publishing(publishing) = std::mem::replace(&mut self.state, State::Head) else {
+            return Outcome::Continue;
+        };
+        self.keep_alive = publishing.persistent
+            && publishing.remaining.is_some()
+            && self.served < cx.limits.keepalive_requests
+            && !*cx.stop_requested
+            && !self.client_eof;
+        let version = publishing.version;
+        drop(publishing);
+        self.answer(Status::NoContent, version, false, cx.access.headers(), cx)
+    }
+
+    /// A body the demuxer cannot read (a broken chunked coding, no boundary): `400`.
+    fn refuse_body(&mut self, why: &str, cx: &mut Cx<'_>) -> Outcome {
+        debug!("#{} publisher's body refused: {why}", cx.key);
+        let version = match std::mem::replace(&mut self.state, State::Head) {
+            State::Publishing(publishing) => publishing.version,
+            _ => Version::Http11,
+        };
+        self.keep_alive = false;
+        self.answer(Status::BadRequest, version, false, cx.access.headers(), cx)
+    }
+
     fn linger(&mut self, cx: &mut Cx<'_>) -> Outcome {
         // A chunked body's last chunk goes out first.
         if let Some(sabotage) = self.sabotage.as_deref_mut() {
@@ -1216,6 +1460,8 @@ impl<S: Socket> Conn<S> {
             // only half-closed still reads it.
             State::Finishing | State::Answering | State::AwaitFrame { .. } => Outcome::Continue,
             State::Lingering => Outcome::Close(Reason::Finished),
+            // `read_body` sees its own EOF.
+            State::Publishing(_) => Outcome::Close(Reason::ClientGone),
             // Served on (see the module header). While a part goes out the send timeout
             // runs already; while the stream waits, its timer is set again to bound the
             // wait.
@@ -1246,6 +1492,37 @@ impl<S: Socket> Conn<S> {
         if let Some((id, _)) = self.timer.take() {
             cx.timers.cancel(id);
         }
+    }
+}
+
+/// How a publisher's body is read, from its head.
+#[derive(Debug)]
+struct BodySpec {
+    demux: Demux,
+    /// Its `Content-Length`, if it has one.
+    remaining: Option<u64>,
+    persistent: bool,
+    expect_continue: bool,
+}
+
+impl BodySpec {
+    fn of(headers: Option<BodyHeaders<'_>>, stream: &Stream) -> Result<BodySpec, &'static str> {
+        let headers = headers.ok_or("no body")?;
+        let max_frame = stream
+            .as_live()
+            .and_then(Live::push_port)
+            .map_or(0, PushPort::max_frame);
+        let transfer = Transfer::of(headers.content_length, headers.transfer_encoding)?;
+        let demux = Demux::new(headers.content_type, transfer, max_frame)?;
+        Ok(BodySpec {
+            demux,
+            remaining: match transfer {
+                Transfer::Length(length) => Some(length),
+                _ => None,
+            },
+            persistent: headers.persistent,
+            expect_continue: headers.expect_continue,
+        })
     }
 }
 
@@ -1338,6 +1615,7 @@ mod tests {
     use crate::server::SCRATCH;
     use crate::server::memory::{Harness, MemorySocket, PeerEnd};
     use crate::stream::PartSpec;
+    use crate::stream::input::push::{PortNews, PushSpec};
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     const SECOND: Micros = 1_000_000;
@@ -1360,6 +1638,8 @@ mod tests {
         routes.add("/huge", Route::Stream(Rc::new(huge)));
         routes.add("/quit", Route::Quit);
         routes.add("/stats", Route::Stats);
+        let pushed = Stream::pushed("", &PushSpec::default(), 4096).unwrap();
+        routes.add("/push", Route::Stream(Rc::new(pushed)));
         routes
     }
 
@@ -1383,6 +1663,7 @@ mod tests {
             State::AwaitFrame { .. } => "await frame",
             State::Finishing => "finishing",
             State::Lingering => "lingering",
+            State::Publishing(_) => "publishing",
         }
     }
 
@@ -2602,6 +2883,212 @@ mod tests {
         assert_eq!(h.input(&mut conn, Input::Writable), Outcome::Continue);
         assert_eq!(state(&conn), "lingering");
         assert_eq!(text(&conn), snap_answer("HTTP/1.1", "keep-alive"));
+    }
+
+    /// `/push`'s port.
+    fn port(h: &Harness) -> &PushPort {
+        match h.routes().get("/push") {
+            Some(Route::Stream(stream)) => stream.as_live().and_then(Live::push_port).unwrap(),
+            _ => panic!("no /push"),
+        }
+    }
+
+    /// A JPEG-looking body of `n` bytes.
+    fn jpeg(n: usize, fill: u8) -> Vec<u8> {
+        let mut body = vec![fill; n];
+        body[..2].copy_from_slice(&[0xff, 0xd8]);
+        body[n - 2..].copy_from_slice(&[0xff, 0xd9]);
+        body
+    }
+
+    #[test]
+    fn a_put_jpeg_is_one_frame_then_204_and_the_next_request_on_the_same_connection() {
+        let mut h = harness();
+        let frame = jpeg(3000, 7);
+        let head = format!(
+            "PUT /push HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            frame.len()
+        );
+        // The head with the body's first bytes; the rest, then a pipelined snapshot.
+        let mut socket = MemorySocket::default();
+        socket
+            .incoming
+            .push_back([head.as_bytes(), &frame[..100]].concat());
+        socket.incoming.push_back(frame[100..].to_vec());
+        socket.incoming.push_back(SNAP.to_vec());
+        let mut conn = h.open(socket);
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert!(port(&h).has_news());
+        let news = port(&h).drain();
+        assert_eq!(
+            (news.frames, news.publishing),
+            (vec![frame], false),
+            "released at the body's end"
+        );
+        assert!(news.changed);
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 204 No Content\r\n") && out.contains("\r\nConnection: keep-alive\r\n"),
+            "{out}"
+        );
+        // The snapshot that followed the body is the connection's next request.
+        while h.wants_again() {
+            assert_eq!(h.again(&mut conn), Outcome::Continue);
+        }
+        assert!(
+            text(&conn).ends_with(&snap_answer("HTTP/1.1", "keep-alive")),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(state(&conn), "head");
+    }
+
+    #[test]
+    fn a_chunked_multipart_body_without_content_type_publishes_each_part_as_it_comes() {
+        // As ffmpeg's `-f mpjpeg -method PUT` sends it: chunked, no Content-Type.
+        let mut h = harness();
+        let (one, two) = (jpeg(500, 1), jpeg(600, 2));
+        let part = |body: &[u8]| {
+            let mut part = format!(
+                "--ffmpeg\r\nContent-type: image/jpeg\r\nContent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            part.extend_from_slice(body);
+            part.extend_from_slice(b"\r\n");
+            part
+        };
+        let chunk = |bytes: &[u8]| [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat();
+        let head = b"PUT /push HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (mut conn, outcome) = requested(&mut h, head, MemorySocket::default());
+        assert_eq!((outcome, state(&conn)), (Outcome::Continue, "publishing"));
+        let news = port(&h).drain();
+        assert_eq!(
+            (news.frames.len(), news.publishing, news.changed),
+            (0, true, true)
+        );
+        conn.socket.incoming.push_back(chunk(&part(&one)));
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert_eq!(port(&h).drain().frames, vec![one]);
+        let rest = [
+            chunk(&part(&two)),
+            chunk(b"--ffmpeg--\r\n"),
+            b"0\r\n\r\n".to_vec(),
+        ];
+        conn.socket.incoming.push_back(rest.concat());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        let news = port(&h).drain();
+        assert_eq!((news.frames, news.publishing), (vec![two], false));
+        // No keep-alive after a chunked body: where it ended was the demuxer's to know.
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 204 No Content\r\n") && out.contains("\r\nConnection: close\r\n"),
+            "{out}"
+        );
+        assert_eq!(state(&conn), "lingering");
+    }
+
+    #[test]
+    fn a_second_publisher_gets_409_and_the_first_keeps_the_port() {
+        let mut h = harness();
+        assert!(port(&h).claim(5, 9));
+        let put = b"PUT /push HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd";
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 409 Conflict\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(state(&conn), "lingering");
+        h.close(conn);
+        let news = port(&h).drain();
+        assert_eq!((news.publishing, news.frames.len()), (true, 0));
+        // Its release, once its publisher is done, frees the port for the next.
+        port(&h).release(5, 9);
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 204 No Content\r\n"),
+            "{}",
+            text(&conn)
+        );
+    }
+
+    #[test]
+    fn a_silent_publisher_is_let_go_after_the_send_timeout_and_a_gone_one_frees_the_port() {
+        let mut h = harness();
+        let head = b"POST /push HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (mut conn, _) = requested(&mut h, head, MemorySocket::default());
+        assert_eq!(state(&conn), "publishing");
+        let timeout = Limits::default().send_timeout;
+        // Bytes halfway through keep it on; silence for the whole timeout ends it.
+        assert_eq!(h.advance(&mut conn, timeout / 2), Outcome::Continue);
+        conn.socket.incoming.push_back(b"5\r\n--b\r\n\r\n".to_vec());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        assert_eq!(h.advance(&mut conn, timeout + 1), Outcome::Continue);
+        assert_eq!(
+            h.advance(&mut conn, timeout / 2 + timeout),
+            Outcome::Close(Reason::SendTimeout)
+        );
+        assert!(port(&h).drain().publishing, "held until the connection goes");
+        h.close(conn);
+        assert_eq!(
+            port(&h).drain(),
+            PortNews {
+                changed: true,
+                ..PortNews::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_the_demuxer_cannot_read_is_400_and_frees_the_port() {
+        let mut h = harness();
+        let put = b"PUT /push HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+        let (conn, _) = requested(&mut h, put, MemorySocket::default());
+        assert!(
+            text(&conn).starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert!(!port(&h).drain().publishing);
+        // A close-delimited single image ends at the publisher's EOF: 204, one frame.
+        let frame = jpeg(2000, 3);
+        let mut socket = MemorySocket::sending(
+            &[
+                b"PUT /push HTTP/1.0\r\nTransfer-Encoding: identity\r\n\r\n" as &[u8],
+                &frame,
+            ]
+            .concat(),
+        );
+        socket.end = PeerEnd::Fin;
+        let (conn, _) = requested(&mut h, b"", socket);
+        assert!(
+            text(&conn).starts_with("HTTP/1.0 204 No Content\r\n"),
+            "{}",
+            text(&conn)
+        );
+        assert_eq!(port(&h).drain().frames, vec![frame]);
+    }
+
+    #[test]
+    fn expect_100_continue_gets_its_interim_answer_before_the_body() {
+        let mut h = harness();
+        let frame = jpeg(1500, 4);
+        let head = format!(
+            "PUT /push HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            frame.len()
+        );
+        let (mut conn, _) = requested(&mut h, head.as_bytes(), MemorySocket::default());
+        assert_eq!(text(&conn), "HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(state(&conn), "publishing");
+        conn.socket.incoming.push_back(frame.clone());
+        h.input(&mut conn, Input::Readable { read_closed: false });
+        let out = text(&conn);
+        assert!(
+            out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n"),
+            "{out}"
+        );
+        assert_eq!(port(&h).drain().frames, vec![frame]);
     }
 
     /// A harness that logs, trusting `127.0.0.1` with the PROXY protocol on.

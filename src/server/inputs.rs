@@ -14,6 +14,9 @@
 //! - Wake lists: a connection that starts streaming a live stream adds (key, serial) to
 //!   that stream's list ([`WakeLists::add`]); entries of connections that left are
 //!   dropped when the list is walked, or when they outnumber the stream's viewers.
+//! - `push` inputs have no descriptor: their publishers are client connections, which
+//!   leave frames at the stream's port; `Inputs::take_pushed` gives such an input its
+//!   turn when its port has news (see `stream::input::push`).
 //! - Demand: once a turn, after the reap, each input whose stream's viewers (or waiting
 //!   snapshots) changed gets [`Input::on_demand`].
 //! - Shutdown: `Inputs::shutdown` runs on every way out of the loop; it is also
@@ -27,8 +30,9 @@ use mio::Registry;
 use crate::clock::{Micros, tick_of_deadline};
 use crate::routes::Route;
 use crate::server::{Shared, Timer};
-use crate::stream::Stream;
+use crate::stream::input::push::PushPort;
 use crate::stream::input::{Demand, Feed, Input, InputCx, InputSpec, Requests, SUBTOKENS};
+use crate::stream::{Live, Stream};
 use crate::wheel::Wheel;
 
 /// The first input's first token.
@@ -212,6 +216,19 @@ impl Inputs {
             .is_none_or(|slot| slot.again & (1 << sub) != 0);
         if !waiting {
             self.call(index, env, |input, cx| input.on_ready(sub, cx));
+        }
+    }
+
+    /// Gives each `push` input whose port has news (frames a publishing connection left
+    /// there, a publisher come or gone) its turn: twice a turn, before the connections'
+    /// events (a publisher gone last turn is `waiting` in this turn's `/stats`) and after
+    /// them (their frames go out in the same turn).
+    pub fn take_pushed(&mut self, env: &mut Env<'_>) {
+        for index in 0..self.slots.len() {
+            let live = self.slots[index].stream.as_live();
+            if live.and_then(Live::push_port).is_some_and(PushPort::has_news) {
+                self.call(index, env, |input, cx| input.on_ready(0, cx));
+            }
         }
     }
 

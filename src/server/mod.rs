@@ -403,6 +403,7 @@ impl Server {
             self.shared.now = self.shared.clock.now();
             self.shared.turn_left = self.shared.limits.turn_budget;
             self.give_owed_turns();
+            self.with_inputs(Inputs::take_pushed);
             if self.inputs.wants_again() {
                 self.with_inputs(Inputs::give_again);
             }
@@ -437,6 +438,7 @@ impl Server {
             if !self.accept_paused {
                 self.accept();
             }
+            self.with_inputs(Inputs::take_pushed);
             self.wake_inputs_watchers();
             if self.fire_timers() {
                 info!("grace period over; closing {} connections", self.conns.len());

@@ -44,6 +44,7 @@ use crate::histogram::FixedBuckets;
 use crate::http::{self, Version};
 use crate::stream::fault::{Fault, Faults, OddPart, WirePlan};
 use crate::stream::input::InputStats;
+use crate::stream::input::push::{PushPort, PushSpec};
 use crate::stream::multipart::{Boundary, Part, Stamp, Then};
 
 /// One part of a scripted stream, before encoding.
@@ -88,12 +89,9 @@ enum Timeline {
     },
     /// `count` parts of one deterministic body, for benchmark harnesses: three
     /// encodings serve any count.
-    Synthetic {
-        more: Step,
-        last: Step,
-        count: u64,
-    },
-    Live(Live),
+    Synthetic { more: Step, last: Step, count: u64 },
+    /// Boxed: a live stream's state is a few hundred bytes, the other timelines a few words.
+    Live(Box<Live>),
 }
 
 /// A live stream's state: the newest frame, replaced as frames arrive (reached by
@@ -112,6 +110,8 @@ pub struct Live {
     /// The current frame is no longer news ([`Live::retire`]): kept for its number
     /// only, until the next frame.
     stale: Cell<bool>,
+    /// A `push` stream's meeting point with its publisher (see `input::push`).
+    push: Option<Box<PushPort>>,
     /// Frames replaced while connections still wrote them, oldest first: weak, so an
     /// entry dies with the last connection holding its frame (see [`Live::evict_below`]).
     held: RefCell<VecDeque<Held>>,
@@ -126,6 +126,11 @@ struct Held {
 }
 
 impl Live {
+    /// A `push` stream's port; `None` for the other kinds.
+    pub fn push_port(&self) -> Option<&PushPort> {
+        self.push.as_deref()
+    }
+
     /// Makes `body` the current frame. `false` (frame dropped) when the body holds the
     /// boundary, which would cut the part short for every client.
     pub fn publish(&self, body: &[u8], now: Micros) -> bool {
@@ -449,6 +454,16 @@ impl Stream {
         ))
     }
 
+    /// A live stream fed by a client's `PUT` or `POST` (`push`), through its port.
+    /// `max_frame`: the largest frame its publishers' bodies may hold.
+    pub fn pushed(extra: &str, spec: &PushSpec, max_frame: usize) -> io::Result<Self> {
+        let mut stream = Stream::live(extra)?;
+        if let Timeline::Live(live) = &mut stream.timeline {
+            live.push = Some(Box::new(PushPort::new(spec, max_frame)));
+        }
+        Ok(stream)
+    }
+
     /// A live stream of JPEG frames, fed through [`Stream::as_live`].
     pub fn live(extra: &str) -> io::Result<Self> {
         let boundary = Boundary::random()?;
@@ -459,11 +474,12 @@ impl Stream {
             input: Cell::default(),
             waiting: Cell::new(0),
             stale: Cell::new(false),
+            push: None,
             held: RefCell::default(),
         };
         Ok(Stream::framed(
             &boundary,
-            Timeline::Live(live),
+            Timeline::Live(Box::new(live)),
             true,
             "image/jpeg",
             extra,

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::clock::Micros;
 use crate::stream::fault::Faults;
 use crate::stream::input::exec_spec::EXEC_OPTIONS;
+use crate::stream::input::push::PushSpec;
 use crate::stream::input::relay::RelaySpec;
 use crate::stream::input::upstream::RelayUrl;
 use crate::stream::input::{ExecConfig, InputSpec, LiveOptions, Source};
@@ -225,7 +226,18 @@ impl StreamSpec {
                 parse_live(pieces, Source::Pipe(PathBuf::from(path)), &[])
             }
             "relay" => Err("relay: expected relay:http://[USER:PASSWORD@]HOST[:PORT]/PATH".into()),
-            // The other live kinds go here: exec (wt-exec), push (wt-relay).
+            "push" => {
+                if pieces.arg.is_some() {
+                    return Err(
+                        "push takes no argument (options: token, fps, max_frame, drop_same, refresh)".into(),
+                    );
+                }
+                let token = pieces.option("token").map(str::to_owned);
+                if token.as_deref() == Some("") {
+                    return Err("push: token= must not be empty".into());
+                }
+                parse_live(pieces, Source::Push(PushSpec { token }), &["token"])
+            }
             "testcard" => {
                 pieces.refuse_unknown(&["size", "fps", "quality", "frames"])?;
                 if pieces.arg.is_some() {
@@ -240,7 +252,7 @@ impl StreamSpec {
                 Ok(StreamSpec::Testcard(config))
             }
             kind => Err(format!(
-                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, synthetic or testcard)"
+                "unknown stream kind '{kind}' (expected demo, dir, script, stdin, pipe, exec, relay:URL, push, synthetic or testcard)"
             )),
         }
     }
@@ -268,7 +280,10 @@ impl StreamSpec {
             StreamSpec::Live(input) => {
                 let kind = input.source.kind();
                 input.source.check().map_err(|e| format!("{kind}: {e}"))?;
-                Stream::live(extra)
+                match &input.source {
+                    Source::Push(spec) => Stream::pushed(extra, spec, input.options.max_frame),
+                    _ => Stream::live(extra),
+                }
             }
             StreamSpec::Testcard(config) => {
                 let frames = testcard::encode_frames(config)?;
@@ -766,5 +781,47 @@ mod relay_tests {
             let error = StreamSpec::parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+    use crate::stream::Live;
+
+    #[test]
+    fn parses_push_with_its_token_and_the_live_options() {
+        let pushed = |text: &str| match StreamSpec::parse(text) {
+            Ok(StreamSpec::Live(input)) => Ok((input.source, input.options.max_frame, input.options.fps)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let open = Source::Push(PushSpec::default());
+        assert_eq!(pushed("push"), Ok((open, DEFAULT_MAX_FRAME as usize, None)));
+        let token = Source::Push(PushSpec {
+            token: Some("s3cr3t".into()),
+        });
+        assert_eq!(
+            pushed("push,token=s3cr3t,max_frame=2048,fps=5"),
+            Ok((token, 2048, Some(5.0)))
+        );
+        assert!(
+            pushed("push,token=")
+                .unwrap_err()
+                .contains("token= must not be empty")
+        );
+        assert!(pushed("push:x").unwrap_err().contains("push takes no argument"));
+        assert!(pushed("push,tokn=1").is_err());
+        assert!(
+            pushed("push,fault=busy_page")
+                .unwrap_err()
+                .contains("faults apply")
+        );
+        let stream = StreamSpec::parse("push,token=t").unwrap().build("").unwrap();
+        let port = stream.as_live().and_then(Live::push_port).unwrap();
+        assert_eq!(
+            (port.token(), port.max_frame()),
+            (Some("t"), DEFAULT_MAX_FRAME as usize)
+        );
     }
 }

@@ -53,6 +53,8 @@ mod randomized;
 mod readers;
 // relay: inputs: upstreams with every quirk, origin → edge → 500 viewers, an origin restart.
 mod relay;
+// push streams: ffmpeg's PUT and curl -T feed viewers; one publisher; credentials or token.
+mod push;
 // Requests by RFC 9110/9112, percent-decoded paths and queries, /view links (issue 12).
 mod rfc;
 // Listeners and systemd: unix sockets, several addresses, socket activation, sd_notify,

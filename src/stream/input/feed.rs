@@ -178,6 +178,11 @@ impl Feed {
         &self.gate.path
     }
 
+    /// Its stream.
+    pub fn stream(&self) -> &Rc<Stream> {
+        &self.gate.stream
+    }
+
     /// The options it was made with.
     pub fn options(&self) -> LiveOptions {
         self.gate.options

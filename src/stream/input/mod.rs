@@ -54,6 +54,7 @@ pub mod exec_policy;
 pub mod exec_spec;
 pub mod feed;
 pub mod pipe;
+pub mod push;
 pub mod relay;
 pub mod stderr_lines;
 pub mod stdin;
@@ -88,7 +89,8 @@ pub enum Source {
     Exec(ExecConfig),
     /// Another `multipart/x-mixed-replace` server's frames, over one upstream connection.
     Relay(Box<relay::RelaySpec>),
-    // `Push(…)`: frames PUT or POSTed by a client (wt-relay).
+    /// Frames a client `PUT`s or `POST`s to the stream's path (see [`push`]).
+    Push(push::PushSpec),
 }
 
 impl Source {
@@ -99,6 +101,7 @@ impl Source {
             Source::Pipe(_) => "pipe",
             Source::Exec(_) => "exec",
             Source::Relay(_) => "relay",
+            Source::Push(_) => "push",
         }
     }
 
@@ -112,6 +115,7 @@ impl Source {
             Source::Exec(_) => Ok(()),
             // The upstream may be down at start-up: that is retried, not refused.
             Source::Relay(_) => Ok(()),
+            Source::Push(_) => Ok(()),
         }
     }
 
@@ -122,6 +126,7 @@ impl Source {
             Source::Pipe(path) => Box::new(pipe::PipeInput::new(path.clone())),
             Source::Exec(config) => Box::new(exec::ExecInput::new(config.clone())),
             Source::Relay(spec) => Box::new(relay::RelayInput::new((**spec).clone())),
+            Source::Push(_) => Box::new(push::PushInput::default()),
         }
     }
 }
