@@ -18,7 +18,7 @@ use crate::support::http::{connect, exchange};
 use crate::support::media::{PROGRESSIVE_JPEG, RESTART_JPEG, jpeg_size};
 use crate::support::multipart::{Item, open};
 use crate::support::process::{Guard, run};
-use crate::support::server::Server;
+use crate::support::server::{Server, Stats};
 use crate::support::tools::{TOOL_LIMIT, require_tool};
 use crate::support::{IO_TIMEOUT, wait_for};
 
@@ -52,6 +52,17 @@ fn put(server: &Server, target: &str, headers: &str, body: &[u8]) -> u16 {
     exchange(server.addr(), &[head.as_bytes(), body].concat()).status
 }
 
+/// The server's stats once `/cam`'s input is `waiting` again (its publisher gone).
+fn back_to_waiting(server: &Server) -> Stats {
+    wait_for("the input back to waiting", IO_TIMEOUT, || {
+        let stats = server.stats();
+        match stats.input("/cam").str("state") {
+            "waiting" => Ok(stats),
+            other => Err(other.to_owned()),
+        }
+    })
+}
+
 #[test]
 fn ffmpeg_pushes_mpjpeg_to_a_viewer_and_a_second_publisher_gets_409() {
     let Some(ffmpeg) = require_tool(&["ffmpeg"], "ffmpeg") else {
@@ -81,13 +92,7 @@ fn ffmpeg_pushes_mpjpeg_to_a_viewer_and_a_second_publisher_gets_409() {
     assert!(status.success(), "ffmpeg: {status:?}");
     // Every frame it sent came in; the stream waits for the next publisher, its viewer
     // still there.
-    let stats = wait_for("the input back to waiting", IO_TIMEOUT, || {
-        let stats = server.stats();
-        match stats.input("/cam").str("state") {
-            "waiting" => Ok(stats),
-            other => Err(other.to_owned()),
-        }
-    });
+    let stats = back_to_waiting(&server);
     let input = stats.input("/cam");
     assert_eq!(input.int("frames_in"), 30, "{input:?}");
     assert!(input.int("published") >= 5, "{input:?}");
@@ -245,13 +250,7 @@ fn a_silent_publisher_is_let_go_and_the_stream_keeps_its_frame_and_viewers() {
     // Nothing more comes: the server hangs up on the publisher after the send timeout.
     let mut rest = Vec::new();
     let _ = publisher.read_to_end(&mut rest);
-    let stats = wait_for("the input back to waiting", IO_TIMEOUT, || {
-        let stats = server.stats();
-        match stats.input("/cam").str("state") {
-            "waiting" => Ok(stats),
-            other => Err(other.to_owned()),
-        }
-    });
+    let stats = back_to_waiting(&server);
     let input = stats.input("/cam");
     assert_eq!(
         (input.int("frames_in"), input.int("dropped_oversize")),
